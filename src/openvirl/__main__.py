@@ -1,0 +1,5 @@
+"""`python -m openvirl` is the same as the `openvirl` command."""
+
+from openvirl.cli import main
+
+main()

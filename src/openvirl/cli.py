@@ -1,0 +1,49 @@
+"""The one `openvirl` command; each topic adds its own sub-command group.
+
+Sub-command modules import their heavy dependencies inside the commands, so
+`openvirl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from openvirl import __version__
+from openvirl.demo import demo_command
+from openvirl.envs.points.cli import app as points_app
+
+app = typer.Typer(
+    name="openvirl",
+    help="Offline V-IRL on OpenStreetMap, and an SFT-versus-RL lab for language and vision agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(points_app, name="points", help="GeneralPoints: datasets, solver and terminal play.")
+app.command("demo", help="Run the main job on the embedded defaults and write a report.")(
+    demo_command
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openvirl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """openvirl: real-city agents and SFT-versus-RL post-training, offline."""
+
+
+def main() -> None:
+    """Entry point of the `openvirl` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Gymnasium environments: GeneralPoints (cards) and Navigation (real-city streets).
+
+Registration is data: ids, entry points and time limits, nothing imported until `gym.make`.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+ENV_IDS = ("openvirl/GeneralPoints-v0", "openvirl/Navigation-v0")
+
+
+def register_envs() -> None:
+    """Register every openvirl environment with gymnasium (idempotent)."""
+    registry = gym.envs.registry
+    if "openvirl/GeneralPoints-v0" not in registry:
+        # Episodes end by themselves after `max_attempts` verified answers; the limit is a guard.
+        gym.register(
+            id="openvirl/GeneralPoints-v0",
+            entry_point="openvirl.envs.points.env:GeneralPointsEnv",
+            max_episode_steps=100,
+        )

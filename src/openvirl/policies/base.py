@@ -1,0 +1,69 @@
+"""The one small protocol every policy implements: a batch of requests in, a batch of texts out.
+
+A request carries the conversation so far as chat messages (what a model sees) and the
+environment's `info` dict (what only privileged policies such as the oracle may read).
+Models never see `info`; the oracle never needs the messages.
+
+Messages follow the Hugging Face chat format, with content always a list of parts::
+
+    {"role": "user", "content": [{"type": "image", "image": <PIL.Image>},
+                                 {"type": "text", "text": "..."}]}
+    {"role": "assistant", "content": [{"type": "text", "text": "..."}]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+
+class ContentPart(TypedDict, total=False):
+    """One part of a message: `{"type": "text", "text": str}` or `{"type": "image", "image": PIL}`."""
+
+    type: str
+    text: str
+    image: Any
+
+
+class Message(TypedDict):
+    """A chat message whose content is a list of parts (images first where a turn has one)."""
+
+    role: str
+    content: list[ContentPart]
+
+
+class Request(TypedDict, total=False):
+    """What a policy is asked: the conversation so far and the env's `info` (privileged)."""
+
+    messages: list[Message]
+    info: dict[str, Any]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that answers a batch of requests with one text each, in order."""
+
+    name: str
+
+    def act(self, requests: Sequence[Request]) -> list[str]:
+        """Return one answer text per request."""
+        ...
+
+
+def text_message(role: str, text: str, image: Any | None = None) -> Message:
+    """Build a message with an optional leading image part."""
+    content: list[ContentPart] = []
+    if image is not None:
+        content.append({"type": "image", "image": image})
+    content.append({"type": "text", "text": text})
+    return {"role": role, "content": content}
+
+
+def message_text(message: Message) -> str:
+    """The concatenated text parts of a message (images dropped)."""
+    return "".join(part.get("text", "") for part in message["content"] if part.get("type") == "text")
+
+
+def message_images(message: Message) -> list[Any]:
+    """The images of a message, in order."""
+    return [part["image"] for part in message["content"] if part.get("type") == "image"]
