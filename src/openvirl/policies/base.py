@@ -14,11 +14,46 @@ Messages follow the Hugging Face chat format, with content always a list of part
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 
+class PolicyError(RuntimeError):
+    """A policy could not answer (server down after retries, stdin closed, ...).
+
+    Raised instead of returning made-up answers, so an evaluation can stop cleanly and keep the
+    episodes it has already finished. The message names what failed and what was tried.
+    """
+
+
+@dataclass
+class Usage:
+    """Token counts of model calls, for compute accounting (spec §5.7).
+
+    Model-backed policies keep two: `last_usage` (the latest `act` call) and `total_usage`
+    (cumulative since construction). Policies without a model (oracle, random, human) have none.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        """Accumulate `other` into this counter in place."""
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.requests += other.requests
+        self.calls += other.calls
+
+
 class ContentPart(TypedDict, total=False):
-    """One part of a message: `{"type": "text", "text": str}` or `{"type": "image", "image": PIL}`."""
+    """One message part: `{"type": "text", "text": str}` or `{"type": "image", "image": PIL}`."""
 
     type: str
     text: str
@@ -61,7 +96,8 @@ def text_message(role: str, text: str, image: Any | None = None) -> Message:
 
 def message_text(message: Message) -> str:
     """The concatenated text parts of a message (images dropped)."""
-    return "".join(part.get("text", "") for part in message["content"] if part.get("type") == "text")
+    parts = message["content"]
+    return "".join(part.get("text", "") for part in parts if part.get("type") == "text")
 
 
 def message_images(message: Message) -> list[Any]:
