@@ -52,21 +52,24 @@ _SUPERSAMPLE = 3
 # corner-index strips; rows follow the standard layout (7 and 8 add centre pips between rows, 9 and
 # 10 use four rows). Pips below the middle row are drawn upside down, as on a printed deck.
 _L, _C, _R = 0.36, 0.5, 0.64
-_TOP, _BOT = 0.2, 0.8
-_R4 = (0.2, 0.4, 0.6, 0.8)
+# The top row sits a little below the corner's suit symbol so the two never line up as a row.
+_TOP, _BOT = 0.23, 0.77
+_R4 = (_TOP, _TOP + (_BOT - _TOP) / 3, _BOT - (_BOT - _TOP) / 3, _BOT)
+_R7 = (_TOP + 0.5) / 2  # the extra centre pip of 7 and 8
+_R10 = ((_R4[0] + _R4[1]) / 2, (_R4[2] + _R4[3]) / 2)  # the two centre pips of 10
 _PIP_LAYOUT: dict[int, tuple[tuple[float, float], ...]] = {
     2: ((_C, _TOP), (_C, _BOT)),
     3: ((_C, _TOP), (_C, 0.5), (_C, _BOT)),
     4: ((_L, _TOP), (_R, _TOP), (_L, _BOT), (_R, _BOT)),
     5: ((_L, _TOP), (_R, _TOP), (_C, 0.5), (_L, _BOT), (_R, _BOT)),
     6: ((_L, _TOP), (_R, _TOP), (_L, 0.5), (_R, 0.5), (_L, _BOT), (_R, _BOT)),
-    7: ((_L, _TOP), (_R, _TOP), (_C, 0.35), (_L, 0.5), (_R, 0.5), (_L, _BOT), (_R, _BOT)),
+    7: ((_L, _TOP), (_R, _TOP), (_C, _R7), (_L, 0.5), (_R, 0.5), (_L, _BOT), (_R, _BOT)),
     8: (
-        (_L, _TOP), (_R, _TOP), (_C, 0.35), (_L, 0.5), (_R, 0.5),
-        (_C, 0.65), (_L, _BOT), (_R, _BOT),
+        (_L, _TOP), (_R, _TOP), (_C, _R7), (_L, 0.5), (_R, 0.5),
+        (_C, 1 - _R7), (_L, _BOT), (_R, _BOT),
     ),
     9: (*((x, y) for y in _R4 for x in (_L, _R)), (_C, 0.5)),
-    10: (*((x, y) for y in _R4 for x in (_L, _R)), (_C, 0.3), (_C, 0.7)),
+    10: (*((x, y) for y in _R4 for x in (_L, _R)), (_C, _R10[0]), (_C, _R10[1])),
 }  # fmt: skip
 
 
@@ -151,7 +154,7 @@ def _index_tile(rank: int, suit: str, w: int) -> Image.Image:
     rank_tile = _fit(_glyph_tile(_RANK_LABELS[rank - 1], round(0.225 * w), colour), strip)
     # Smaller than a pip, so the index never reads as one more pip to count.
     suit_tile = _glyph_tile(_SUIT_GLYPHS[suit], round(0.15 * w), colour)
-    gap = round(0.035 * w)
+    gap = round(0.02 * w)
     width = max(rank_tile.width, suit_tile.width, strip)
     tile = Image.new("RGBA", (width, rank_tile.height + gap + suit_tile.height), (*colour, 0))
     tile.alpha_composite(rank_tile, ((width - rank_tile.width) // 2, 0))
