@@ -125,9 +125,12 @@ def test_card_objects_and_pairs_render_the_same():
     assert render_hand([Card(*pair) for pair in HAND]).tobytes() == expected
     assert render_hand([Plain(*pair) for pair in HAND]).tobytes() == expected
     assert render_hand([(rank, suit.lower()) for rank, suit in HAND]).tobytes() == expected
+    assert render_hand([(np.int64(rank), suit) for rank, suit in HAND]).tobytes() == expected
 
 
-@pytest.mark.parametrize("bad", [(0, "S"), (14, "H"), (True, "H"), (5, "X"), (5, None), ("5", "S")])
+@pytest.mark.parametrize(
+    "bad", [(0, "S"), (14, "H"), (True, "H"), (5.0, "H"), (5, "X"), (5, None), ("5", "S")]
+)
 def test_invalid_cards_raise(bad):
     with pytest.raises(ValueError):
         render_hand([bad])

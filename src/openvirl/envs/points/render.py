@@ -2,18 +2,26 @@
 
 The reference pastes four card PNGs onto a casino-green canvas (spec §2.4). We do not ship those
 PNGs; every card is drawn here with PIL from the DejaVu fonts that matplotlib (a core dependency)
-carries, so the images are the same on every machine and need no system fonts. The art favours
+carries, so no system font is needed and a given Pillow + matplotlib install always produces the
+same pixels (a different FreeType build may shift antialiasing slightly). The art favours
 legibility over ornament: a vision-language model sees the hand downsized to about 560 px, so the
 corner indices are large and bold, red suits are plainly red, and each face has its own colour.
 
 Rendering is deterministic (no randomness anywhere) and cheap: each of the 52 cards is drawn once
 per width and cached, the green canvas is cached per size, and a hand is a copy plus a few pastes.
+
+    >>> from openvirl.envs.points.render import render_hand
+    >>> render_hand([(1, "S"), (10, "H"), (12, "C"), (7, "D")]).size
+    (1200, 1200)
+
+`python -m openvirl.envs.points.render docs/gallery` rewrites the documentation images.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,13 +106,19 @@ def _font(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
 
 def _check_card(rank: Any, suit: Any) -> tuple[int, str]:
     """Validate one card and return it as `(rank, suit)` with an upper-case suit letter."""
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 13:
-        msg = f"`rank` must be an int in 1..13 (1 = ace, 11..13 = J, Q, K), got {rank!r}."
+    msg = f"`rank` must be an int in 1..13 (1 = ace, 11..13 = J, Q, K), got {rank!r}."
+    if isinstance(rank, bool):
+        raise ValueError(msg)
+    try:
+        rank = operator.index(rank)  # numpy integers are fine; floats and strings are not
+    except TypeError:
+        raise ValueError(msg) from None
+    if not 1 <= rank <= 13:
         raise ValueError(msg)
     if not isinstance(suit, str) or suit.upper() not in _SUIT_GLYPHS:
         msg = f"`suit` must be one of 'S', 'H', 'D', 'C', got {suit!r}."
         raise ValueError(msg)
-    return int(rank), suit.upper()
+    return rank, suit.upper()
 
 
 def _ink(suit: str) -> tuple[int, int, int]:
