@@ -1,0 +1,64 @@
+"""The random baseline: a uniformly random well-formed answer for the task at hand.
+
+For GeneralPoints it writes the true cards and a random expression tree over their
+numbers (random order, operators and bracketing), so its success rate is the chance of
+hitting the target by luck (about 0.7% on 24-point hands). For other tasks it picks a
+uniformly random action from ``info["valid_actions"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from openvirl.policies.base import Request
+
+_OPS = ("+", "-", "*", "/")
+
+
+class RandomPolicy:
+    """Random well-formed answers, reproducible from `seed`."""
+
+    name = "random"
+
+    def __init__(self, *, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, requests: Sequence[Request]) -> list[str]:
+        return [self._answer(request.get("info") or {}) for request in requests]
+
+    def _answer(self, info: dict[str, Any]) -> str:
+        if info.get("task") == "points":
+            numbers = list(info["numbers"])
+            formula = random_expression(numbers, self.rng)
+            payload = {"cards": info["cards"], "number": numbers, "formula": formula}
+            return json.dumps(payload)
+        actions = info.get("valid_actions")
+        if actions:
+            return str(actions[int(self.rng.integers(len(actions)))])
+        raise ValueError(f"the random policy does not know task {info.get('task')!r}")
+
+
+def random_expression(numbers: list[int], rng: np.random.Generator) -> str:
+    """A random full binary expression tree over `numbers` (each used once), as a string."""
+    terms = [str(n) for n in rng.permutation(numbers)]
+    while len(terms) > 1:
+        i = int(rng.integers(len(terms) - 1))
+        op = _OPS[int(rng.integers(len(_OPS)))]
+        left, right = terms[i], terms[i + 1]
+        terms[i : i + 2] = [f"({left}{op}{right})"]
+    expr = terms[0]
+    return expr[1:-1] if expr.startswith("(") and _outer_parens_match(expr) else expr
+
+
+def _outer_parens_match(expr: str) -> bool:
+    depth = 0
+    for i, ch in enumerate(expr):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(expr) - 1:
+            return False
+    return True
