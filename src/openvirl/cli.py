@@ -11,6 +11,8 @@ import typer
 from openvirl import __version__
 from openvirl.demo import demo_command
 from openvirl.envs.points.cli import app as points_app
+from openvirl.policies.cli import app as model_app
+from openvirl.policies.cli import serve_model_command
 
 app = typer.Typer(
     name="openvirl",
@@ -20,6 +22,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(points_app, name="points", help="GeneralPoints: datasets, solver and terminal play.")
+app.add_typer(model_app, name="model", help="Models: prepare the embedded Gemma-3-270M, inspect.")
+app.command("serve-model", help="Serve a policy as an OpenAI-compatible chat API.")(
+    serve_model_command
+)
 app.command("demo", help="Run the main job on the embedded defaults and write a report.")(
     demo_command
 )

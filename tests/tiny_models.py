@@ -1,0 +1,217 @@
+"""Tiny random models built offline, for tests that need a real transformers model.
+
+Every builder writes a complete checkpoint (weights, config, tokenizer or processor) into a
+folder and returns its path, so a test loads it with the same `from_pretrained` calls a user's
+checkpoint goes through. Nothing is downloaded: the tokenizer is a byte-level BPE trained on a
+few sentences in memory, and the models are drawn from their configs with a fixed seed.
+
+Use them from any test (training tests included)::
+
+    from tiny_models import tiny_causal_lm, tiny_llava
+
+    path = tiny_causal_lm(tmp_path)                 # AutoModelForCausalLM + AutoTokenizer
+    path = tiny_llava(tmp_path)                     # AutoModelForImageTextToText + AutoProcessor
+
+Building one takes well under a second; for many tests, build once in a session fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# A chat template that accepts string content or lists of parts (images become the image
+# token), like the templates of real chat and vision-language models.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% elif part['type'] == 'image' %}<image>{% endif %}"
+    "{% endfor %}{% endif %}<|end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+"""The tiny models' chat template: `<|role|>` headers, `<|end|>` after each turn."""
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<|end|>", "<image>"]
+"""Special tokens of the tiny tokenizer; `<image>` is the LLaVA image placeholder."""
+
+_CORPUS = [
+    "Cards: ['K', '3', '7', 'Q']. Use each number once to reach 24.",
+    '{"cards": ["K", "3", "7", "Q"], "number": [10, 3, 7, 10], "formula": "7+10+10-3=24"}',
+    "You failed this trial because your formula is incorrect.",
+    "Turn left onto Broadway and walk 120 meters north.",
+    "The quick brown fox jumps over the lazy dog. 0123456789 + - * / ( ) =",
+    "user assistant system <|user|> <|assistant|> <|system|>",
+]
+
+
+def tiny_tokenizer(*, vocab_size: int = 384, chat_template: str | None = CHAT_TEMPLATE):
+    """A byte-level BPE fast tokenizer with BOS/EOS/PAD tokens and an optional chat template.
+
+    Byte-level means any text round-trips through encode/decode, which the policies' decoding
+    relies on; `vocab_size` is small (256 byte symbols plus a few merges) so the embedding
+    matrices stay tiny. Pass `chat_template=None` for a tokenizer without one (the plain-prompt
+    path).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token=None))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_CORPUS, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<|end|>", "<image>"],
+    )
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def tiny_causal_lm(
+    tmp_path: Path,
+    *,
+    name: str = "tiny-causal-lm",
+    chat_template: str | None = CHAT_TEMPLATE,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random Llama causal LM and its tokenizer to `tmp_path / name`.
+
+    The weights are drawn with a wide initializer (std 0.2) so the logits are peaked: greedy
+    decoding then has no near-ties, and batched and one-at-a-time runs agree exactly, as
+    with a trained model. `<|end|>` is an extra end-of-turn id in the generation config, as
+    chat models have.
+
+    Returns
+    -------
+    Path
+        The checkpoint folder, loadable with `AutoModelForCausalLM` and `AutoTokenizer`.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer(chat_template=chat_template)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=0.2,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.eos_token_id = [
+        tokenizer.eos_token_id,
+        tokenizer.convert_tokens_to_ids("<|end|>"),
+    ]
+    out = Path(tmp_path) / name
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def tiny_llava(
+    tmp_path: Path,
+    *,
+    name: str = "tiny-llava",
+    image_size: int = 16,
+    patch_size: int = 8,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random LLaVA (CLIP vision tower + Llama) and its processor to `tmp_path / name`.
+
+    Each image becomes `(image_size / patch_size) ** 2` image tokens (4 by default) in the
+    encoded input, so a test can count image tokens to check every image reached the model.
+
+    Returns
+    -------
+    Path
+        The checkpoint folder, loadable with `AutoModelForImageTextToText` and `AutoProcessor`.
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = tiny_tokenizer()
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
+        image_token="<image>",
+        chat_template=CHAT_TEMPLATE,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=16,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        projector_hidden_act="gelu",
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = [
+        tokenizer.eos_token_id,
+        tokenizer.convert_tokens_to_ids("<|end|>"),
+    ]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out = Path(tmp_path) / name
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
