@@ -9,7 +9,7 @@ Checks run in the reference's order, but each answer gets exactly one outcome an
 from :data:`REWARDS` (the reference summed penalties into values such as -4 that are not in
 its table):
 
-1. no answer: not a string, empty, ``None``/``null``;
+1. no answer: not a string, empty, ``null``;
 2. illegal formula: characters other than digits, ``+ - * / ( )`` and spaces, a formula too
    long, or a syntax error (``4**3``, ``3 4``, ``()``, an unmatched or *unclosed*
    parenthesis, a leading sign);
@@ -121,7 +121,7 @@ _QUOTES = "`'\"“”‘’ \t\r\n"
 _ILLEGAL_RE = re.compile(r"[^0-9+\-*/()xX \t\r\n]")
 _TOKEN_RE = re.compile(r"[0-9]+|[-+*/()xX]")
 _BARE_NUMBER_RE = re.compile(r"\s*[0-9]+\s*")
-_NONE_WORDS = frozenset(("none", "null", "nil", "n/a"))
+_NONE_WORDS = frozenset(("null", "nil", "n/a"))  # "none" is a no-solution statement
 _NO_SOLUTION_RE = re.compile(
     r"(?:there\s+is\s+|there's\s+|this\s+hand\s+has\s+)?"
     r"(?:no\s+(?:valid\s+|possible\s+)?(?:solutions?|answers?|formulas?)"
@@ -415,6 +415,8 @@ def check(
             text = right.partition("=")[0]
         else:
             text = left
+        if not text.strip():
+            return _verdict(Outcome.NO_ANSWER, f"you gave no formula; {_expected_format(goal)}.")
     text = text.translate(_TRANSLATE)
 
     # 2. Illegal characters and syntax.
