@@ -128,7 +128,7 @@ def card_value(rank: int, rule: str) -> int:
 
 
 def _rank_of_text(text: str) -> int | None:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() also accepts '¹' or '٣'
         rank = int(text) if len(text) <= 3 else 0
         return rank if 1 <= rank <= 13 else None
     return _WORDS.get(text)
