@@ -1,0 +1,197 @@
+"""The evaluation registry: which environment, options and metrics each task and split means.
+
+An entry maps ``(task, split)`` to a gymnasium env id, its keyword arguments, the seed stream
+its episodes come from, the metrics to report and the paper's episode count. Registration is
+data, as in Gymnasium; the navigation tasks join with a few `register_task` lines::
+
+    register_task("nav-l", "id", env_id="openvirl/Navigation-v0",
+                  env_kwargs={"actions": "absolute", "visual": False, "split": "test"},
+                  episodes=48, headline="eval/per_step_accuracy")
+
+Episode ``i`` of an entry is ``env.reset(seed=episode_seed(seed, seed_stream, i))``: the same
+seed gives the same episodes for every policy and checkpoint, and GeneralPoints evaluation hands
+are exactly the ``test`` rows of ``openvirl points dataset`` (held out from training by the
+hashed value-multiset split).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+GP_ENV_ID = "openvirl/GeneralPoints-v0"
+
+
+class UnknownTaskError(ValueError):
+    """An unknown task or split; the message lists the valid ones and the closest match."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One evaluation setting: an environment, its options, its seeds and its metrics."""
+
+    task: str
+    """Task name, e.g. ``"gp-l"``."""
+    split: str
+    """Split name within the task, e.g. ``"rule-ood"``."""
+    env_id: str
+    """Gymnasium id made with `gym.make`."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of `gym.make` that define the split (rule, suits, held-out side...)."""
+    seed_stream: str = "test"
+    """Stream of `episode_seed`; ``"test"`` gives the held-out hands of the dataset builder."""
+    metrics: tuple[str, ...] = ()
+    """Optional metric groups of `compute_metrics`: recognition, rule_collapse, difficulty."""
+    episodes: int = 234
+    """Episodes in the paper's evaluation of this setting (spec §6)."""
+    headline: str = "eval/success"
+    """The metric the paper reports for this setting (success or per-step accuracy)."""
+    description: str = ""
+    """One line for tables and `--help`."""
+
+    @property
+    def name(self) -> str:
+        """``"<task>/<split>"``."""
+        return f"{self.task}/{self.split}"
+
+
+TASKS: dict[str, dict[str, TaskSpec]] = {}
+"""Registered settings: ``TASKS[task][split]``."""
+
+
+def register_task(
+    task: str,
+    split: str,
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    seed_stream: str = "test",
+    metrics: Sequence[str] = (),
+    episodes: int = 234,
+    headline: str = "eval/success",
+    description: str = "",
+) -> TaskSpec:
+    """Add an evaluation setting; raises `ValueError` if ``(task, split)`` already exists."""
+    if split in TASKS.get(task, {}):
+        raise ValueError(f"evaluation setting {task}/{split} is already registered")
+    spec = TaskSpec(
+        task=task,
+        split=split,
+        env_id=env_id,
+        env_kwargs=dict(env_kwargs or {}),
+        seed_stream=seed_stream,
+        metrics=tuple(metrics),
+        episodes=episodes,
+        headline=headline,
+        description=description,
+    )
+    TASKS.setdefault(task, {})[split] = spec
+    return spec
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def get_task(task: str, split: str) -> TaskSpec:
+    """The registered setting of `task` and `split`.
+
+    Raises
+    ------
+    UnknownTaskError
+        For an unknown task or split; the message lists the valid names and, Gymnasium-style,
+        suggests the closest one.
+    """
+    if task not in TASKS:
+        valid = ", ".join(sorted(TASKS))
+        raise UnknownTaskError(
+            f"unknown task `{task}`; valid tasks: {valid}.{_did_you_mean(task, list(TASKS))}"
+        )
+    splits = TASKS[task]
+    if split not in splits:
+        valid = ", ".join(splits)
+        raise UnknownTaskError(
+            f"unknown split `{split}` for task `{task}`; valid splits: {valid}."
+            f"{_did_you_mean(split, list(splits))}"
+        )
+    return splits[split]
+
+
+def list_tasks() -> list[TaskSpec]:
+    """Every registered setting, in registration order."""
+    return [spec for splits in TASKS.values() for spec in splits.values()]
+
+
+def episode_seeds(spec: TaskSpec, seed: int, indices: Sequence[int]) -> list[int]:
+    """The `reset` seed of each episode index: a function of ``(seed, stream, index)`` only.
+
+    Per-index seeds (rather than one seeded stream) let a resumed run or a larger run replay
+    exactly the same episodes for the indices they share.
+    """
+    if spec.seed_stream in ("train", "test"):
+        # The dataset builder's own function, so evaluation hands are its `test` rows.
+        from openvirl.envs.points.dataset import episode_seed
+
+        return [episode_seed(int(seed), spec.seed_stream, int(i)) for i in indices]
+    import numpy as np
+
+    # Other streams get a stable number from their name, so new tasks need no edit here.
+    stream = 1000 + int.from_bytes(spec.seed_stream.encode()[:4].ljust(4, b"\0"), "big")
+    return [
+        int(np.random.SeedSequence([int(seed), stream, int(i)]).generate_state(1, "uint32")[0])
+        for i in indices
+    ]
+
+
+def make_env(spec: TaskSpec, **overrides: Any) -> gym.Env:
+    """Build the environment of `spec`; `overrides` (e.g. ``max_attempts``) win over its kwargs."""
+    import openvirl  # noqa: F401  (registers the environments)
+
+    kwargs = {**spec.env_kwargs, **{k: v for k, v in overrides.items() if v is not None}}
+    return gym.make(spec.env_id, disable_env_checker=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------- GeneralPoints
+# Spec §6: 234 hands per split, 5 verified attempts. GP-L keeps the reference's mixed suits;
+# GP-VL trains and tests in distribution on black suits and tests visual OOD on red ones.
+_GP_METRICS = ("difficulty",)
+register_task(
+    "gp-l", "id",
+    env_id=GP_ENV_ID,
+    env_kwargs={"rule": "id", "visual": False, "suits": "mixed", "split": "test"},
+    metrics=_GP_METRICS,
+    description="GeneralPoints, text; J/Q/K = 10 (training rule)",
+)  # fmt: skip
+register_task(
+    "gp-l", "rule-ood",
+    env_id=GP_ENV_ID,
+    env_kwargs={"rule": "ood", "visual": False, "suits": "mixed", "split": "test"},
+    metrics=(*_GP_METRICS, "rule_collapse"),
+    description="GeneralPoints, text; J/Q/K = 11/12/13 (held-out rule)",
+)  # fmt: skip
+register_task(
+    "gp-vl", "id",
+    env_id=GP_ENV_ID,
+    env_kwargs={"rule": "id", "visual": True, "suits": "black", "split": "test"},
+    metrics=(*_GP_METRICS, "recognition"),
+    description="GeneralPoints, image; black suits, J/Q/K = 10",
+)  # fmt: skip
+register_task(
+    "gp-vl", "rule-ood",
+    env_id=GP_ENV_ID,
+    env_kwargs={"rule": "ood", "visual": True, "suits": "black", "split": "test"},
+    metrics=(*_GP_METRICS, "recognition", "rule_collapse"),
+    description="GeneralPoints, image; black suits, J/Q/K = 11/12/13",
+)  # fmt: skip
+register_task(
+    "gp-vl", "visual-ood",
+    env_id=GP_ENV_ID,
+    env_kwargs={"rule": "id", "visual": True, "suits": "red", "split": "test"},
+    metrics=(*_GP_METRICS, "recognition"),
+    description="GeneralPoints, image; red suits (held-out look), J/Q/K = 10",
+)  # fmt: skip
