@@ -46,6 +46,7 @@ _FENCE_RE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
 _QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "`": "`"}
 _ITEM_STRIP = " \t\r\n'\"`“”‘’"
+_NUMBER_RE = re.compile(r"[+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?")
 _NULLS = frozenset(("null", "none", "nil", "undefined"))
 
 
@@ -151,12 +152,17 @@ class _ListText(str):
     """The inside of a ``[...]`` as written."""
 
 
-def _read_value(text: str, pos: int) -> object:
-    """Read one value starting at ``pos``: a quoted string, a list's inside, or bare text."""
+def _read_value(text: str, pos: int, stops: str = ",\n}", opens: str = "[(") -> object:
+    """Read one value starting at ``pos``: a quoted string, a list's inside, or bare text.
+
+    Bare text runs to the first character of ``stops`` (list fields pass ``"\n}"`` so that
+    ``cards: A, 3, K, 6`` reads as one list); a list starts with a character of ``opens``
+    (the formula passes only ``"["``: ``(10-6)*...`` is a formula, not a tuple).
+    """
     if pos >= len(text):
         return _Bare("")
     first = text[pos]
-    if first in "[(":
+    if first in opens:
         close = "]" if first == "[" else ")"
         end = text.find(close, pos + 1)
         if end < 0:
@@ -174,6 +180,12 @@ def _read_value(text: str, pos: int) -> object:
                 i += 2
                 continue
             if ch == quote:
+                if first == '"':
+                    # JSON escapes (\u00f7, \n) decode exactly as json would.
+                    try:
+                        return str(json.loads(text[pos : i + 1]))
+                    except ValueError:
+                        pass
                 return "".join(chars)
             if ch == "\n":
                 break
@@ -181,7 +193,7 @@ def _read_value(text: str, pos: int) -> object:
             i += 1
         return "".join(chars)
     end = pos
-    while end < len(text) and text[end] not in ",\n}":
+    while end < len(text) and text[end] not in stops:
         end += 1
     return _Bare(text[pos:end].strip())
 
@@ -191,7 +203,10 @@ def _regex_fields(block: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for m in _KEY_RE.finditer(block):
         name = _KEY_TO_FIELD[m.group(1).lower()]
-        fields[name] = _read_value(block, m.end())
+        if name == "formula":
+            fields[name] = _read_value(block, m.end(), ",\n}", "[")
+        else:
+            fields[name] = _read_value(block, m.end(), "\n}", "[(")
     return fields
 
 
@@ -211,6 +226,8 @@ def _items(value: object) -> list[object] | None:
 def _kind(value: object) -> str:
     if value is None or (isinstance(value, _Bare) and value.lower() in _NULLS):
         return "null"
+    if isinstance(value, _Bare):
+        return f"a number ({value})" if _NUMBER_RE.fullmatch(value) else "unquoted text"
     if isinstance(value, (_ListText, list, tuple)):
         return "a list"
     if isinstance(value, bool):
@@ -272,7 +289,7 @@ def _numbers(value: object) -> tuple[list[int] | None, str | None]:
 def _formula(value: object) -> tuple[str | None, str | None]:
     if isinstance(value, _Bare):
         text = value.strip()
-        if not text or text.lower() in _NULLS or re.fullmatch(r"[+-]?[0-9.]+", text):
+        if not text or text.lower() in _NULLS or _NUMBER_RE.fullmatch(text):
             return None, f'"formula" must be a string in quotes, not {_kind(_Bare(text))}'
         return text, None
     if isinstance(value, _ListText) or not isinstance(value, str):
