@@ -18,7 +18,7 @@ A :class:`SolutionTable` holds the solutions of every multiset of ``n_cards`` va
 1..13 for one target. The target-24 four-card table ships with the package
 (``tables/points-24-n4.json.gz``, rebuilt with
 ``python -m openvirl.envs.points.solver --build-tables``); any other table is built on first
-use (about a second, vectorized with numpy) and cached under
+use (well under a second, vectorized with numpy) and cached under
 ``openvirl._paths.cache_dir("points-tables")``.
 """
 
