@@ -11,6 +11,7 @@ import typer
 from openvirl import __version__
 from openvirl.demo import demo_command
 from openvirl.envs.points.cli import app as points_app
+from openvirl.evaluation.cli import eval_command
 from openvirl.policies.cli import app as model_app
 from openvirl.policies.cli import serve_model_command
 
@@ -26,6 +27,7 @@ app.add_typer(model_app, name="model", help="Models: prepare the embedded Gemma-
 app.command("serve-model", help="Serve a policy as an OpenAI-compatible chat API.")(
     serve_model_command
 )
+app.command("eval", help="Evaluate a policy on a task and split, or a suite.")(eval_command)
 app.command("demo", help="Run the main job on the embedded defaults and write a report.")(
     demo_command
 )

@@ -9,23 +9,13 @@ Stages (each writes into the output folder and adds a section to ``summary.md``)
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial rate (well-behaved at 0% and 100%)."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+from openvirl.evaluation.metrics import wilson_interval
 
 
 def _points_stage(out: Path, hands: int, seed: int) -> dict[str, Any]:

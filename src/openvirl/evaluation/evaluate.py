@@ -78,10 +78,11 @@ class EvalConfig:
 
     # What to evaluate
     task: str = field(
-        default="gp-l", metadata={"help": "Task: gp-l, gp-vl (navigation tasks join later)."}
+        default="gp-l",
+        metadata={"help": "Task name, e.g. gp-l or gp-vl (`openvirl.evaluation.tasks.TASKS`)."},
     )
     split: str = field(
-        default="id", metadata={"help": "Split of the task: id, rule-ood, visual-ood (gp-vl only)."}
+        default="id", metadata={"help": "Split of the task, e.g. id, rule-ood, visual-ood."}
     )
     suite: str | None = field(
         default=None,
@@ -176,12 +177,17 @@ class EvalConfig:
         """`out`, or the default run folder named after task, split, policy and seed."""
         if self.out is not None:
             return Path(self.out)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", policy_name or self.policy).strip("-")[:60]
+        slug = policy_slug(policy_name or self.policy)
         return Path("runs") / "eval" / f"{self.task}__{self.split}__{slug}__s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able options."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def policy_slug(name: str) -> str:
+    """A policy name or spec made safe for a folder name (``hf:a/b?t=0`` -> ``hf-a-b-t-0``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "policy"
 
 
 def option_help(name: str) -> str:

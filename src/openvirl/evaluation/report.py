@@ -136,11 +136,12 @@ def plot_rates(
     ]
     ax.bar(xs, rates, color="#1565c0", alpha=0.85, label="ours")
     ax.errorbar(xs, rates, yerr=[lows, highs], fmt="none", ecolor="black", capsize=4, lw=1)
-    for x, rate, r in zip(xs, rates, rows, strict=True):
+    for x, rate, high in zip(xs, rates, highs, strict=True):
+        n = rows[x].get("n", "")
         ax.text(
             x,
-            min(rate + 0.03, 1.02),
-            f"{rate:.0%}\nn={r.get('n', '')}",
+            min(rate + high + 0.02, 1.06),
+            f"{rate:.0%}" + (f" (n={n})" if n else ""),
             ha="center",
             va="bottom",
             fontsize=8,
@@ -162,7 +163,9 @@ def plot_rates(
                 label=f"paper {name}" if name not in drawn else None,
             )
             drawn.add(name)
-    ax.set_xticks(list(xs), [str(r["label"]) for r in rows], rotation=15, ha="right")
+    labels = [str(r["label"]) for r in rows]
+    long = max((len(label) for label in labels), default=0) > 12
+    ax.set_xticks(list(xs), labels, rotation=20 if long else 0, ha="right" if long else "center")
     ax.set_ylim(0, 1.15)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
