@@ -86,7 +86,7 @@ def test_revision_loop_feedback_and_exhaustion() -> None:
 
 def test_garbage_answers_get_feedback_not_exceptions() -> None:
     env = GeneralPointsEnv(max_attempts=10)
-    _, info = env.reset(seed=2)
+    env.reset(seed=2)
     for text in ["", "null", '{"formula": 24}', '{"formula": null}', "\x00\xff" * 50,
                  "__import__('os').system('echo hacked')", "(" * 10_000, "9" * 100_000]:
         _, reward, terminated, _, step = env.step(text)

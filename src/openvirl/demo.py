@@ -119,7 +119,7 @@ def demo_command(
     sections.append(_points_markdown(report["points"], hands))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "summary.md").write_text("\n".join(sections) + "\n")
-    console.print(f"[green]demo written to {out}/[/green] (summary.md, report.json, gp_vl_hand.png)")
+    console.print(f"[green]demo written to {out}/[/green]: summary.md, report.json, gp_vl_hand.png")
     for split, by_policy in report["points"].items():
         row = ", ".join(f"{k} {v['success']:.0%}" for k, v in by_policy.items())
         console.print(f"  {split}: {row}")

@@ -218,7 +218,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             "max_attempts": cfg.max_attempts,
             "expert_answer": expert_answer(cards, numbers, answer, cfg.target),
         }
-        return {"prompt": prompt, "image": self._image}, dict(self._info)
+        return {"prompt": prompt, "image": self._image}, self._info_copy()
 
     def step(self, action: str) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         obs = {"prompt": self._prompt_text, "image": self._image}
@@ -229,7 +229,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
                 "step() called after the episode ended; call reset(). Returning reward 0.",
                 stacklevel=2,
             )
-            return obs, 0.0, True, False, dict(self._info)
+            return obs, 0.0, True, False, self._info_copy()
         cfg = self.config
         text = action if isinstance(action, str) else repr(action)
         self._attempt += 1
@@ -256,7 +256,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             self._messages.append(text_message("user", feedback_message(verdict.message)))
         self._done = terminated
         self._info = info
-        return obs, float(reward), terminated, False, dict(info)
+        return obs, float(reward), terminated, False, self._info_copy()
 
     def render(self) -> Any:
         """The card table as an ``(H, W, 3)`` uint8 array (``render_mode="rgb_array"``)."""
@@ -288,6 +288,10 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         return self._image if self._image is not None else self._render_image()
 
     # ------------------------------------------------------------------ internals
+    def _info_copy(self) -> dict[str, Any]:
+        """A fresh info dict: callers keep what they get, so no list or dict is shared."""
+        return {k: v.copy() if isinstance(v, (list, dict)) else v for k, v in self._info.items()}
+
     def _deal(self) -> list[Card]:
         cfg = self.config
         for _ in range(MAX_REDRAWS):
