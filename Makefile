@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup system-deps demo test lint bench clean help
 
 help:
 	@echo "make demo   set up .venv and run the demo on the embedded defaults (writes $(DEMO_OUT)/)"
@@ -25,7 +25,17 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# Debian's tesseract-ocr measures street-view legibility (the OCR tests and benchmark).
+system-deps:
+	@command -v tesseract >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing tesseract-ocr (Debian)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
+	  else \
+	    echo "note: tesseract-ocr is missing (sudo apt-get install tesseract-ocr); OCR tests will skip"; \
+	  fi; }
+
+setup: $(STAMP) system-deps
 
 demo: setup
 	$(BIN)/openvirl demo --out $(DEMO_OUT)
