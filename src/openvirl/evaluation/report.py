@@ -127,11 +127,11 @@ def plot_rates(
     xs = range(len(rows))
     rates = [float(r["rate"]) if _finite(r.get("rate")) else 0.0 for r in rows]
     lows = [
-        rate - float(r["ci95"][0]) if r.get("ci95") else 0
+        max(0.0, rate - float(r["ci95"][0])) if r.get("ci95") else 0.0
         for rate, r in zip(rates, rows, strict=True)
     ]
     highs = [
-        float(r["ci95"][1]) - rate if r.get("ci95") else 0
+        max(0.0, float(r["ci95"][1]) - rate) if r.get("ci95") else 0.0
         for rate, r in zip(rates, rows, strict=True)
     ]
     ax.bar(xs, rates, color="#1565c0", alpha=0.85, label="ours")
@@ -261,8 +261,8 @@ def plot_difficulty(metrics: Mapping[str, Any], path: Path) -> Path | None:
         xs = range(len(rows))
         rates = [r["success"] for r in rows]
         err = [
-            [r["success"] - r["ci95"][0] for r in rows],
-            [r["ci95"][1] - r["success"] for r in rows],
+            [max(0.0, r["success"] - r["ci95"][0]) for r in rows],
+            [max(0.0, r["ci95"][1] - r["success"]) for r in rows],
         ]
         ax.bar(xs, rates, color="#00838f", alpha=0.85)
         ax.errorbar(xs, rates, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
