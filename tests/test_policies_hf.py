@@ -234,3 +234,11 @@ def test_text_model_warns_and_drops_images(causal_path):
     request = {"messages": [text_message("user", "Look", image=Image.new("RGB", (8, 8)))]}
     with pytest.warns(UserWarning, match="images in the requests are dropped"):
         assert len(policy.act([request])) == 1
+
+
+def test_generation_restores_a_training_model_mode(causal_path):
+    policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=3)
+    policy.model.train()
+    policy.act(_requests()[:1])
+    assert policy.model.training
+    policy.model.eval()

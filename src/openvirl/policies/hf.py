@@ -167,7 +167,8 @@ class HFPolicy:
     Parameters
     ----------
     model
-        A loaded `PreTrainedModel` (eval mode is set here).
+        A loaded `PreTrainedModel` (or a peft model). Generation runs in eval mode and restores
+        the model's previous mode, so a trainer can wrap the model it is training.
     processor
         Its tokenizer (causal LM) or processor (VLM, with `.tokenizer` and an image processor).
     name
@@ -208,7 +209,7 @@ class HFPolicy:
     ):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
-        self.model = model.eval()
+        self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", None) or processor
         self.is_vlm = self.tokenizer is not processor
@@ -459,11 +460,17 @@ class HFPolicy:
         usage = Usage(calls=1)
         answers: list[str] = []
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(seed)
-            for start in range(0, len(requests), self.batch_size):
-                chunk = requests[start : start + self.batch_size]
-                answers.extend(self._generate_batch(chunk, options, stop, usage))
+        # A trainer's model may be in train mode (dropout): generate in eval mode, then restore.
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed(seed)
+                for start in range(0, len(requests), self.batch_size):
+                    chunk = requests[start : start + self.batch_size]
+                    answers.extend(self._generate_batch(chunk, options, stop, usage))
+        finally:
+            self.model.train(was_training)
         self.last_usage = usage
         self.total_usage.add(usage)
         return answers
