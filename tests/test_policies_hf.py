@@ -242,3 +242,22 @@ def test_generation_restores_a_training_model_mode(causal_path):
     policy.act(_requests()[:1])
     assert policy.model.training
     policy.model.eval()
+
+
+def test_plain_prompts_stop_at_the_next_user_turn_by_default(policy, plain_path):
+    plain = HFPolicy.from_pretrained(plain_path, max_new_tokens=2)
+    seen = []
+    for target in (plain, policy):
+        original = target.model.generate
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(kwargs.get("stop_strings"))
+            return _original(*args, **kwargs)
+
+        target.model.generate = spy
+        try:
+            target.act(_requests()[:1])
+            target.generate(_requests()[:1], stop=[])
+        finally:
+            del target.model.generate
+    assert seen == [["\n\nUser:"], None, None, None]

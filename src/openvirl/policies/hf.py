@@ -23,7 +23,8 @@ models such as the embedded Gemma-3-270M) `render_plain_prompt` writes role-labe
 
     Assistant:
 
-and the tokenizer adds its usual special tokens (BOS). A VLM's images stay in place in both
+and the tokenizer adds its usual special tokens (BOS); generation then stops by default where
+the model starts a new user turn (`PLAIN_STOP`). A VLM's images stay in place in both
 forms (the processor's image token in the plain form), and every image of every turn goes to
 the processor in order.
 
@@ -57,6 +58,10 @@ PLAIN_ROLE_LABELS: dict[str, str] = {"system": "System", "user": "User", "assist
 
 PLAIN_TURN_SEPARATOR = "\n\n"
 """What separates two turns of a plain prompt."""
+
+PLAIN_STOP = ("\n\nUser:",)
+"""Default stop strings with plain prompts: a base model that goes on to write the next user
+turn has finished its answer (a chat template's end-of-turn token does this job otherwise)."""
 
 GENERATION_DEFAULTS: dict[str, Any] = {
     "temperature": 0.0,
@@ -185,6 +190,8 @@ class HFPolicy:
         A `seed` passed to `generate` is used as given. The global torch RNG is untouched.
     stop
         Strings that end an answer; the answer is cut before the first one (as OpenAI does).
+        None means `PLAIN_STOP` with plain prompts and nothing with a chat template; ``[]``
+        disables stop strings.
     batch_size
         Requests per `model.generate` call; larger lists are split.
     chat_template
@@ -211,7 +218,8 @@ class HFPolicy:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
         self.model = model
         self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", None) or processor
+        inner = getattr(processor, "tokenizer", None)
+        self.tokenizer = inner if inner is not None else processor
         self.is_vlm = self.tokenizer is not processor
         self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
         self.batch_size = batch_size
@@ -450,6 +458,9 @@ class HFPolicy:
         options.update({k: v for k, v in overrides.items() if v is not None})
         self._check_options(options)
         stop = [options["stop"]] if isinstance(options["stop"], str) else options["stop"]
+        if stop is None and not self.uses_chat_template:
+            stop = list(PLAIN_STOP)
+        stop = [text for text in stop or [] if text]
         # An explicit per-call seed is used as given; otherwise call k uses seed + k.
         explicit_seed = overrides.get("seed")
         if explicit_seed is not None:
@@ -555,6 +566,7 @@ def _rgb(image: Any) -> Any:
 __all__ = [
     "GENERATION_DEFAULTS",
     "PLAIN_ROLE_LABELS",
+    "PLAIN_STOP",
     "HFPolicy",
     "auto_device",
     "auto_dtype",
