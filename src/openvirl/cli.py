@@ -14,6 +14,7 @@ from openvirl.envs.points.cli import app as points_app
 from openvirl.evaluation.cli import eval_command
 from openvirl.policies.cli import app as model_app
 from openvirl.policies.cli import serve_model_command
+from openvirl.world.cli import app as city_app
 
 app = typer.Typer(
     name="openvirl",
@@ -23,6 +24,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(points_app, name="points", help="GeneralPoints: datasets, solver and terminal play.")
+app.add_typer(city_app, name="city", help="Real-city platform: cities, places, routes, maps.")
 app.add_typer(model_app, name="model", help="Models: prepare the embedded Gemma-3-270M, inspect.")
 app.command("serve-model", help="Serve a policy as an OpenAI-compatible chat API.")(
     serve_model_command
