@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,9 @@ def build_policy(config: EvalConfig) -> Policy:
     Uses `openvirl.policies.registry.make_policy`, whose errors list the valid kinds and
     options. `temperature` and `max_new_tokens` go only to model-backed kinds; for the oracle,
     random and human policies they are ignored with a warning rather than an error, so one
-    command line can compare a model with its baselines.
+    command line can compare a model with its baselines. A transformers policy gets the
+    evaluation's `batch_size` and an HTTP policy as many concurrent requests, unless the spec
+    sets its own.
     """
     import warnings
 
@@ -249,8 +252,15 @@ def build_policy(config: EvalConfig) -> Policy:
         }.items()
         if v is not None
     }
-    kind = parse_policy_spec(config.policy).kind
-    if overrides and kind not in GENERATING_KINDS:
+    parsed = parse_policy_spec(config.policy)
+    kind = parsed.kind
+    # One round of the evaluation is one `generate` call (hf) or that many requests in flight
+    # (openai, so the server can batch them), unless the spec says otherwise.
+    if kind == "hf" and "batch_size" not in parsed.options:
+        overrides["batch_size"] = config.batch_size
+    if kind == "openai" and "concurrency" not in parsed.options:
+        overrides["concurrency"] = config.batch_size
+    if kind not in GENERATING_KINDS and (overrides.keys() & {"temperature", "max_new_tokens"}):
         warnings.warn(
             f"{', '.join(overrides)} ignored: the `{kind}` policy does not generate text",
             stacklevel=2,
@@ -422,8 +432,12 @@ def _write_json(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+@cache
 def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that shape results (None when not installed)."""
+    """Installed versions of the packages that shape results (None when not installed).
+
+    Cached: reading package metadata costs about a millisecond a package, paid once a process.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {"python": sys.version.split()[0]}
