@@ -218,3 +218,25 @@ def test_resume_refuses_a_folder_with_other_episodes(tmp_path: Path) -> None:
     assert fresh.complete and all(
         r["seed"] == episode_seed(1, "test", r["index"]) for r in fresh.records
     )
+
+
+def test_a_tiny_transformers_model_runs_batched(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from tiny_models import tiny_causal_lm
+
+    path = tiny_causal_lm(tmp_path)
+    cfg = config(
+        tmp_path,
+        policy=f"hf:{path}?device=cpu",
+        episodes=4,
+        max_attempts=2,
+        max_new_tokens=6,
+        temperature=0.0,
+    )
+    run = evaluate(cfg)
+    assert run.complete and run.metrics["eval/success"] == 0.0
+    assert all(len(r["steps"]) == 2 for r in run.records)
+    assert 0 < run.metrics["eval/tokens_generated"] <= 4 * 2 * 6
+    assert 0 < run.metrics["eval/model_time_share"] < 1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["policy"]["name"] == "tiny-causal-lm" and saved["config"]["max_new_tokens"] == 6
