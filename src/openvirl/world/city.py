@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from openvirl.world.places import PlaceIndex, ReverseGeocode
     from openvirl.world.routing import Route, Router, Tour
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 """Bump whenever the built structures change; older cache files are then rebuilt."""
 
 WALK_SPEED_MPS = 1.4
@@ -65,6 +65,10 @@ LEVEL_HEIGHT_M = 3.0
 
 OUTSIDE_MARGIN_M = 150.0
 """Points farther than this outside the street graph's bounding box are outside the map."""
+
+MAX_SNAP_M = 250.0
+"""A point farther than this from every walkable edge is off the map, metres; POIs that far
+from every walkable edge are dropped at load."""
 
 POI_CLIP_MARGIN_M = 100.0
 """POIs farther than this outside the street graph's bounding box are dropped (Tokyo's POI
@@ -627,7 +631,18 @@ def _building(oid: str, tags: dict[str, str], rings, proj: LocalProjection) -> B
     return Building(oid, footprint, float(height), levels, float(min_height), source, name, tags)
 
 
-def _dedupe_pois(pois: list[Place], proj: LocalProjection) -> list[Place]:
+def _reachable(pois: list[Place], graph: nx.Graph, proj: LocalProjection) -> list[Place]:
+    """Keep the POIs within `MAX_SNAP_M` of a walkable edge (the others cannot be routed to)."""
+    if not pois:
+        return pois
+    tree = shapely.STRtree([d["geometry"] for _, _, d in graph.edges(data=True)])
+    xs, ys = proj.to_xy(np.array([p.lat for p in pois]), np.array([p.lon for p in pois]))
+    hits = tree.query_nearest(shapely.points(xs, ys), max_distance=MAX_SNAP_M)
+    near = set(hits[0].tolist())
+    return [p for i, p in enumerate(pois) if i in near]
+
+
+def _dedupe_pois(pois: list[Place]) -> list[Place]:
     """Keep one of several same-name, same-category POIs within 10 m (the most prominent)."""
     groups: dict[tuple[str, str | None], list[Place]] = defaultdict(list)
     for p in pois:
@@ -706,7 +721,8 @@ def _build(files: Sequence[Path], progress: _Progress) -> dict[str, Any]:
                 prominence=prominence_of(tags),
             )
         )
-    pois = _dedupe_pois(pois, proj)
+    pois = _dedupe_pois(pois)
+    pois = _reachable(pois, G, proj)
     addresses = [a for a in raw.addresses if bounds.contains(a[2], a[3], margin_m=50.0)]
 
     progress.phase("building footprints")
@@ -777,8 +793,18 @@ def files_sha256(files: Iterable[Path]) -> str:
     return total.hexdigest()
 
 
-def _cache_path(name: str, sha256: str) -> Path:
-    return cache_dir("world") / f"{name}-{sha256[:24]}-v{CACHE_VERSION}.pkl"
+def _cache_path(sha256: str) -> Path:
+    # Keyed by content only: a file added under a new name reuses its cache.
+    return cache_dir("world") / f"city-{sha256[:32]}-v{CACHE_VERSION}.pkl"
+
+
+def cache_file(entry: catalog.CityEntry) -> Path | None:
+    """The cache file of a catalog entry if it exists (built by an earlier load), else None."""
+    try:
+        path = _cache_path(files_sha256(entry.files))
+    except MapFileError:
+        return None
+    return path if path.is_file() else None
 
 
 def _read_cache(path: Path, sha256: str) -> dict[str, Any] | None:
@@ -922,7 +948,7 @@ class City:
         start = time.perf_counter()
         entry = catalog.resolve(name_or_path)
         sha = files_sha256(entry.files)
-        path = _cache_path(entry.name, sha)
+        path = _cache_path(sha)
         built = _read_cache(path, sha) if cache else None
         from_cache = built is not None
         if built is None:
@@ -1091,6 +1117,22 @@ class City:
             stops, start=start, end=end, round_trip=round_trip, speed_mps=speed_mps
         )
 
+    # Maps --------------------------------------------------------------------------------
+
+    def route_map(self, route: Route, path: str | os.PathLike[str], **options: Any) -> Path:
+        """Save a PNG map of `route`; see `maps.route_map` for the options."""
+        from openvirl.world.maps import route_map
+
+        return route_map(self, route, path, **options)
+
+    def area_map(
+        self, lat: float, lon: float, path: str | os.PathLike[str], **options: Any
+    ) -> Path:
+        """Save a PNG map of the area around (`lat`, `lon`); see `maps.area_map`."""
+        from openvirl.world.maps import area_map
+
+        return area_map(self, lat, lon, path, **options)
+
     # Summary -----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -1135,6 +1177,7 @@ __all__ = [
     "Bounds",
     "Building",
     "City",
+    "cache_file",
     "files_sha256",
     "oriented_coords",
 ]

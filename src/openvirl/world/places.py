@@ -563,7 +563,37 @@ class PlaceIndex:
         except KeyError:
             raise PlaceNotFoundError(place_id) from None
 
-    def _resolve_point(self, where: Place | tuple[float, float] | str) -> tuple[float, float]:
+    def query_centre(
+        self, text: str, near: Place | tuple[float, float] | str | None = None
+    ) -> tuple[str, tuple[float, float] | None]:
+        """Split a query into what is searched and the centre it is searched around.
+
+        Parameters
+        ----------
+        text
+            The query; "X near Y" (also "around", "close to", "next to", "by") names a centre.
+        near
+            An explicit centre (Place, (lat, lon) degrees, or text); it wins over the text.
+
+        Returns
+        -------
+        tuple
+            (what, centre): the searched words and the centre (lat, lon) in degrees, or None.
+            If "Y" cannot be geocoded, "near" is taken as part of a name and centre is None.
+        """
+        what = text.strip()
+        if near is not None:
+            return what, self.resolve_point(near)
+        m = _NEAR_RE.match(what)
+        if m:
+            try:
+                return m.group(1).strip(), self.resolve_point(m.group(2).strip())
+            except PlaceNotFoundError:
+                pass
+        return what, None
+
+    def resolve_point(self, where: Place | tuple[float, float] | str) -> tuple[float, float]:
+        """A Place, (lat, lon) tuple or text (geocoded) as (lat, lon), degrees."""
         if isinstance(where, Place):
             return where.lat, where.lon
         if isinstance(where, str):
@@ -655,18 +685,7 @@ class PlaceIndex:
         UnknownCategoryError
             `category` is not in the vocabulary.
         """
-        what = text.strip()
-        centre: tuple[float, float] | None = None
-        if near is not None:
-            centre = self._resolve_point(near)
-        else:
-            m = _NEAR_RE.match(what)
-            if m:
-                try:
-                    centre = self._resolve_point(m.group(2).strip())
-                    what = m.group(1).strip()
-                except PlaceNotFoundError:
-                    centre = None  # "near" was part of a name: search the whole text
+        what, centre = self.query_centre(text, near)
         allowed: np.ndarray | None = None
         dist: dict[int, float] = {}
         if centre is not None:

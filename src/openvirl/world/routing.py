@@ -23,7 +23,7 @@ import shapely
 from shapely import ops
 from shapely.geometry import Point
 
-from openvirl.world.city import STREET_HIGHWAYS, WALK_SPEED_MPS, oriented_coords
+from openvirl.world.city import MAX_SNAP_M, STREET_HIGHWAYS, WALK_SPEED_MPS, oriented_coords
 from openvirl.world.errors import NoRouteError, OutsideMapError, WorldError
 from openvirl.world.geometry import (
     bearing_deg,
@@ -53,14 +53,14 @@ LOCAL_BEARING_M = 15.0
 MIN_STEP_M = 12.0
 """Steps shorter than this are merged into their neighbour, metres."""
 
+MIN_UNNAMED_STEP_M = 25.0
+"""Unnamed steps (crossings, footway links) shorter than this are merged too, metres."""
+
 LANDMARK_RADIUS_M = 35.0
 """Landmarks of a turn point are named POIs within this distance of it, metres."""
 
 MAX_LANDMARKS = 3
 """Most landmarks kept per step (the first is the milestone)."""
-
-MAX_SNAP_M = 250.0
-"""A point farther than this from every walkable edge is off the map, metres."""
 
 SNAP_PREFERENCE_M = 25.0
 """Snapping takes a main-network or street centre-line edge over a closer footway if it is
@@ -323,6 +323,12 @@ class Route:
             "polyline": [list(p) for p in self.polyline],
             "text": self.text,
         }
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The route as a GeoJSON FeatureCollection; see `maps.route_geojson`."""
+        from openvirl.world.maps import route_geojson
+
+        return route_geojson(self)
 
     def to_virl_dict(self, *, init_heading: float = 0.0) -> dict[str, Any]:
         """The route as a V-IRL route record (§4: `route_infos` entries).
@@ -695,9 +701,12 @@ class Router:
             )
         cands = self.tree.query(pt, predicate="dwithin", distance=float(d[0]) + SNAP_PREFERENCE_M)
         ds = shapely.distance(self.edge_geoms[cands], pt)
-        for mask in (self.edge_main[cands], self.edge_street[cands]):
-            if mask.any():
-                cands, ds = cands[mask], ds[mask]
+        main = self.edge_main[cands]
+        if main.any():
+            cands, ds = cands[main], ds[main]
+        street = self.edge_street[cands]
+        if street.any():
+            cands, ds = cands[street], ds[street]
         k = int(np.argmin(ds))
         e = int(cands[k])
         u, v = self.edges[e]
@@ -1158,13 +1167,15 @@ class Router:
 
 
 def _merge_short(groups: list[list[_Piece]]) -> list[list[_Piece]]:
-    """Merge legs shorter than `MIN_STEP_M` into the next leg (the last into the previous)."""
+    """Merge legs shorter than `MIN_STEP_M` (unnamed ones: `MIN_UNNAMED_STEP_M`) into the
+    next leg (the last into the previous)."""
     groups = [g for g in groups if g]
     changed = True
     while changed and len(groups) > 1:
         changed = False
         for k, g in enumerate(groups):
-            if sum(p.length_m for p in g) >= MIN_STEP_M:
+            named = any(p.street for p in g)
+            if sum(p.length_m for p in g) >= (MIN_STEP_M if named else MIN_UNNAMED_STEP_M):
                 continue
             if k + 1 < len(groups):
                 groups[k + 1] = g + groups[k + 1]
