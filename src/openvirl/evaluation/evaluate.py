@@ -44,7 +44,7 @@ from typing import Any
 
 from openvirl.evaluation.metrics import compute_metrics, step_signals
 from openvirl.evaluation.rollout import EpisodeRecord, run_episodes
-from openvirl.evaluation.tasks import TaskSpec, episode_seeds, get_task, make_env
+from openvirl.evaluation.tasks import GP_ENV_ID, TaskSpec, episode_seeds, get_task, make_env
 from openvirl.policies.base import Policy, PolicyError, Request
 
 TRAJECTORIES = "trajectories.jsonl"
@@ -449,6 +449,15 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def _data_description(spec: TaskSpec) -> dict[str, Any]:
+    """What fixes the episodes besides the seeds: for GeneralPoints, the hashed split rule."""
+    if spec.env_id == GP_ENV_ID:
+        from openvirl.envs.points.splits import describe_split
+
+        return {"points_split": describe_split()}
+    return {}
+
+
 def _check_resumable(out: Path, config: EvalConfig) -> None:
     """Refuse to mix episodes of different settings in one folder."""
     path = out / CONFIG
@@ -517,6 +526,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             "seeds": all_seeds,
             "policy": {"spec": config.policy, "name": policy_name, "repr": repr(policy)[:500]},
             "versions": package_versions(),
+            "data": _data_description(spec),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_episodes": len(records),
         },

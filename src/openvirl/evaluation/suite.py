@@ -254,6 +254,11 @@ def _diagnostics_text(row: dict[str, Any]) -> str:
     return ", ".join(f"{names[k]} {v:.0%}" for k, v in row["diagnostics"].items())
 
 
+def _run_link(out: Path, row: dict[str, Any]) -> str:
+    report = out / row["run"] / "report.md"
+    return f"[report]({row['run']}/report.md)" if report.exists() else f"`{row['run']}/`"
+
+
 def write_suite(result: SuiteResult, *, policy_name: str, config: EvalConfig) -> list[Path]:
     """Write ``suite.json``, ``suite.md`` and ``plots/suite.png`` into the suite folder."""
     out = result.out
@@ -285,8 +290,7 @@ def write_suite(result: SuiteResult, *, policy_name: str, config: EvalConfig) ->
         md.append(
             f"| {row['task']} | {row['split']} | {_metric_name(row['metric'])} | {_ours(row)} | "
             f"{row['episodes']} | {_pct(paper.get('init'))} | {_pct(paper.get('rl'))} | "
-            f"{_pct(paper.get('sft'))} | {_diagnostics_text(row)} | "
-            f"[report]({row['run']}/report.md) |"
+            f"{_pct(paper.get('sft'))} | {_diagnostics_text(row)} | {_run_link(out, row)} |"
         )
     if result.rows:
         from openvirl.evaluation.report import plot_rates
