@@ -1,0 +1,114 @@
+"""Expert SFT data: oracle episodes, single-turn pairs, transcripts, labels match evaluation."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from openvirl.envs.points import check, parse_answer
+from openvirl.policies.base import text_message
+from openvirl.training.data import (
+    IGNORE_INDEX,
+    ExpertDataConfig,
+    expert_examples,
+    prompt_format,
+    tokenize_conversation,
+    tokenized_dataset,
+)
+from tiny_models import tiny_causal_lm
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("models")
+    paths = {
+        "chat": tiny_causal_lm(root),
+        "plain": tiny_causal_lm(root, name="plain", chat_template=None),
+    }
+    return {kind: AutoTokenizer.from_pretrained(path) for kind, path in paths.items()} | {
+        f"{kind}-path": path for kind, path in paths.items()
+    }
+
+
+def test_single_turn_pairs_are_correct_expert_answers_and_deterministic():
+    config = ExpertDataConfig(n_examples=12, seed=3)
+    examples = expert_examples(config)
+    assert len(examples) == 12
+    assert examples == expert_examples(ExpertDataConfig(n_examples=12, seed=3))
+    for example in examples:
+        user, answer = example["messages"]
+        assert user["role"] == "user" and answer["role"] == "assistant"
+        text = answer["content"][0]["text"]
+        parsed = parse_answer(text)
+        cards = user["content"][0]["text"].split("Cards: ")[1].split("\n")[0]
+        assert parsed.formula and cards.count("'") == 8
+        numbers = [int(n) for n in parsed.numbers]
+        assert check(parsed.formula, numbers, 24).outcome.value == "correct"
+
+
+def test_transcripts_hold_wrong_attempts_and_feedback():
+    config = ExpertDataConfig(n_examples=3, multi_turn=True, wrong_attempts=2)
+    examples = expert_examples(config)
+    roles = [m["role"] for m in examples[0]["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant", "user", "assistant"]
+    assert examples[0]["messages"][2]["content"][0]["text"].startswith("You failed this trial")
+    with pytest.raises(ValueError, match="multi_turn"):
+        ExpertDataConfig(wrong_attempts=1).validate()
+
+
+@pytest.mark.parametrize("kind", ["chat", "plain"])
+def test_prompt_tokens_equal_the_hf_policy_encoding_and_are_masked(tokenizers, kind):
+    fmt = prompt_format(tokenizers[kind])
+    example = expert_examples(ExpertDataConfig(n_examples=1))[0]
+    row = tokenize_conversation(example["messages"], fmt)
+    from openvirl.policies.hf import HFPolicy
+
+    policy = HFPolicy.from_pretrained(tokenizers[f"{kind}-path"])
+    encoded = policy.encode([{"messages": example["messages"][:1]}])["input_ids"][0].tolist()
+    n = len(encoded)
+    assert row["input_ids"][:n] == encoded  # the exact tokens the policy sees at evaluation
+    assert all(label == IGNORE_INDEX for label in row["labels"][:n])
+    trained = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100]
+    assert trained == row["input_ids"][n:]
+    decoded = fmt.tokenizer.decode(trained, skip_special_tokens=True)
+    assert decoded.strip() == example["messages"][1]["content"][0]["text"]
+    if kind == "plain":
+        assert trained[-1] == fmt.tokenizer.eos_token_id  # what stops generation
+    else:
+        assert "<|end|>" in fmt.tokenizer.decode(trained)
+
+
+def test_multi_turn_labels_cover_assistant_turns_only(tokenizers):
+    fmt = prompt_format(tokenizers["plain"])
+    messages = [
+        text_message("user", "Cards: 1 2 3 4"),
+        text_message("assistant", "WRONG"),
+        text_message("user", "You failed this trial because no."),
+        text_message("assistant", "RIGHT"),
+    ]
+    tok = fmt.tokenizer
+    all_turns = tokenize_conversation(messages, fmt, train_turns="all")
+    last = tokenize_conversation(messages, fmt, train_turns="last")
+    assert all_turns["input_ids"] == last["input_ids"]
+
+    def trained(row):
+        ids = [
+            t if label != -100 else None
+            for t, label in zip(row["input_ids"], row["labels"], strict=True)
+        ]
+        return tok.decode([t for t in ids if t is not None])
+
+    assert trained(all_turns) == "WRONGRIGHT</s>"
+    assert trained(last) == "RIGHT</s>"
+    assert "You failed" in tok.decode(all_turns["input_ids"])
+    with pytest.raises(ValueError, match="assistant"):
+        tokenize_conversation(messages[:3], fmt)
+
+
+def test_tokenized_dataset_columns(tokenizers):
+    fmt = prompt_format(tokenizers["chat"])
+    dataset = tokenized_dataset(expert_examples(ExpertDataConfig(n_examples=4)), fmt)
+    assert dataset.column_names == ["input_ids", "labels"] and len(dataset) == 4
