@@ -81,9 +81,10 @@ def write_osm(
         return "".join(f'<tag k="{k}" v="{v}"/>' for k, v in tags.items())
 
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="test">']
-    for nid, lat, lon, tags in nodes:
+    # osmium's area assembly needs objects sorted by id.
+    for nid, lat, lon, tags in sorted(nodes, key=lambda n: n[0]):
         lines.append(f'<node id="{nid}" lat="{lat}" lon="{lon}">{tag_xml(tags)}</node>')
-    for wid, refs, tags in ways:
+    for wid, refs, tags in sorted(ways, key=lambda w: w[0]):
         nds = "".join(f'<nd ref="{r}"/>' for r in refs)
         lines.append(f'<way id="{wid}">{nds}{tag_xml(tags)}</way>')
     lines.append("</osm>")

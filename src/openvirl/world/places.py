@@ -353,6 +353,9 @@ def _street_score(query: str, candidate: str, *, subset: bool = True) -> float:
 # Opening hours --------------------------------------------------------------------------------
 
 _DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_DAY = r"(?:Mo|Tu|We|Th|Fr|Sa|Su)"
+_DAY_RANGE = rf"{_DAY}(?:\s*-\s*{_DAY})?"
+_DAY_SPEC = re.compile(rf"^({_DAY_RANGE}(?:\s*,\s*{_DAY_RANGE})*)\b\s*(.*)$")
 _TIME_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})(\+?)")
 
 
@@ -410,8 +413,8 @@ def parse_opening_hours(text: str) -> dict[str, Any]:
     for rule in (r.strip() for r in raw.split(";")):
         if not rule:
             continue
-        m = re.match(r"^((?:[A-Za-z]{2}\s*(?:-\s*[A-Za-z]{2})?\s*,?\s*)+)?\s*(.*)$", rule)
-        day_spec, times = (m.group(1) or "").strip(), m.group(2).strip() if m else rule
+        m = _DAY_SPEC.match(rule)
+        day_spec, times = (m.group(1), m.group(2).strip()) if m else ("", rule)
         days = _day_set(day_spec) if day_spec else list(_DAYS)
         if days is None:
             result["unparsed"].append(rule)
