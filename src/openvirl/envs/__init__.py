@@ -20,3 +20,11 @@ def register_envs() -> None:
             entry_point="openvirl.envs.points.env:GeneralPointsEnv",
             max_episode_steps=100,
         )
+    if "openvirl/Navigation-v0" not in registry:
+        # Episodes end by themselves (a correct stop, or a position's attempts run out); the
+        # longest shipped rail has about 40 positions, so 500 answers is only a guard.
+        gym.register(
+            id="openvirl/Navigation-v0",
+            entry_point="openvirl.envs.navigation.env:NavigationEnv",
+            max_episode_steps=500,
+        )
