@@ -1,0 +1,125 @@
+"""Run configs as YAML: load a dataclass from a file plus ``key=value`` overrides, and save it.
+
+Every trainer keeps all of its options in one dataclass (`SFTRunConfig`, `PPOConfig`,
+`GRPORunConfig`); a YAML file holds any subset of its fields, and the command line overrides
+single fields (``lr=1e-5``, ``env_kwargs.target=12``; values are read as YAML scalars).
+Unknown names fail with the closest valid one, like Gymnasium's "Did you mean".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+"""The YAML presets shipped in the wheel (``configs/*.yaml``, DeepSpeed and accelerate)."""
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Build dataclass `cls` from a mapping; unknown keys raise `ValueError` with a suggestion."""
+    names = _field_names(cls)
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise ValueError(f"unknown option `{key}` for {cls.__name__}.{hint}")
+    return cls(**dict(data))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    import yaml
+
+    key, equals, raw = text.partition("=")
+    if not equals or not key.strip():
+        raise ValueError(f"override {text!r} must look like key=value (e.g. lr=1e-5).")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Set ``a.b=value`` overrides into a nested dict (values parsed as YAML scalars)."""
+    out = dict(data)
+    for text in overrides:
+        path, value = _parse_override(text)
+        target = out
+        for part in path[:-1]:
+            child = target.get(part)
+            child = dict(child) if isinstance(child, Mapping) else {}
+            target[part] = child
+            target = child
+        target[path[-1]] = value
+    return out
+
+
+def load_config(cls: type[T], path: Path | str | None = None, overrides: Sequence[str] = ()) -> T:
+    """Load `cls` from a YAML file (optional) and overrides; validation is the class's own.
+
+    A relative `path` that does not exist is also looked up among the shipped presets
+    (`CONFIGS_DIR`), so ``--config ppo-gp-l-quick.yaml`` works from any folder.
+    """
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.exists() and (CONFIGS_DIR / file).exists():
+            file = CONFIGS_DIR / file
+        if not file.exists():
+            shipped = ", ".join(sorted(p.name for p in CONFIGS_DIR.glob("*.yaml")))
+            raise FileNotFoundError(f"config file {path} not found; shipped presets: {shipped}")
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"{file} must hold a mapping of option names to values.")
+        data = dict(loaded)
+    data = apply_overrides(data, overrides)
+    return config_from_dict(cls, data)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain YAML/JSON types (paths become strings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def save_config(config: Any, path: Path) -> None:
+    """Write a config as YAML (the file `load_config` reads back)."""
+    import yaml
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), "utf-8")
+
+
+def field_help(cls: type, name: str) -> str:
+    """The ``help`` metadata (or docstring-less empty string) of field `name` of `cls`."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return str(f.metadata.get("help", ""))
+    raise KeyError(name)
+
+
+__all__ = [
+    "CONFIGS_DIR",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "field_help",
+    "load_config",
+    "save_config",
+]
