@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import networkx as nx
 import numpy as np
 import shapely
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+from shapely.geometry import LineString, MultiPolygon, Polygon
 
 from openvirl._paths import cache_dir
 from openvirl.world import catalog
@@ -1161,11 +1161,6 @@ class City:
             "from_cache": self.from_cache,
             "load_seconds": round(self.load_seconds, 3),
         }
-
-
-def point_xy(city: City, lat: float, lon: float) -> Point:
-    """A shapely Point of (`lat`, `lon`) in the city's local metres."""
-    return Point(*city.to_xy(lat, lon))
 
 
 __all__ = [

@@ -270,17 +270,15 @@ def route_command(
             f"{leg.duration_s / 60:.1f} min on foot",
             caption=f"Map data {c.attribution}",
         )
-        for col in ("#", "instruction", "street", "distance", "heading", "turn", "milestone"):
+        for col in ("#", "instruction", "distance", "heading", "turn"):
             table.add_column(col)
         for i, s in enumerate(leg.steps, 1):
             table.add_row(
                 str(i),
                 s.instruction,
-                s.street,
                 f"{s.distance_m:.0f} m",
                 f"{s.heading:.0f}° {s.compass}",
                 s.turn,
-                s.milestone,
             )
         console.print(table)
     for path in maps_written:
