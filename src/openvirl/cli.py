@@ -10,6 +10,7 @@ import typer
 
 from openvirl import __version__
 from openvirl.demo import demo_command
+from openvirl.envs.navigation.cli import app as navigate_app
 from openvirl.envs.points.cli import app as points_app
 from openvirl.evaluation.cli import eval_command
 from openvirl.policies.cli import app as model_app
@@ -24,6 +25,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(points_app, name="points", help="GeneralPoints: datasets, solver and terminal play.")
+app.add_typer(
+    navigate_app, name="navigate", help="Street navigation: routes, SFT datasets, terminal play."
+)
 app.add_typer(city_app, name="city", help="Real-city platform: cities, places, routes, maps.")
 app.add_typer(model_app, name="model", help="Models: prepare the embedded Gemma-3-270M, inspect.")
 app.command("serve-model", help="Serve a policy as an OpenAI-compatible chat API.")(

@@ -195,3 +195,29 @@ register_task(
     metrics=(*_GP_METRICS, "recognition"),
     description="GeneralPoints, image; red suits (held-out look), J/Q/K = 10",
 )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- Navigation
+# Spec §6: 48 routes for ID and rule-OOD, 2 verified attempts, per-step accuracy as the headline;
+# unlike the reference (§10.18) they are held-out test routes (other area cells), not training
+# routes. rule-ood-hard withholds the relative word (§10.9); human plays RUN's instructions.
+NAV_ENV_ID = "openvirl/Navigation-v0"
+_NAV_SPLITS = (
+    ("id", "id", 48, "eval/per_step_accuracy", "held-out Manhattan routes, compass actions"),
+    ("rule-ood", "rule-ood", 48, "eval/per_step_accuracy",
+     "held-out Manhattan routes, relative actions (left/right/slightly)"),
+    ("rule-ood-hard", "rule-ood-hard", 48, "eval/per_step_accuracy",
+     "relative actions; the instruction gives headings, not relative words"),
+    ("human", "human", 100, "eval/success",
+     "RUN human instructions on Manhattan; stop within 30 m of the goal"),
+)
+for _split, _preset, _episodes, _headline, _description in _NAV_SPLITS:
+    register_task(
+        "nav-l", _split,
+        env_id=NAV_ENV_ID,
+        env_kwargs={"preset": _preset, "visual": False},
+        seed_stream="nav",
+        episodes=_episodes,
+        headline=_headline,
+        description=f"Navigation, text; {_description}",
+    )  # fmt: skip

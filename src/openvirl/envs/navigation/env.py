@@ -59,7 +59,7 @@ class NavigationConfig:
     max_attempts: int = 2  # verified attempts per rail position (sequential revision)
     forward_points: int = 5  # candidate forward positions per leg
     drop_rate: float = 0.5  # chance of dropping each candidate forward position
-    routes: str | None = None  # a JSONL or V-IRL route_infos.json file instead of a route set
+    routes: Any = None  # a JSONL / V-IRL route_infos.json path, or NavRoute objects or dicts
     order: str = "random"  # "random": draw a route per reset; "fixed": route i for episode i
     stop_radius_m: float = 0.0  # stop() this close to the goal succeeds anywhere (human: 30)
     image_size: int = 1024  # side of the square 2x2 view grid, pixels (VL)
@@ -213,7 +213,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         self.render_mode = render_mode
         cfg = self.config
         if cfg.routes is not None:
-            self.routes: tuple[NavRoute, ...] = tuple(read_routes(cfg.routes, city=cfg.city))
+            self.routes: tuple[NavRoute, ...] = _coerce_routes(cfg.routes, city=cfg.city)
         else:
             self.routes = load_route_set(cfg.city, cfg.split)
         if not self.routes:
@@ -549,6 +549,27 @@ _STEP_KEYS = (
     "steps",
 )
 """Keys describing the answer just verified; kept in the info of the position moved to."""
+
+
+def _coerce_routes(routes: Any, *, city: str) -> tuple[NavRoute, ...]:
+    """Routes from a file path, or from a sequence of `NavRoute` objects or their dicts."""
+    from pathlib import Path
+
+    if isinstance(routes, (str, Path)):
+        return tuple(read_routes(routes, city=city))
+    if isinstance(routes, NavRoute):
+        return (routes,)
+    try:
+        items = list(routes)
+    except TypeError:
+        raise ValueError(
+            "`routes` must be a route file path or a sequence of NavRoute objects or dicts, "
+            f"got {type(routes).__name__}."
+        ) from None
+    return tuple(
+        r if isinstance(r, NavRoute) else NavRoute.from_dict(r, where=f"routes[{i}]")
+        for i, r in enumerate(items)
+    )
 
 
 def config_dict(env: gym.Env) -> dict[str, Any]:
