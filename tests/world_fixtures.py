@@ -1,7 +1,7 @@
 """Shared, offline helpers for the `openvirl.world` tests: cached cities and tiny OSM files.
 
-Each bundled city is built once per test session into a private temporary cache (so the
-user's cache is neither read nor written) and shared by every test module::
+Each bundled city is loaded once per test session from the session's cache (never the user's
+own cache) and shared by every test module::
 
     from world_fixtures import load_city, write_osm
 
@@ -24,11 +24,14 @@ _CACHE_ROOT: str | None = None
 
 
 def session_cache() -> str:
-    """A private cache folder for this test session, removed at exit."""
+    """The cache folder of this test session: `OPENVIRL_CACHE` when set (tests/conftest.py
+    points it at a per-checkout folder), else a temporary folder removed at exit."""
     global _CACHE_ROOT
     if _CACHE_ROOT is None:
-        _CACHE_ROOT = tempfile.mkdtemp(prefix="openvirl-world-test-")
-        atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)
+        _CACHE_ROOT = os.environ.get("OPENVIRL_CACHE")
+        if not _CACHE_ROOT:
+            _CACHE_ROOT = tempfile.mkdtemp(prefix="openvirl-world-test-")
+            atexit.register(shutil.rmtree, _CACHE_ROOT, ignore_errors=True)
     return _CACHE_ROOT
 
 
