@@ -472,7 +472,7 @@ def places_geojson(
     features = [
         {
             "type": "Feature",
-            "id": p.id or None,
+            **({"id": p.id} if p.id else {}),
             "geometry": _point(p.lat, p.lon),
             "properties": {
                 "name": p.name,
