@@ -1,0 +1,722 @@
+"""The viewer's web app: HTML pages under ``/``, a JSON API under ``/api``, assets in ``/static``.
+
+Pages: ``/`` (runs), ``/runs/{id}``, ``/compare?a=&b=``, ``/episodes?run=&task=&split=&success=
+&outcome=``, ``/runs/{id}/episodes/{index}?step=``, ``/cities`` and ``/cities/{name}?q=&from=&to=
+&lat=&lon=&heading=``. Every page has a JSON twin under ``/api`` (see `create_app`). Bad input
+(an unknown run or city, a half-written run folder, a place that is not found) gets a page that
+says what is wrong, never a traceback: unexpected errors are logged and answered by a short
+error page (or ``{"error": ...}`` under ``/api``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openvirl.viewer import pages
+from openvirl.viewer.cities import CityService, StreetViewUnavailableError, street_view_support
+from openvirl.viewer.compare import compare_rows
+from openvirl.viewer.episodes import (
+    episode_summary,
+    facets,
+    filter_episodes,
+    nav_track,
+    steps_view,
+)
+from openvirl.viewer.runs import Run, RunStore
+
+log = logging.getLogger("openvirl.viewer")
+
+STATIC_DIR = Path(__file__).with_name("static")
+CARD_IMAGE_PX = 600
+"""Side of the hand drawn for text-only GeneralPoints episodes, pixels."""
+IMAGE_CACHE_SIZE = 64
+"""Drawn hands kept in memory."""
+MAX_API_EPISODES = 1000
+"""Most episode summaries one ``/api/.../episodes`` call returns (page with `offset`)."""
+
+
+class ViewerError(Exception):
+    """A request the viewer answers with an explanation page (status and a sentence)."""
+
+    def __init__(self, status: int, title: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+        self.hint = hint
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _html(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status)
+
+
+def create_app(
+    run_dirs: Sequence[str | Path] = (), *, city_names: Sequence[str] | None = None
+) -> FastAPI:
+    """Build the viewer app for some run folders and cities.
+
+    >>> from fastapi.testclient import TestClient
+    >>> from openvirl.viewer import create_app
+    >>> client = TestClient(create_app(["runs/eval/gp-l__id__oracle__s42"]))
+    >>> client.get("/api/runs").status_code
+    200
+
+    Parameters
+    ----------
+    run_dirs
+        Run folders (evaluation runs, suites, agent or benchmark runs) or folders of runs;
+        missing or half-written ones are listed with an explanation.
+    city_names
+        The cities the explorer offers; None offers every city of the catalog. Cities load on
+        first use and stay loaded.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        The app; serve it with uvicorn (`openvirl.viewer.cli.view_command` does).
+    """
+    store = RunStore(run_dirs)
+    cities = CityService(city_names)
+    app = FastAPI(
+        title="openvirl viewer",
+        docs_url=None,  # the Swagger page loads its script from a CDN: offline, we skip it
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.store = store
+    app.state.cities = cities
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    images: OrderedDict[tuple, bytes] = OrderedDict()
+    images_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------ errors
+    @app.exception_handler(ViewerError)
+    async def _viewer_error(request: Request, exc: ViewerError) -> Response:
+        if _is_api(request):
+            return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=exc.status)
+        return _html(pages.message_page(exc.title, exc.message, hint=exc.hint), exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request):
+            return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        title = "Page not found" if exc.status_code == 404 else f"Error {exc.status_code}"
+        message = (
+            f"There is no page at {request.url.path}."
+            if exc.status_code == 404
+            else str(exc.detail)
+        )
+        return _html(pages.message_page(title, message), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"`{'.'.join(str(p) for p in e.get('loc', [])[1:])}`: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        if _is_api(request):
+            return JSONResponse({"error": f"bad request: {problems}"}, status_code=422)
+        return _html(
+            pages.message_page(
+                "Bad request", f"Some values in the address are invalid: {problems}."
+            ),
+            400,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("viewer error on %s", request.url.path)
+        message = f"{type(exc).__name__}: {exc}"
+        if _is_api(request):
+            return JSONResponse({"error": message}, status_code=500)
+        return _html(
+            pages.message_page(
+                "Something went wrong",
+                "The viewer could not show this page: " + message,
+                hint="The details are in the terminal that runs `openvirl view`.",
+            ),
+            500,
+        )
+
+    # ------------------------------------------------------------------------ helpers
+    def get_run(run_id: str) -> Run:
+        run = store.get(run_id)
+        if run is None:
+            known = ", ".join(r.id for r in store.runs()) or "none"
+            raise ViewerError(
+                404, "No such run", f"There is no run `{run_id}` in this viewer.",
+                f"Runs shown: {known}.",
+            )  # fmt: skip
+        return run
+
+    def get_record(run: Run, index: int) -> dict[str, Any]:
+        record = store.episode(run, index)
+        if record is None:
+            episodes = store.episodes(run).records
+            span = (
+                f"episodes {episodes[0]['index']}–{episodes[-1]['index']}"
+                if episodes
+                else "no episodes yet"
+            )
+            raise ViewerError(
+                404, "No such episode",
+                f"Run `{run.id}` has no episode {index} ({span}).",
+                "A running evaluation writes episodes as they finish; reload later.",
+            )  # fmt: skip
+        return record
+
+    def run_city(run: Run) -> str | None:
+        cfg = run.config.get("config") if isinstance(run.config.get("config"), dict) else {}
+        task = run.config.get("task") if isinstance(run.config.get("task"), dict) else {}
+        kwargs = task.get("env_kwargs") if isinstance(task.get("env_kwargs"), dict) else {}
+        city = cfg.get("city") or kwargs.get("city") or run.config.get("city")
+        return str(city) if city else None
+
+    def all_episodes(run_id: str | None) -> tuple[list[tuple[Run, dict]], list[str]]:
+        chosen = [get_run(run_id)] if run_id else [r for r in store.runs() if r.ok]
+        items: list[tuple[Run, dict]] = []
+        problems: list[str] = []
+        for run in chosen:
+            episodes = store.episodes(run)
+            items += [(run, r) for r in episodes.records]
+            problems += [f"{run.id}: {p}" for p in episodes.problems]
+        return items, problems
+
+    def filtered(
+        run_id: str | None, task: str, split: str, success: str, outcome: str
+    ) -> tuple[list[tuple[Run, dict]], list[tuple[Run, dict]], list[str]]:
+        items, problems = all_episodes(run_id or None)
+        keep = {
+            id(r)
+            for r in filter_episodes(
+                [r for _, r in items], task=task, split=split, success=success, outcome=outcome
+            )
+        }
+        return items, [(run, r) for run, r in items if id(r) in keep], problems
+
+    def episode_image(run: Run, record: Mapping[str, Any]) -> tuple[str, Any] | None:
+        """("file", path) of the recorded image, ("png", bytes) of a drawn hand, or None."""
+        rel = record.get("image")
+        if isinstance(rel, str) and rel:
+            path = safe_path(run, rel)
+            if path is not None and path.is_file():
+                return "file", path
+        codes = (record.get("reset_info") or {}).get("card_codes")
+        if not isinstance(codes, list) or not codes:
+            return None
+        key = tuple(map(str, codes))
+        with images_lock:
+            if key in images:
+                images.move_to_end(key)
+                return "png", images[key]
+        try:
+            from openvirl.envs.points.cards import Card
+            from openvirl.envs.points.render import render_hand
+
+            image = render_hand([Card.from_code(c) for c in key], size=CARD_IMAGE_PX)
+        except (ImportError, ValueError, KeyError) as exc:
+            log.warning("cannot draw hand %s: %s", key, exc)
+            return None
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        with images_lock:
+            images[key] = buffer.getvalue()
+            while len(images) > IMAGE_CACHE_SIZE:
+                images.popitem(last=False)
+        return "png", buffer.getvalue()
+
+    def episode_map(run: Run, record: Mapping[str, Any]) -> str:
+        track = nav_track(record, default_city=run_city(run))
+        if track is None:
+            return ""
+        if not track.city:
+            return (
+                "<div class='notice'>This navigation episode names no city, so its route "
+                "cannot be drawn.</div>"
+            )
+        try:
+            city = cities.get(track.city)
+            from openvirl.viewer.mapsvg import MapFrame, city_svg
+
+            frame = MapFrame.around(city, track.points(), margin_m=80.0)
+            svg = city_svg(city, frame, track=track, element_id="episode-map",
+                           title=f"route of episode {record.get('index')}")  # fmt: skip
+        except Exception as exc:  # a map problem must not hide the episode
+            log.exception("drawing the map of %s #%s", run.id, record.get("index"))
+            why = pages.esc(str(exc))
+            return f"<div class='notice warn'>The route map cannot be drawn: {why}</div>"
+        return (
+            f"<figure class='episode-map'><div class='mapbox'>{svg}</div><figcaption>Route in "
+            f"{pages.esc(track.city)}: the agent's positions and headings up to the shown "
+            "attempt (orange), the ground-truth rail (grey).</figcaption></figure>"
+        )
+
+    def safe_path(run: Run, rel: str) -> Path | None:
+        root = run.path.resolve()
+        try:
+            target = (root / rel).resolve()
+        except (OSError, ValueError):
+            return None
+        return target if target.is_relative_to(root) else None
+
+    def metrics_by_setting(run: Run) -> dict[tuple[str, str], dict[str, Any]]:
+        if run.kind != "suite":
+            return {(run.task, run.split): run.metrics} if run.metrics else {}
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for child_id in run.children:
+            child = store.get(child_id)
+            if child is not None and child.metrics:
+                out[(child.task, child.split)] = child.metrics
+        for row in run.suite.get("rows") or []:
+            if not isinstance(row, dict):
+                continue
+            key = (str(row.get("task", "")), str(row.get("split", "")))
+            if key not in out and row.get("metric"):
+                out[key] = {
+                    row["metric"]: row.get("value"),
+                    f"{row['metric']}_ci95": row.get("ci95"),
+                    "eval/episodes": row.get("episodes"),
+                }
+        return out
+
+    def city_or_404(name: str) -> Any:
+        from openvirl.world.errors import MapFileError, UnknownCityError
+
+        if not cities.offered(name):
+            offered = ", ".join(cities.names or [])
+            raise ViewerError(404, "No such city", f"This viewer offers no city `{name}`.",
+                              f"Cities offered: {offered}.")  # fmt: skip
+        try:
+            return cities.get(name)
+        except UnknownCityError as exc:
+            raise ViewerError(404, "No such city", str(exc)) from exc
+        except MapFileError as exc:
+            raise ViewerError(
+                500, "City cannot be loaded", str(exc),
+                "Re-download or re-add the extract with `openvirl city add`.",
+            ) from exc  # fmt: skip
+
+    # ------------------------------------------------------------------------ HTML pages
+    @app.get("/", response_class=HTMLResponse)
+    def runs_page() -> HTMLResponse:
+        return _html(pages.runs_page(store.runs()))
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(run_id: str) -> HTMLResponse:
+        run = get_run(run_id)
+        runs = store.runs()
+        members = {r.id: r for r in runs if r.parent == run.id}
+        n = len(store.episodes(run).records) if run.ok else 0
+        return _html(pages.run_page(run, members=members, others=runs, n_episodes=n))
+
+    @app.get("/runs/{run_id}/files/{rel:path}")
+    def run_file(run_id: str, rel: str) -> FileResponse:
+        run = get_run(run_id)
+        path = safe_path(run, rel)
+        if path is None or not path.is_file():
+            raise ViewerError(404, "No such file", f"Run `{run_id}` has no file `{rel}`.")
+        return FileResponse(path)
+
+    @app.get("/runs/{run_id}/episodes")
+    def run_episodes_redirect(run_id: str) -> RedirectResponse:
+        get_run(run_id)
+        return RedirectResponse(f"/episodes?run={run_id}", status_code=307)
+
+    @app.get("/compare", response_class=HTMLResponse)
+    def compare_page(a: str = "", b: str = "") -> HTMLResponse:
+        runs = [r for r in store.runs() if r.ok]
+        if not a or not b:
+            note = "Pick two runs." if len(runs) >= 2 else "Comparing needs two readable runs."
+            return _html(pages.compare_page(runs, None, None, [], note))
+        run_a, run_b = get_run(a), get_run(b)
+        rows = compare_rows(metrics_by_setting(run_a), metrics_by_setting(run_b))
+        return _html(pages.compare_page(runs, run_a, run_b, rows))
+
+    @app.get("/episodes", response_class=HTMLResponse)
+    def episodes_page(
+        run: str = "",
+        task: str = "",
+        split: str = "",
+        success: str = "",
+        outcome: str = "",
+        page: int = Query(1, ge=1),
+    ) -> HTMLResponse:
+        items, chosen, problems = filtered(run, task, split, success, outcome)
+        start = (page - 1) * pages.EPISODES_PER_PAGE
+        params = {"run": run, "task": task, "split": split, "success": success, "outcome": outcome}
+        return _html(
+            pages.episodes_page(
+                store.runs(),
+                chosen[start : start + pages.EPISODES_PER_PAGE],
+                params={k: v for k, v in params.items() if v},
+                facets=facets([r for _, r in items]),
+                page=page,
+                total=len(chosen),
+                problems=problems,
+            )
+        )
+
+    @app.get("/runs/{run_id}/episodes/{index}", response_class=HTMLResponse)
+    def episode_page(run_id: str, index: int, step: int = Query(1, ge=1)) -> HTMLResponse:
+        run = get_run(run_id)
+        record = get_record(run, index)
+        indices = [r["index"] for r in store.episodes(run).records]
+        pos = indices.index(index)
+        image = episode_image(run, record)
+        return _html(
+            pages.episode_page(
+                run,
+                record,
+                image_url=f"/api/runs/{run.id}/episodes/{index}/image.png" if image else None,
+                map_html=episode_map(run, record),
+                prev_index=indices[pos - 1] if pos > 0 else None,
+                next_index=indices[pos + 1] if pos + 1 < len(indices) else None,
+                step=step,
+            )
+        )
+
+    @app.get("/cities", response_class=HTMLResponse)
+    def cities_page() -> HTMLResponse:
+        return _html(pages.cities_page(cities.catalog()))
+
+    @app.get("/cities/{name}", response_class=HTMLResponse)
+    def city_page(
+        name: str,
+        request: Request,
+        q: str = "",
+        lat: str = "",
+        lon: str = "",
+        heading: float = 0.0,
+        fov: float = 90.0,
+    ) -> HTMLResponse:
+        from openvirl.viewer.mapsvg import MapFrame, city_svg
+        from openvirl.world.errors import WorldError
+
+        city = city_or_404(name)
+        params = {k: v for k, v in request.query_params.items() if v}
+        origin_text, dest_text = params.get("from", ""), params.get("to", "")
+        errors: list[str] = []
+        results: list[Any] = []
+        try:
+            results = cities.search(name, q) if q else []
+        except WorldError as exc:
+            errors.append(str(exc))
+        ends: dict[str, str] = {}
+        markers: list[tuple[float, float, str, str]] = []
+        points: list[tuple[float, float]] = []
+        resolved: dict[str, Any] = {}
+        for key, text, label, kind in (
+            ("from", origin_text, "A", "origin"),
+            ("to", dest_text, "B", "destination"),
+        ):
+            if not text:
+                continue
+            try:
+                end = cities.resolve(name, text)
+            except WorldError as exc:
+                errors.append(f"{'Origin' if key == 'from' else 'Destination'}: {exc}")
+                continue
+            resolved[key] = end
+            end_lat, end_lon = end if isinstance(end, tuple) else (end.lat, end.lon)
+            ends[key] = end.name if not isinstance(end, tuple) else f"{end_lat:.5f}, {end_lon:.5f}"
+            markers.append((end_lat, end_lon, label, kind))
+            points.append((end_lat, end_lon))
+        route = None
+        if "from" in resolved and "to" in resolved:
+            try:
+                found = city.route(resolved["from"], resolved["to"])
+                route = found.to_dict()
+                points += [tuple(p) for p in found.polyline]
+            except WorldError as exc:
+                errors.append(f"No route: {exc}")
+        for i, place in enumerate(results, start=1):
+            markers.append((place.lat, place.lon, str(i), "result"))
+            points.append((place.lat, place.lon))
+        view = None
+        if lat or lon:
+            try:
+                vlat, vlon = float(lat), float(lon)
+                if not (math.isfinite(vlat) and math.isfinite(vlon)):
+                    raise ValueError
+                city.check_inside(vlat, vlon)
+            except ValueError as exc:
+                errors.append(
+                    str(exc) if isinstance(exc, WorldError) else
+                    f"`lat`={lat!r} and `lon`={lon!r} are not a point; click the map instead."
+                )  # fmt: skip
+            else:
+                available, why = street_view_support()
+                fov = max(10.0, min(float(fov), 150.0)) if math.isfinite(fov) else 90.0
+                heading = float(heading) % 360.0 if math.isfinite(heading) else 0.0
+                where = ""
+                try:
+                    rev = city.reverse(vlat, vlon)
+                    where = rev.street or ""
+                    if rev.intersection:
+                        where += f" (near {' & '.join(rev.intersection)})"
+                except WorldError:
+                    pass
+                view = {
+                    "lat": vlat, "lon": vlon, "heading": heading, "fov": fov,
+                    "available": available, "why": why, "where": where,
+                    "url": f"/api/cities/{name}/streetview.png?lat={vlat:.7f}&lon={vlon:.7f}"
+                    f"&heading={heading:.1f}&fov={fov:.0f}&size=512",
+                }  # fmt: skip
+                points.append((vlat, vlon))
+        if route is not None:
+            frame = MapFrame.around(city, points, margin_m=100.0)
+        elif points:
+            frame = MapFrame.around(city, points, margin_m=250.0, min_span_m=600.0)
+        else:
+            frame = MapFrame.whole(city)
+        svg = city_svg(
+            city, frame,
+            route=[tuple(p) for p in route["polyline"]] if route else (),
+            markers=markers,
+            view=(view["lat"], view["lon"], view["heading"], view["fov"]) if view else None,
+            title=f"map of {name}",
+        )  # fmt: skip
+        return _html(
+            pages.city_page(
+                name,
+                params=params,
+                stats=_safe_stats(city),
+                results=[p.to_dict() for p in results],
+                route=route,
+                ends=ends,
+                map_html=svg,
+                view=view,
+                errors=errors,
+            )
+        )
+
+    # ------------------------------------------------------------------------ JSON API
+    @app.get("/api/health")
+    def api_health() -> dict[str, Any]:
+        available, why = street_view_support()
+        return {"ok": True, "runs": len(store.runs()), "street_views": available, "why": why}
+
+    @app.get("/api/runs")
+    def api_runs() -> list[dict[str, Any]]:
+        return [r.summary() for r in store.runs()]
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(run_id: str) -> dict[str, Any]:
+        run = get_run(run_id)
+        return {
+            **run.summary(),
+            "metrics": _json_safe(run.metrics),
+            "config": _json_safe(run.config),
+            "manifest": _json_safe(run.manifest),
+            "suite": _json_safe(run.suite),
+            "plot_urls": [f"/runs/{run.id}/files/{p}" for p in run.plots],
+            "metrics_from_episodes": run.metrics_from_episodes,
+        }
+
+    def _episode_list(
+        run_id: str | None, task: str, split: str, success: str, outcome: str,
+        offset: int, limit: int,
+    ) -> dict[str, Any]:  # fmt: skip
+        items, chosen, problems = filtered(run_id, task, split, success, outcome)
+        return {
+            "total": len(chosen),
+            "offset": offset,
+            "problems": problems,
+            "facets": facets([r for _, r in items]),
+            "episodes": [
+                {"run": run.id, **episode_summary(r)} for run, r in chosen[offset : offset + limit]
+            ],
+        }
+
+    @app.get("/api/episodes")
+    def api_episodes(
+        run: str = "", task: str = "", split: str = "", success: str = "", outcome: str = "",
+        offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_API_EPISODES),
+    ) -> dict[str, Any]:  # fmt: skip
+        return _episode_list(run or None, task, split, success, outcome, offset, limit)
+
+    @app.get("/api/runs/{run_id}/episodes")
+    def api_run_episodes(
+        run_id: str, task: str = "", split: str = "", success: str = "", outcome: str = "",
+        offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_API_EPISODES),
+    ) -> dict[str, Any]:  # fmt: skip
+        return _episode_list(run_id, task, split, success, outcome, offset, limit)
+
+    @app.get("/api/runs/{run_id}/episodes/{index}")
+    def api_episode(run_id: str, index: int) -> dict[str, Any]:
+        run = get_run(run_id)
+        record = get_record(run, index)
+        track = nav_track(record, default_city=run_city(run))
+        image = episode_image(run, record)
+        return {
+            "run": run.id,
+            "summary": _json_safe(episode_summary(record)),
+            "steps": _json_safe(steps_view(record)),
+            "record": _json_safe(record),
+            "image_url": f"/api/runs/{run.id}/episodes/{index}/image.png" if image else None,
+            "track": track.to_dict() if track else None,
+        }
+
+    @app.get("/api/runs/{run_id}/episodes/{index}/image.png")
+    def api_episode_image(run_id: str, index: int) -> Response:
+        run = get_run(run_id)
+        image = episode_image(run, get_record(run, index))
+        if image is None:
+            raise ViewerError(404, "No image", f"Episode {index} of `{run_id}` has no image.")
+        kind, value = image
+        if kind == "file":
+            return FileResponse(value)
+        return Response(value, media_type="image/png")
+
+    @app.get("/api/runs/{run_id}/episodes/{index}/map.svg")
+    def api_episode_map(run_id: str, index: int) -> Response:
+        from openvirl.viewer.mapsvg import MapFrame, city_svg
+
+        run = get_run(run_id)
+        record = get_record(run, index)
+        track = nav_track(record, default_city=run_city(run))
+        if track is None or not track.city:
+            raise ViewerError(404, "No map", f"Episode {index} of `{run_id}` has no route to draw.")
+        city = city_or_404(track.city)
+        frame = MapFrame.around(city, track.points(), margin_m=80.0)
+        return Response(city_svg(city, frame, track=track), media_type="image/svg+xml")
+
+    @app.get("/api/compare")
+    def api_compare(a: str, b: str) -> dict[str, Any]:
+        run_a, run_b = get_run(a), get_run(b)
+        return {
+            "a": run_a.summary(),
+            "b": run_b.summary(),
+            "rows": _json_safe(compare_rows(metrics_by_setting(run_a), metrics_by_setting(run_b))),
+        }
+
+    @app.get("/api/cities")
+    def api_cities() -> list[dict[str, Any]]:
+        return cities.catalog()
+
+    @app.get("/api/cities/{name}")
+    def api_city(name: str) -> dict[str, Any]:
+        return _safe_stats(city_or_404(name))
+
+    @app.get("/api/cities/{name}/search")
+    def api_search(
+        name: str, q: str = Query(..., description="what to look for"),
+        limit: int = Query(10, ge=1, le=100),
+    ) -> dict[str, Any]:  # fmt: skip
+        from openvirl.world.errors import WorldError
+
+        city_or_404(name)
+        try:
+            found = cities.search(name, q, limit=limit)
+        except WorldError as exc:
+            raise ViewerError(400, "Bad search", str(exc)) from exc
+        return {"query": q, "results": [p.to_dict() for p in found]}
+
+    @app.get("/api/cities/{name}/route")
+    def api_route(
+        name: str,
+        origin: str = Query(..., alias="from", description="place id, 'lat,lon' or a text"),
+        destination: str = Query(..., alias="to", description="place id, 'lat,lon' or a text"),
+    ) -> dict[str, Any]:
+        from openvirl.world.errors import WorldError
+
+        city_or_404(name)
+        try:
+            return cities.route(name, origin, destination).to_dict()
+        except WorldError as exc:
+            raise ViewerError(400, "No route", str(exc)) from exc
+
+    @app.get("/api/cities/{name}/reverse")
+    def api_reverse(name: str, lat: float, lon: float) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from openvirl.world.errors import WorldError
+
+        city = city_or_404(name)
+        try:
+            return _json_safe(asdict(city.reverse(lat, lon)))
+        except WorldError as exc:
+            raise ViewerError(400, "Outside the map", str(exc)) from exc
+
+    @app.get("/api/cities/{name}/map.svg")
+    def api_city_map(
+        name: str, south: float | None = None, west: float | None = None,
+        north: float | None = None, east: float | None = None,
+    ) -> Response:  # fmt: skip
+        from openvirl.viewer.mapsvg import MapFrame, city_svg
+
+        city = city_or_404(name)
+        box = (south, west, north, east)
+        if all(v is not None and math.isfinite(v) for v in box):
+            frame = MapFrame.from_latlon_box(city, south, west, north, east)  # type: ignore[arg-type]
+        elif any(v is not None for v in box):
+            raise ViewerError(
+                400, "Bad box", "Pass all of `south`, `west`, `north`, `east`, or none."
+            )
+        else:
+            frame = MapFrame.whole(city)
+        return Response(city_svg(city, frame), media_type="image/svg+xml")
+
+    @app.get("/api/cities/{name}/streetview.png")
+    def api_street_view(
+        name: str, lat: float, lon: float, heading: float = 0.0,
+        fov: float = Query(90.0, ge=10.0, le=150.0), size: int = Query(512, ge=32, le=1024),
+    ) -> Response:  # fmt: skip
+        from openvirl.world.errors import WorldError
+
+        city_or_404(name)
+        try:
+            image = cities.street_view(name, lat, lon, heading % 360.0, fov=fov, size=size)
+        except StreetViewUnavailableError as exc:
+            raise ViewerError(501, "No street views", str(exc)) from exc
+        except WorldError as exc:
+            raise ViewerError(400, "No street view here", str(exc)) from exc
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return Response(buffer.getvalue(), media_type="image/png")
+
+    return app
+
+
+def _safe_stats(city: Any) -> dict[str, Any]:
+    try:
+        return _json_safe(city.stats())
+    except Exception:  # stats are decoration
+        log.exception("city stats")
+        return {"name": getattr(city, "name", "")}
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN and infinities become None, tuples lists, unknowns strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_safe(v) for v in value]
+    return str(value)

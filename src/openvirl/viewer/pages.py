@@ -1,0 +1,1034 @@
+"""Server-rendered HTML of every viewer page, from plain data: no template engine, no CDN.
+
+Each ``*_page`` function returns a whole document; `layout` adds the navigation bar, the
+stylesheet and the small script under ``/static``. Pages work without JavaScript (every step
+of an episode is listed, every map control is a link); the script adds the step slider, map
+zoom and click-to-view.
+
+Example
+-------
+>>> from openvirl.viewer.pages import message_page
+>>> "No such run" in message_page("No such run", "Check the id.")
+True
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from openvirl.viewer.episodes import episode_summary, expected_action, steps_view
+from openvirl.viewer.runs import Run
+
+OUTCOME_COLORS: dict[str, str] = {
+    "correct": "#2e7d32",
+    "wrong_value": "#f9a825",
+    "wrong_numbers": "#ef6c00",
+    "wrong_cards": "#8e24aa",
+    "illegal_formula": "#c62828",
+    "no_answer": "#6d1b1b",
+    "attempts_exhausted": "#757575",
+    "wrong_action": "#ef6c00",
+    "wrong_observation": "#8e24aa",
+    "failed": "#757575",
+}
+"""Outcome colours, as in the evaluation report's plots."""
+
+METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("eval/success", "Success (solved within the attempts)", "rate"),
+    ("eval/per_step_accuracy", "Per-attempt accuracy", "rate"),
+    ("eval/recognition_accuracy", "Recognition, all attempts", "rate"),
+    ("eval/recognition_accuracy_first", "Recognition, first attempt", "rate"),
+    ("eval/rule_collapse_rate", "Rule collapse (face card as 10), all attempts", "rate"),
+    ("eval/rule_collapse_first", "Rule collapse, first attempt", "rate"),
+    ("eval/format_error_rate", "Unreadable answers", "share"),
+    ("eval/mean_attempts", "Mean attempts per episode", "number"),
+    ("eval/mean_return", "Mean return", "number"),
+    ("eval/episodes", "Episodes", "int"),
+    ("eval/tokens_generated", "Tokens generated", "int"),
+    ("eval/wall_s", "Wall time (s)", "number"),
+    ("eval/episodes_per_s", "Episodes per second", "number"),
+    ("eval/model_time_share", "Share of time inside the policy", "share"),
+)
+"""(key, label, kind) of the metrics a run page lists first."""
+
+SLICES: tuple[tuple[str, str], ...] = (
+    ("n_solutions", "solutions per hand"),
+    ("needs_fractions", "needs fractions"),
+)
+
+EPISODES_PER_PAGE = 100
+
+esc = html.escape
+
+
+# ---------------------------------------------------------------------------- formatting
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else float(value)
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    """``"12.3%"``, or ``"—"`` for a missing or NaN value."""
+    v = _num(value)
+    return "—" if v is None else f"{v:.{digits}%}"
+
+
+def ci_text(ci: Any) -> str:
+    """``"[8.1–17.9%]"`` for a (low, high) pair, "" otherwise."""
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci):
+        return f"[{ci[0] * 100:.1f}–{ci[1] * 100:.1f}%]"
+    return ""
+
+
+def fmt_metric(metrics: Mapping[str, Any], key: str, kind: str) -> str | None:
+    """A metric as text by kind (rate with its interval, share, int, number); None if absent."""
+    value = _num(metrics.get(key))
+    if value is None:
+        return None
+    if kind == "rate":
+        return f"{value:.1%} {ci_text(metrics.get(f'{key}_ci95'))}".strip()
+    if kind == "share":
+        return f"{value:.1%}"
+    if kind == "int":
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def badge(outcome: str) -> str:
+    """A coloured pill for an outcome name."""
+    if not outcome:
+        return ""
+    color = OUTCOME_COLORS.get(outcome, "#455a64")
+    return f'<span class="badge" style="background:{color}">{esc(outcome)}</span>'
+
+
+def dots(outcomes: Sequence[str]) -> str:
+    """One small coloured dot per attempt, titled with its outcome."""
+    return "".join(
+        f'<span class="dot" title="attempt {i}: {esc(o)}" '
+        f'style="background:{OUTCOME_COLORS.get(o, "#455a64")}"></span>'
+        for i, o in enumerate(outcomes, 1)
+    )
+
+
+def rate_bar(value: Any, ci: Any, *, width: int = 120) -> str:
+    """A small inline SVG bar of a rate with its interval whisker."""
+    v = _num(value)
+    if v is None:
+        return ""
+    parts = [
+        f'<svg class="ratebar" width="{width}" height="12" viewBox="0 0 100 12" '
+        'preserveAspectRatio="none" aria-hidden="true">',
+        '<rect class="track" x="0" y="2" width="100" height="8" rx="2"/>',
+        f'<rect class="fill" x="0" y="2" width="{v * 100:.1f}" height="8" rx="2"/>',
+    ]
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci):
+        lo, hi = ci[0] * 100, ci[1] * 100
+        parts.append(f'<path class="whisker" d="M{lo:.1f} 6H{hi:.1f}M{lo:.1f} 3V9M{hi:.1f} 3V9"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _qs(params: Mapping[str, Any], **changes: Any) -> str:
+    merged = {**params, **changes}
+    clean = {k: v for k, v in merged.items() if v not in (None, "")}
+    return "?" + urlencode(clean) if clean else ""
+
+
+def _pre(text: Any, cls: str = "") -> str:
+    return f'<pre class="{cls}">{esc(str(text))}</pre>'
+
+
+def _json_block(data: Any) -> str:
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = str(data)
+    return _pre(text, "json")
+
+
+# ---------------------------------------------------------------------------- layout
+NAV = (
+    ("runs", "/", "Runs"),
+    ("episodes", "/episodes", "Episodes"),
+    ("cities", "/cities", "Cities"),
+)
+
+
+def layout(
+    title: str, body: str, *, active: str = "", crumbs: Sequence[tuple[str, str]] = ()
+) -> str:
+    """A whole page: head, navigation bar, breadcrumbs and `body`."""
+    nav = "".join(
+        f'<a href="{href}" class="{"active" if key == active else ""}">{label}</a>'
+        for key, href, label in NAV
+    )
+    trail = ""
+    if crumbs:
+        trail = (
+            '<nav class="crumbs">'
+            + " › ".join(
+                f'<a href="{esc(href)}">{esc(label)}</a>' if href else esc(label)
+                for label, href in crumbs
+            )
+            + "</nav>"
+        )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{esc(title)} · openvirl viewer</title>"
+        "<link rel='stylesheet' href='/static/viewer.css'>"
+        "<link rel='icon' href='/static/favicon.svg' type='image/svg+xml'>"
+        "</head><body>"
+        f"<header class='top'><a class='brand' href='/'>openvirl <span>viewer</span></a>"
+        f"<nav class='main'>{nav}</nav></header>"
+        f"<main>{trail}{body}</main>"
+        "<footer>Maps and street views © OpenStreetMap contributors (ODbL). "
+        "Served locally by <code>openvirl view</code>; nothing is fetched from the network."
+        "</footer>"
+        "<script src='/static/viewer.js'></script></body></html>"
+    )
+
+
+def message_page(title: str, message: str, *, hint: str = "", status_note: str = "") -> str:
+    """A page that explains a problem in words (unknown run, unreadable folder, server error)."""
+    body = (
+        f"<h1>{esc(title)}</h1><div class='notice'><p>{esc(message)}</p>"
+        + (f"<p class='hint'>{esc(hint)}</p>" if hint else "")
+        + "</div>"
+        + (f"<p class='muted'>{esc(status_note)}</p>" if status_note else "")
+        + "<p><a href='/'>Back to the runs</a> · <a href='/cities'>Explore a city</a></p>"
+    )
+    return layout(title, body)
+
+
+def problems_box(problems: Sequence[str]) -> str:
+    """A warning box listing what is missing or broken in a run folder."""
+    if not problems:
+        return ""
+    items = "".join(f"<li>{esc(p)}</li>" for p in problems)
+    return f"<div class='notice warn'><strong>Heads up</strong><ul>{items}</ul></div>"
+
+
+# ---------------------------------------------------------------------------- runs
+def _status(run: Run) -> str:
+    if run.kind == "missing":
+        return "<span class='status bad'>missing</span>"
+    if run.kind == "empty":
+        return "<span class='status bad'>not started</span>"
+    if run.complete is True and not run.problems:
+        return "<span class='status ok'>complete</span>"
+    if run.complete is False or run.problems:
+        label = "partial" if run.complete is False else "check"
+        title = esc("; ".join(run.problems))
+        return f"<span class='status warn' title='{title}'>{label}</span>"
+    return "<span class='status'>—</span>"
+
+
+def _episodes_cell(run: Run) -> str:
+    done = run.metrics.get("eval/episodes")
+    if done is None and run.kind == "suite":
+        done = sum(int(r.get("episodes") or 0) for r in run.suite.get("rows", []) or [])
+    if done is None:
+        return "—"
+    planned = f" / {run.episodes_planned}" if run.episodes_planned else ""
+    return f"{done}{planned}"
+
+
+def _run_options(runs: Sequence[Run], selected: str | None) -> str:
+    return "".join(
+        f'<option value="{esc(r.id)}"{" selected" if r.id == selected else ""}>'
+        f"{esc(r.id)} — {esc(r.title)}</option>"
+        for r in runs
+        if r.ok
+    )
+
+
+def runs_page(runs: Sequence[Run]) -> str:
+    """The home page: every run with its headline numbers, and a form to compare two."""
+    if not runs:
+        body = (
+            "<h1>Runs</h1><div class='notice'><p>No run folders were given.</p>"
+            "<p class='hint'>Start the viewer with run folders, e.g. <code>openvirl view "
+            "runs/eval/gp-l__id__oracle__s42</code>, or a folder of runs such as "
+            "<code>openvirl view runs/eval</code>. Make one with <code>openvirl eval --task "
+            "gp-l --split id --policy oracle --episodes 20</code>.</p></div>"
+            "<p>Meanwhile, <a href='/cities'>explore a city</a>.</p>"
+        )
+        return layout("Runs", body, active="runs")
+    rows = []
+    for run in runs:
+        indent = " class='member'" if run.parent else ""
+        success = run.metrics.get("eval/success")
+        ci = run.metrics.get("eval/success_ci95")
+        rows.append(
+            f"<tr{indent}><td><a href='/runs/{esc(run.id)}'>{esc(run.id)}</a>"
+            f"<div class='muted small'>{esc(str(run.path))}</div></td>"
+            f"<td><span class='kind {esc(run.kind)}'>{esc(run.kind)}</span></td>"
+            f"<td>{esc(run.task or '—')}</td><td>{esc(run.split or '—')}</td>"
+            f"<td>{esc(run.policy or '—')}</td><td class='num'>{_episodes_cell(run)}</td>"
+            f"<td class='num'><b>{pct(success)}</b> <span class='muted small'>{ci_text(ci)}"
+            f"</span><br>{rate_bar(success, ci)}</td><td>{_status(run)}</td></tr>"
+        )
+    comparable = [r for r in runs if r.ok]
+    compare = ""
+    if len(comparable) >= 2:
+        compare = (
+            "<form class='compare-form card' action='/compare' method='get'>"
+            "<strong>Compare two runs</strong> "
+            f"<label>A <select name='a'>{_run_options(comparable, comparable[0].id)}"
+            "</select></label>"
+            f"<label>B <select name='b'>{_run_options(comparable, comparable[1].id)}"
+            "</select></label>"
+            "<button type='submit'>Compare</button></form>"
+        )
+    body = (
+        f"<h1>Runs <span class='muted'>({len(runs)})</span></h1>{compare}"
+        "<table class='grid runs'><thead><tr><th>run</th><th>kind</th><th>task</th>"
+        "<th>split</th><th>policy</th><th>episodes</th><th>success [95% CI]</th>"
+        "<th>status</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<p class='muted small'>Success: share of episodes solved within the allowed attempts, "
+        "with its 95% Wilson interval. Runs are re-read on every page load, so a running "
+        "evaluation shows its newest episodes.</p>"
+    )
+    return layout("Runs", body, active="runs")
+
+
+def _metrics_table(metrics: Mapping[str, Any]) -> str:
+    rows = [
+        f"<tr><td>{esc(label)}</td><td class='num'>{esc(text)}</td><td>"
+        + (rate_bar(metrics.get(key), metrics.get(f"{key}_ci95")) if kind == "rate" else "")
+        + "</td></tr>"
+        for key, label, kind in METRIC_ROWS
+        if (text := fmt_metric(metrics, key, kind)) is not None
+    ]
+    if not rows:
+        return "<p class='muted'>No metrics yet.</p>"
+    return "<table class='grid metrics'>" + "".join(rows) + "</table>"
+
+
+def _bucket_bar(metrics: Mapping[str, Any], key: str) -> str:
+    return rate_bar(metrics.get(f"{key}/success"), metrics.get(f"{key}/success_ci95"))
+
+
+def _slice_tables(metrics: Mapping[str, Any]) -> str:
+    out = []
+    for name, label in SLICES:
+        prefix = f"eval/by_{name}/"
+        buckets = sorted(
+            {k[len(prefix) :].rsplit("/", 1)[0] for k in metrics if k.startswith(prefix)},
+            key=lambda b: (int("".join(c for c in b.split("-")[0] if c.isdigit()) or -1), b),
+        )
+        if not buckets:
+            continue
+        rows = "".join(
+            f"<tr><td>{esc(b)}</td><td class='num'>{metrics.get(f'{prefix}{b}/episodes', '')}"
+            f"</td><td class='num'>{fmt_metric(metrics, f'{prefix}{b}/success', 'rate') or '—'}"
+            f"</td><td>{_bucket_bar(metrics, prefix + b)}</td></tr>"
+            for b in buckets
+        )
+        out.append(
+            f"<div><h3>Success by {esc(label)}</h3><table class='grid'><tr><th>{esc(label)}</th>"
+            f"<th>episodes</th><th>success</th><th></th></tr>{rows}</table></div>"
+        )
+    outcome_rows = sorted(
+        ((k.rsplit("/", 1)[1], v) for k, v in metrics.items() if k.startswith("eval/outcomes/")),
+        key=lambda kv: -(_num(kv[1]) or 0),
+    )
+    if outcome_rows:
+        rows = "".join(
+            f"<tr><td>{badge(name)}</td><td class='num'>{pct(v)}</td>"
+            f"<td>{rate_bar(v, None)}</td></tr>"
+            for name, v in outcome_rows
+        )
+        out.append(
+            "<div><h3>Outcomes of all attempts</h3><table class='grid'><tr><th>outcome</th>"
+            f"<th>share</th><th></th></tr>{rows}</table></div>"
+        )
+    return "<div class='columns'>" + "".join(out) + "</div>" if out else ""
+
+
+def _plots(run: Run) -> str:
+    if not run.plots:
+        return ""
+    figures = "".join(
+        f"<figure><a href='/runs/{esc(run.id)}/files/{esc(p)}'><img loading='lazy' "
+        f"src='/runs/{esc(run.id)}/files/{esc(p)}' alt='{esc(p)}'></a>"
+        f"<figcaption>{esc(p)}</figcaption></figure>"
+        for p in run.plots
+    )
+    return f"<h2>Plots</h2><div class='plots'>{figures}</div>"
+
+
+def _suite_table(run: Run, members: Mapping[str, Run]) -> str:
+    rows_data = run.suite.get("rows") or []
+    if not isinstance(rows_data, list) or not rows_data:
+        return ""
+    by_folder = {m.path.name: m for m in members.values()}
+    rows = []
+    for row in rows_data:
+        if not isinstance(row, dict):
+            continue
+        paper = row.get("paper") or {}
+        member = by_folder.get(str(row.get("run", "")))
+        link = (
+            f"<a href='/runs/{esc(member.id)}'>{esc(str(row.get('task')))}/"
+            f"{esc(str(row.get('split')))}</a>"
+            if member
+            else f"{esc(str(row.get('task')))}/{esc(str(row.get('split')))}"
+        )
+        rows.append(
+            f"<tr><td>{link}</td><td>{esc(str(row.get('metric', '')))}</td>"
+            f"<td class='num'><b>{pct(row.get('value'))}</b> <span class='muted small'>"
+            f"{ci_text(row.get('ci95'))}</span><br>"
+            f"{rate_bar(row.get('value'), row.get('ci95'))}</td>"
+            f"<td class='num'>{esc(str(row.get('episodes', '')))}</td>"
+            f"<td class='num'>{pct(paper.get('init'))}</td><td class='num'>{pct(paper.get('rl'))}"
+            f"</td><td class='num'>{pct(paper.get('sft'))}</td></tr>"
+        )
+    return (
+        "<h2>Settings</h2><table class='grid'><tr><th>setting</th><th>metric</th>"
+        "<th>ours [95% CI]</th><th>n</th><th>paper Init</th><th>paper RL</th>"
+        "<th>paper SFT</th></tr>" + "".join(rows) + "</table>"
+        "<p class='muted small'>Paper: Chu et al. 2025; Init is the shared SFT start, RL and "
+        "SFT at equal compute.</p>"
+    )
+
+
+def _flat_numbers(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out += _flat_numbers(value, name + ".")
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out.append((name, value))
+    return out
+
+
+def run_page(
+    run: Run, *, members: Mapping[str, Run], others: Sequence[Run], n_episodes: int
+) -> str:
+    """One run: headline, metrics, slices, plots, configuration; suites list their settings."""
+    crumbs = [("Runs", "/"), (run.id, "")]
+    if run.parent:
+        crumbs = [("Runs", "/"), (run.parent, f"/runs/{run.parent}"), (run.id, "")]
+    description = ""
+    task_spec = run.config.get("task")
+    if isinstance(task_spec, dict) and task_spec.get("description"):
+        description = str(task_spec["description"])
+    head = [
+        f"<h1>{esc(run.title or run.id)} "
+        f"<span class='kind {esc(run.kind)}'>{esc(run.kind)}</span></h1>",
+        f"<p class='muted'>{esc(description)}{' — ' if description else ''}"
+        f"<code>{esc(str(run.path))}</code></p>",
+        problems_box(run.problems),
+    ]
+    if not run.ok:
+        return layout(run.id, "".join(head), active="runs", crumbs=crumbs)
+    actions = []
+    if n_episodes:
+        actions.append(
+            f"<a class='button' href='/episodes?run={esc(run.id)}'>Episodes ({n_episodes})</a>"
+        )
+    if run.report:
+        actions.append(
+            f"<a class='button ghost' href='/runs/{esc(run.id)}/files/{esc(run.report)}'>"
+            f"{esc(run.report)}</a>"
+        )
+    compare = [o for o in others if o.id != run.id and o.ok]
+    if compare:
+        actions.append(
+            "<form class='inline' action='/compare' method='get'>"
+            f"<input type='hidden' name='a' value='{esc(run.id)}'>"
+            f"<select name='b'>{_run_options(compare, None)}</select>"
+            "<button type='submit'>Compare with…</button></form>"
+        )
+    success = run.metrics.get("eval/success")
+    headline = ""
+    if _num(success) is not None:
+        headline = (
+            f"<div class='headline'><div class='big'>{pct(success)}</div><div>success "
+            f"<span class='muted'>{ci_text(run.metrics.get('eval/success_ci95'))}</span><br>"
+            f"{rate_bar(success, run.metrics.get('eval/success_ci95'), width=220)}</div>"
+            f"<div class='muted'>episodes {_episodes_cell(run)}"
+            + (" · metrics recomputed from the episodes" if run.metrics_from_episodes else "")
+            + "</div></div>"
+        )
+    body = [*head, headline, "<div class='actions'>" + "".join(actions) + "</div>"]
+    if run.kind == "suite":
+        body.append(_suite_table(run, members))
+        if run.children:
+            body.append(
+                "<p>Member runs: "
+                + ", ".join(f"<a href='/runs/{esc(c)}'>{esc(c)}</a>" for c in run.children)
+                + "</p>"
+            )
+    if run.kind in ("agent", "benchmark"):
+        facts = _flat_numbers(run.manifest or run.config)
+        if facts:
+            body.append(
+                "<h2>Manifest</h2><table class='grid'>"
+                + "".join(
+                    f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in facts[:60]
+                )
+                + "</table>"
+            )
+    if run.metrics:
+        body.append("<h2>Metrics</h2>" + _metrics_table(run.metrics))
+        body.append(_slice_tables(run.metrics))
+        if run.kind in ("agent", "benchmark"):
+            body.append(
+                "<table class='grid'>"
+                + "".join(
+                    f"<tr><td>{esc(k)}</td><td class='num'>{esc(str(v))}</td></tr>"
+                    for k, v in _flat_numbers(run.metrics)
+                )
+                + "</table>"
+            )
+    body.append(_plots(run))
+    if run.metrics:
+        body.append(
+            "<details><summary>All metrics (metrics.json)</summary>"
+            f"{_json_block(run.metrics)}</details>"
+        )
+    if run.config:
+        body.append(
+            "<details><summary>Configuration (config.json)</summary>"
+            f"{_json_block(run.config)}</details>"
+        )
+    return layout(run.id, "".join(body), active="runs", crumbs=crumbs)
+
+
+# ---------------------------------------------------------------------------- compare
+def compare_page(
+    runs: Sequence[Run],
+    a: Run | None,
+    b: Run | None,
+    rows: Sequence[Mapping[str, Any]],
+    note: str = "",
+) -> str:
+    """Two runs side by side: per setting, each metric with both values and B − A."""
+    choose = (
+        "<form class='compare-form card' action='/compare' method='get'><strong>Compare</strong> "
+        f"<label>A <select name='a'>{_run_options(runs, a.id if a else None)}</select></label>"
+        f"<label>B <select name='b'>{_run_options(runs, b.id if b else None)}</select></label>"
+        "<button type='submit'>Compare</button></form>"
+    )
+    crumbs = [("Runs", "/"), ("Compare", "")]
+    if a is None or b is None:
+        body = (
+            "<h1>Compare two runs</h1>"
+            + choose
+            + (f"<div class='notice'>{esc(note)}</div>" if note else "")
+        )
+        return layout("Compare", body, active="runs", crumbs=crumbs)
+    head = (
+        "<h1>Compare</h1>" + choose + "<div class='pair'>"
+        "<div class='card'><span class='tag a'>A</span> "
+        f"<a href='/runs/{esc(a.id)}'>{esc(a.id)}</a>"
+        f"<div class='muted small'>{esc(a.title)}</div></div>"
+        "<div class='card'><span class='tag b'>B</span> "
+        f"<a href='/runs/{esc(b.id)}'>{esc(b.id)}</a>"
+        f"<div class='muted small'>{esc(b.title)}</div></div></div>"
+        + problems_box([f"A: {p}" for p in a.problems] + [f"B: {p}" for p in b.problems])
+    )
+    tables = []
+    for row in rows:
+        lines = []
+        for m in row["metrics"]:
+            lines.append(_compare_line(m))
+        missing = ""
+        if not row["in_a"] or not row["in_b"]:
+            missing = f" <span class='muted small'>(only in {'A' if row['in_a'] else 'B'})</span>"
+        tables.append(
+            f"<h2>{esc(row['task'] or '—')}/{esc(row['split'] or '—')}{missing}</h2>"
+            "<table class='grid compare'><tr><th>metric</th><th>A</th><th>B</th>"
+            "<th>B − A [95% CI]</th><th></th></tr>" + "".join(lines) + "</table>"
+        )
+    if not tables:
+        tables.append("<div class='notice'>These runs have no metrics to compare yet.</div>")
+    plots = ""
+    if a.plots or b.plots:
+        plots = (
+            "<h2>Plots</h2><div class='pair'>"
+            + "".join(f"<div>{''.join(_plot_img(r, p) for p in r.plots)}</div>" for r in (a, b))
+            + "</div>"
+        )
+    legend = (
+        "<p class='muted small'>Differences are B − A. The interval is Newcombe's hybrid score "
+        "interval for two independent proportions; a difference is marked when it excludes 0 "
+        "(green: B better, red: B worse). Nothing is corrected for multiple comparisons.</p>"
+    )
+    return layout("Compare", head + "".join(tables) + legend + plots, active="runs", crumbs=crumbs)
+
+
+def _plot_img(run: Run, path: str) -> str:
+    return (
+        f"<figure><img loading='lazy' src='/runs/{esc(run.id)}/files/{esc(path)}' "
+        f"alt='{esc(path)}'>"
+        f"<figcaption>{esc(run.id)}: {esc(path)}</figcaption></figure>"
+    )
+
+
+def _compare_line(m: Mapping[str, Any]) -> str:
+    rate = m["kind"] == "rate"
+
+    def value(v: Any, ci: Any, n: Any) -> str:
+        if v is None:
+            return "—"
+        text = pct(v) if rate else f"{v:,.2f}"
+        extra = f" <span class='muted small'>{ci_text(ci)}</span>" if ci else ""
+        count = f"<span class='muted small'> n={n}</span>" if n else ""
+        return f"{text}{extra}{count}"
+
+    delta = m.get("delta")
+    cls = "same"
+    if delta is None:
+        delta_text = "—"
+    else:
+        delta_text = (f"{delta * 100:+.1f} pt" if rate else f"{delta:+.2f}") + (
+            f" <span class='muted small'>[{m['delta_ci95'][0] * 100:+.1f}, "
+            f"{m['delta_ci95'][1] * 100:+.1f}]</span>"
+            if m.get("delta_ci95")
+            else ""
+        )
+        if m.get("significant"):
+            better = (delta > 0) == bool(m.get("higher_is_better"))
+            cls = "better" if better else "worse"
+    bars = ""
+    if rate:
+        bars = (
+            f"<div class='bars'><span class='tag a'>A</span>{rate_bar(m.get('a'), m.get('a_ci95'))}"
+            f"<br><span class='tag b'>B</span>{rate_bar(m.get('b'), m.get('b_ci95'))}</div>"
+        )
+    return (
+        f"<tr><td>{esc(m['label'])}</td>"
+        f"<td class='num'>{value(m.get('a'), m.get('a_ci95'), m.get('a_n'))}"
+        f"</td><td class='num'>{value(m.get('b'), m.get('b_ci95'), m.get('b_n'))}</td>"
+        f"<td class='num delta {cls}'>{delta_text}</td><td>{bars}</td></tr>"
+    )
+
+
+# ---------------------------------------------------------------------------- episodes
+def episodes_page(
+    runs: Sequence[Run],
+    items: Sequence[tuple[Run, Mapping[str, Any]]],
+    *,
+    params: Mapping[str, str],
+    facets: Mapping[str, Sequence[str]],
+    page: int,
+    total: int,
+    problems: Sequence[str] = (),
+) -> str:
+    """The filterable list of episodes across runs (or of one run)."""
+
+    def select(name: str, values: Sequence[str], label: str) -> str:
+        current = params.get(name, "")
+        options = "<option value=''>any</option>" + "".join(
+            f"<option value='{esc(v)}'{' selected' if v == current else ''}>{esc(v)}</option>"
+            for v in values
+        )
+        return f"<label>{label} <select name='{name}'>{options}</select></label>"
+
+    run_values = [r.id for r in runs if r.ok]
+    success_select = select("success", ["yes", "no"], "solved")
+    form = (
+        "<form class='filters card' method='get' action='/episodes'>"
+        + select("run", run_values, "run")
+        + select("task", facets.get("task", []), "task")
+        + select("split", facets.get("split", []), "split")
+        + success_select
+        + select("outcome", facets.get("outcome", []), "outcome")
+        + "<button type='submit'>Filter</button> <a href='/episodes'>clear</a></form>"
+    )
+    start = (page - 1) * EPISODES_PER_PAGE
+    rows = []
+    for run, record in items:
+        s = episode_summary(record)
+        href = f"/runs/{esc(run.id)}/episodes/{s['index']}"
+        what = s["cards"] or s["city"] or ""
+        result = (
+            "<span class='status ok'>solved</span>"
+            if s["success"]
+            else "<span class='status bad'>not solved</span>"
+            if s["success"] is False
+            else ""
+        )
+        reward = s["total_reward"]
+        rows.append(
+            f"<tr data-href='{href}'><td><a href='{href}'>#{esc(str(s['index']))}</a></td>"
+            f"<td>{esc(run.id)}</td><td>{esc(s['task'])}/{esc(s['split'])}</td>"
+            f"<td>{esc(what)}</td><td>{result}</td><td>{badge(s['outcome'])}</td>"
+            f"<td>{dots(s['outcomes'])}</td>"
+            f"<td class='num'>{'' if reward is None else f'{float(reward):+g}'}</td>"
+            f"<td class='answer'><code>{esc(s['last_answer'])}</code></td></tr>"
+        )
+    pages = max(1, -(-total // EPISODES_PER_PAGE))
+    pager = ""
+    if pages > 1:
+        prev_link = (
+            f"<a href='/episodes{_qs(params, page=page - 1)}'>← previous</a>" if page > 1 else ""
+        )
+        next_link = (
+            f"<a href='/episodes{_qs(params, page=page + 1)}'>next →</a>" if page < pages else ""
+        )
+        pager = f"<p class='pager'>{prev_link} page {page} of {pages} {next_link}</p>"
+    shown = f"{start + 1}–{start + len(items)} of {total}" if items else f"0 of {total}"
+    table = (
+        "<table class='grid episodes'><thead><tr><th>#</th><th>run</th><th>setting</th>"
+        "<th>cards / city</th><th>result</th><th>outcome</th><th>attempts</th><th>return</th>"
+        "<th>last answer</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        if rows
+        else "<div class='notice'>No episode matches these filters.</div>"
+    )
+    body = (
+        f"<h1>Episodes <span class='muted'>({shown})</span></h1>{form}"
+        + problems_box(problems)
+        + table
+        + pager
+        + "<p class='muted small'>The outcome filter matches the episode's outcome or that of "
+        "any of its attempts.</p>"
+    )
+    return layout("Episodes", body, active="episodes", crumbs=[("Episodes", "")])
+
+
+def _info_table(info: Mapping[str, Any]) -> str:
+    if not info:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(str(k))}</td><td><code>"
+        f"{esc(json.dumps(v, ensure_ascii=False, default=str)[:400])}"
+        "</code></td></tr>"
+        for k, v in info.items()
+    )
+    return f"<table class='grid kv'>{rows}</table>"
+
+
+HIGHLIGHTS: tuple[tuple[str, str], ...] = (
+    ("parsed_action", "action read"),
+    ("stated_observation", "observation stated"),
+    ("landmark_correct", "landmark right"),
+    ("intersection_correct", "intersection right"),
+    ("moved", "moved"),
+    ("goal_distance_m", "to the goal (m)"),
+    ("value", "value of the formula"),
+    ("recognized_cards", "cards read"),
+    ("recognized_correct", "cards right"),
+    ("rule_collapse", "rule collapse"),
+)
+"""Step info entries shown beside the verdict (the rest is under "Step info")."""
+
+
+def _highlights(info: Mapping[str, Any]) -> str:
+    rows = [
+        f"<tr><td>{esc(label)}</td><td><code>{esc(_short(info[key]))}</code></td></tr>"
+        for key, label in HIGHLIGHTS
+        if info.get(key) is not None
+    ]
+    return f"<table class='grid kv'>{''.join(rows)}</table>" if rows else ""
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def episode_page(
+    run: Run,
+    record: Mapping[str, Any],
+    *,
+    image_url: str | None,
+    map_html: str,
+    prev_index: int | None,
+    next_index: int | None,
+    step: int = 1,
+) -> str:
+    """One episode, step by step: prompt, model text, verdict, image and map."""
+    s = episode_summary(record)
+    steps = steps_view(record)
+    step = max(1, min(step, len(steps)))
+    info = record.get("reset_info") if isinstance(record.get("reset_info"), dict) else {}
+    result = (
+        "<span class='status ok'>solved</span>"
+        if s["success"]
+        else "<span class='status bad'>not solved</span>"
+        if s["success"] is False
+        else ""
+    )
+    nav_links = []
+    base = f"/runs/{esc(run.id)}/episodes"
+    if prev_index is not None:
+        nav_links.append(
+            f"<a class='button ghost' id='prev-episode' href='{base}/{prev_index}'>"
+            f"← episode {prev_index}</a>"
+        )
+    nav_links.append(f"<a class='button ghost' href='/episodes?run={esc(run.id)}'>all episodes</a>")
+    if next_index is not None:
+        nav_links.append(
+            f"<a class='button ghost' id='next-episode' href='{base}/{next_index}'>"
+            f"episode {next_index} →</a>"
+        )
+    facts = []
+    if info.get("cards"):
+        facts.append(f"cards <b>{esc(' '.join(map(str, info['cards'])))}</b>")
+    if info.get("numbers"):
+        facts.append(f"numbers {esc(str(info['numbers']))}")
+    if info.get("target") is not None:
+        facts.append(f"target {esc(str(info['target']))}")
+    if info.get("rule"):
+        facts.append(f"rule {esc(str(info['rule']))}")
+    if s["city"]:
+        facts.append(f"city {esc(s['city'])}")
+    if record.get("seed") is not None:
+        facts.append(f"seed {esc(str(record['seed']))}")
+    expert = info.get("expert_answer")
+    header = (
+        f"<h1>Episode {esc(str(s['index']))} <span class='muted'>· {esc(s['task'])}/"
+        f"{esc(s['split'])} · {esc(s['policy'] or run.policy)}</span></h1>"
+        f"<div class='episode-head'><div>{result} {badge(s['outcome'])} "
+        f"<span class='muted'>{len(steps)} attempt(s), return {float(s['total_reward'] or 0):+g}"
+        f"</span><div class='facts'>{' · '.join(facts)}</div></div>"
+        f"<div class='actions'>{''.join(nav_links)}</div></div>"
+    )
+    sections = []
+    for k, st in enumerate(steps, start=1):
+        hidden = "" if k == step else " hidden"
+        prompt = st["prompt"]
+        if prompt:
+            prompt_html = (
+                f"<details class='prompt' {'open' if len(str(prompt)) < 1600 else ''}>"
+                f"<summary>Prompt</summary>{_pre(prompt)}</details>"
+            )
+        else:
+            prompt_html = (
+                "<p class='muted small'>Only the first prompt is stored: this attempt saw it "
+                "updated with the verifier's feedback (GeneralPoints) or with the new "
+                "observation and action history (navigation).</p>"
+            )
+        reward = "—" if st["reward"] is None else f"{st['reward']:+g}"
+        gt = ""
+        expected = expected_action(record, k)
+        if expected:
+            gt = f"<p class='muted small'>expected action here: <code>{esc(expected)}</code></p>"
+        step_image = ""
+        if st["image"]:
+            step_image = (
+                f"<img class='obs' alt='observation of step {k}' "
+                f"src='/runs/{esc(run.id)}/files/{esc(st['image'])}'>"
+            )
+        sections.append(
+            f"<section class='step{hidden}' data-step='{k}' id='step-{k}'>"
+            f"<h2>Attempt {esc(str(st['attempt']))} "
+            f"<span class='muted small'>of {len(steps)}</span></h2>"
+            f"{prompt_html}{step_image}"
+            f"<h3>Model's answer</h3>{_pre(st['action'], 'answer')}"
+            f"<div class='verdict'><div>{badge(st['outcome'])}</div>"
+            f"<div><span class='muted'>reward</span> <b>{reward}</b></div>"
+            f"<div><span class='muted'>return so far</span> {st['return_so_far']:+g}</div></div>"
+            f"<h3>Verifier's feedback</h3>{_pre(st['feedback'] or '—', 'feedback')}"
+            f"{gt}{_highlights(st['info'])}"
+            + (
+                f"<details><summary>Step info</summary>{_info_table(st['info'])}</details>"
+                if st["info"]
+                else ""
+            )
+            + "</section>"
+        )
+    stepper = (
+        f"<div class='stepper' data-steps='{len(steps)}' data-current='{step}'>"
+        f"<a class='button' id='prev-step' href='?step={max(1, step - 1)}'>◀ prev</a>"
+        f"<input type='range' id='step-slider' min='1' max='{len(steps)}' value='{step}' "
+        f"aria-label='attempt'><a class='button' id='next-step' "
+        f"href='?step={min(len(steps), step + 1)}'>next ▶</a>"
+        f"<span id='step-label'>attempt {step} of {len(steps)}</span>"
+        f"<span class='dots'>{dots([st['outcome'] for st in steps])}</span></div>"
+    )
+    visual = ""
+    if image_url:
+        visual += (
+            f"<figure class='episode-image'><img id='episode-image' alt='what the model saw' "
+            f"src='{esc(image_url)}'><figcaption>"
+            + (
+                "the image the model saw"
+                if record.get("image")
+                else "the hand (drawn for the reader; the model read text)"
+            )
+            + "</figcaption></figure>"
+        )
+    visual += map_html
+    if info.get("instruction"):
+        visual += f"<h3>Instruction</h3>{_pre(info['instruction'])}"
+    if expert:
+        visual += f"<details><summary>Expert answer</summary>{_pre(expert)}</details>"
+    if info:
+        visual += f"<details><summary>Reset info</summary>{_info_table(info)}</details>"
+    body = (
+        header
+        + problems_box(run.problems if not run.ok else [])
+        + f"<div class='episode-grid'><div class='steps-col'>{stepper}{''.join(sections)}</div>"
+        f"<div class='visual-col'>{visual}</div></div>"
+    )
+    crumbs = [
+        ("Runs", "/"),
+        (run.id, f"/runs/{run.id}"),
+        ("Episodes", f"/episodes?run={run.id}"),
+        (f"#{s['index']}", ""),
+    ]
+    return layout(f"Episode {s['index']}", body, active="episodes", crumbs=crumbs)
+
+
+# ---------------------------------------------------------------------------- cities
+def cities_page(catalog: Sequence[Mapping[str, Any]], note: str = "") -> str:
+    """The bundled and user cities, each a link to its explorer."""
+    cards = "".join(
+        f"<a class='city card' href='/cities/{esc(c['name'])}'><h2>{esc(c['name'])}</h2>"
+        f"<p>{esc(c.get('description') or '')}</p>"
+        f"<p class='muted small'>{esc(c.get('source') or '')}"
+        + (f" · {c['size_bytes'] / 1e6:.1f} MB" if c.get("size_bytes") else "")
+        + (" · loaded" if c.get("loaded") else "")
+        + "</p></a>"
+        for c in catalog
+    )
+    body = (
+        "<h1>Cities</h1><p class='muted'>Real OpenStreetMap extracts, bundled and offline. Pick "
+        "one to search its places, walk between two of them and look around in street views.</p>"
+        + (f"<div class='notice'>{esc(note)}</div>" if note else "")
+        + f"<div class='cities'>{cards or '<p>No city is available.</p>'}</div>"
+    )
+    return layout("Cities", body, active="cities", crumbs=[("Cities", "")])
+
+
+def city_page(
+    name: str,
+    *,
+    params: Mapping[str, str],
+    stats: Mapping[str, Any],
+    results: Sequence[Mapping[str, Any]],
+    route: Mapping[str, Any] | None,
+    ends: Mapping[str, str],
+    map_html: str,
+    view: Mapping[str, Any] | None,
+    errors: Sequence[str],
+) -> str:
+    """The city explorer: search, route with instructions, map and a street view."""
+    q = params.get("q", "")
+    keep = {
+        k: v for k, v in params.items() if k in ("q", "from", "to", "lat", "lon", "heading", "fov")
+    }
+    search = (
+        f"<form class='search' method='get' action='/cities/{esc(name)}'>"
+        f"<input type='search' name='q' id='search-box' value='{esc(q)}' "
+        "placeholder='Search places: cafe, museum, a name, \"pharmacy near …\"' autofocus>"
+        + "".join(
+            f"<input type='hidden' name='{k}' value='{esc(v)}'>"
+            for k, v in keep.items()
+            if k != "q" and v
+        )
+        + "<button type='submit'>Search</button></form>"
+    )
+    result_items = []
+    for i, place in enumerate(results, start=1):
+        ref = place.get("id") or f"{place['lat']:.6f},{place['lon']:.6f}"
+        latlon = {"lat": f"{place['lat']:.6f}", "lon": f"{place['lon']:.6f}"}
+        result_items.append(
+            f"<li class='result'><span class='num-badge'>{i}</span><div><b>{esc(place['name'])}</b>"
+            f" <span class='muted small'>{esc(str(place.get('category') or ''))}</span>"
+            "<div class='links small'>"
+            f"<a class='set-from' href='{_qs(keep, **{'from': ref})}'>from here</a>"
+            f" · <a class='set-to' href='{_qs(keep, to=ref)}'>to here</a>"
+            f" · <a href='{_qs(keep, **latlon)}'>street view</a></div></div></li>"
+        )
+    if q and not results:
+        result_items.append(f"<li class='muted'>Nothing in {esc(name)} matches “{esc(q)}”.</li>")
+    results_html = (
+        f"<ol class='results' id='results'>{''.join(result_items)}</ol>" if result_items else ""
+    )
+    route_form = (
+        f"<form class='route-form' method='get' action='/cities/{esc(name)}'>"
+        f"<input type='hidden' name='q' value='{esc(q)}'>"
+        f"<label>From <input name='from' value='{esc(params.get('from', ''))}' "
+        f"placeholder='a place, an address or lat,lon' title='{esc(ends.get('from', ''))}'></label>"
+        f"<label>To <input name='to' value='{esc(params.get('to', ''))}' "
+        f"placeholder='a place, an address or lat,lon' title='{esc(ends.get('to', ''))}'></label>"
+        "<button type='submit'>Walk</button></form>"
+    )
+    route_html = ""
+    if route:
+        steps = "".join(
+            f"<li><div>{esc(st.get('instruction') or '')}</div>"
+            f"<div class='muted small'>{esc(st.get('street') or 'unnamed way')} · "
+            f"{st.get('distance_m', 0):.0f} m · heading {st.get('heading', 0):.0f}° "
+            f"({esc(st.get('compass') or '')})"
+            + (
+                " · landmarks: "
+                + esc("; ".join(lm.get("text") or lm.get("name", "") for lm in st["landmarks"]))
+                if st.get("landmarks")
+                else ""
+            )
+            + "</div></li>"
+            for st in route.get("steps", [])
+        )
+        route_html = (
+            f"<div class='route card' id='route'><h2>Walking route</h2><p><b>"
+            f"{esc(ends.get('from', ''))}</b> → <b>{esc(ends.get('to', ''))}</b><br>"
+            f"{route.get('length_m', 0):,.0f} m · {route.get('duration_s', 0) / 60:.0f} min on foot"
+            f" · destination on your {esc(str(route.get('destination_relation') or '?'))}</p>"
+            f"<ol class='instructions'>{steps}</ol></div>"
+        )
+    error_html = "".join(f"<div class='notice warn'>{esc(e)}</div>" for e in errors)
+    view_html = ""
+    if view is not None:
+        heading = float(view["heading"])
+        turns = "".join(
+            f"<a class='button ghost' href='{_qs(keep, heading=f'{(heading + d) % 360:.0f}')}'>"
+            f"{label}</a>"
+            for d, label in ((-90, "⟲ 90°"), (-30, "⟲ 30°"), (30, "30° ⟳"), (90, "90° ⟳"))
+        )
+        compass = "".join(
+            f"<a class='button ghost' href='{_qs(keep, heading=str(h))}'>{lbl}</a>"
+            for h, lbl in ((0, "N"), (90, "E"), (180, "S"), (270, "W"))
+        )
+        where = esc(view.get("where") or "")
+        if view.get("available"):
+            picture = (
+                f"<img id='street-view' alt='street view' src='{esc(view['url'])}' "
+                "width='512' height='512'>"
+            )
+        else:
+            why = view.get("why") or "Street views are not available."
+            picture = f"<div class='notice' id='street-view-missing'>{esc(why)}</div>"
+        view_html = (
+            f"<div class='card view' id='view'><h2>Street view</h2><p class='muted small'>"
+            f"{float(view['lat']):.6f}, {float(view['lon']):.6f} · heading {heading:.0f}° · "
+            f"fov {float(view['fov']):.0f}°{' · ' + where if where else ''}</p>{picture}"
+            f"<div class='turns'>{turns}{compass}</div></div>"
+        )
+    side = (
+        f"{search}{results_html}{route_form}{error_html}{route_html}"
+        "<p class='muted small'>Click the map to look around there; scroll to zoom, drag to "
+        "pan.</p>"
+    )
+    facts = (
+        f"{stats.get('pois', 0):,} places · {stats.get('walk_length_km', 0):,} km of walkways · "
+        f"{stats.get('buildings', 0):,} buildings"
+        if stats
+        else ""
+    )
+    body = (
+        f"<h1>{esc(name)} <span class='muted small'>{esc(str(stats.get('description', '')))}"
+        f"</span></h1><p class='muted small'>{facts}</p>"
+        f"<div class='explorer'><div class='side'>{side}</div>"
+        f"<div class='mapcol'><div class='mapbox' data-click='view' data-heading="
+        f"'{esc(params.get('heading', '0'))}'>{map_html}<div class='map-tools'>"
+        "<button type='button' data-zoom='in'>+</button><button type='button' data-zoom='out'>−"
+        "</button><button type='button' data-zoom='reset'>⟲</button></div></div>"
+        f"{view_html}</div></div>"
+    )
+    return layout(name, body, active="cities", crumbs=[("Cities", "/cities"), (name, "")])

@@ -1,0 +1,140 @@
+"""Run folders for the viewer tests: real `evaluate` runs, a suite, a navigation run, broken ones.
+
+Everything is made with the project's own code (oracle and random policies, a few episodes), so
+the viewer is tested on exactly what `openvirl eval` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+NAV_CITY = "monaco"
+
+
+def eval_run(out: Path, *, task: str = "gp-l", split: str = "id", policy: str = "oracle",
+             episodes: int = 6, image_size: int | None = None, report: bool = True) -> Path:  # fmt: skip
+    """An `openvirl eval` run folder (trajectories, metrics, config, report and plots)."""
+    from openvirl.evaluation import EvalConfig, evaluate
+
+    evaluate(
+        EvalConfig(
+            task=task, split=split, policy=policy, episodes=episodes, out=out,
+            progress=False, image_size=image_size, report=report, examples=2,
+        )  # fmt: skip
+    )
+    return out
+
+
+def half_written(source: Path, out: Path) -> Path:
+    """A copy of `source` as a killed run leaves it: no metrics, a half line at the end."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "config.json", out / "config.json")
+    lines = (source / "trajectories.jsonl").read_text(encoding="utf-8").splitlines()
+    with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
+        for line in lines[:-1]:
+            handle.write(line + "\n")
+        handle.write(lines[-1][: len(lines[-1]) // 2])  # no newline: cut mid-write
+    return out
+
+
+def nav_run(out: Path, city_name: str = NAV_CITY) -> Path:
+    """A navigation run in `city_name` written in the evaluation format (three episodes).
+
+    Routes come from `City.route` between real places; each step records the agent's
+    position and heading after it, as the navigation env's info does, and the first episode
+    also records its route polyline.
+    """
+    from openvirl.world import City
+    from openvirl.world.geometry import bearing_deg
+
+    city = City.load(city_name)
+    places = [p for p in city.pois if p.name][:40]
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for index in range(3):
+        origin, destination = places[index * 7], places[index * 7 + 20]
+        route = city.route(origin, destination)
+        points = [route.origin_snap] + [tuple(s.end) for s in route.steps]
+        reset_info = {
+            "task": "navigation", "city": city_name, "route_id": f"test-{index}",
+            "lat": points[0][0], "lon": points[0][1], "heading": 0, "position": 0,
+            "gt_action": "turn_direction(north)",
+            "instruction": route.text,
+        }  # fmt: skip
+        if index == 0:
+            reset_info["route"] = [list(p) for p in route.polyline]
+        steps = []
+        for k in range(1, len(points)):
+            heading = round(bearing_deg(*points[k - 1], *points[k])) % 360
+            wrong = index == 1 and k == 2
+            lat, lon = points[k - 1] if wrong else points[k]
+            steps.append(
+                {
+                    "attempt": 1, "action": '{"action": "forward()"}',
+                    "reward": -1.0 if wrong else 1.0,
+                    "outcome": "wrong_action" if wrong else "correct",
+                    "feedback": "Incorrect action." if wrong else "Correct action.",
+                    "lat": lat, "lon": lon, "heading": heading, "position": k,
+                    "parsed_action": "forward()", "answered_gt_action": "forward()",
+                }  # fmt: skip
+            )
+            if wrong:
+                break
+        records.append(
+            {
+                "index": index, "seed": index, "task": "nav-l", "split": "id",
+                "policy": "oracle", "success": index != 1,
+                "episode_outcome": "attempts_exhausted" if index == 1 else "correct",
+                "attempts": len(steps), "total_reward": sum(s["reward"] for s in steps),
+                "prompt": "[Task]\nFollow the instructions.\n" + route.text,
+                "image": None, "reset_info": reset_info, "steps": steps,
+                "future_field": {"unknown": True},
+            }  # fmt: skip
+        )
+    with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    config = {
+        "config": {"task": "nav-l", "split": "id", "policy": "oracle", "episodes": 3},
+        "task": {"task": "nav-l", "split": "id", "env_kwargs": {"city": city_name}},
+        "episodes": 3,
+    }
+    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    from openvirl.evaluation.metrics import compute_metrics
+
+    metrics = {"task": "nav-l", "split": "id", "policy": "oracle", "episodes_planned": 3,
+               "complete": True, "error": None, **compute_metrics(records)}  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(metrics, default=str), encoding="utf-8")
+    return out
+
+
+def agent_run(out: Path) -> Path:
+    """An agent run as a future `openvirl agents` command might write it: a manifest and logs."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"kind": "agent", "name": "place-recommender", "city": NAV_CITY, "policy": "oracle"}
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "episodes": 2}), "utf-8")
+    with (out / "episodes.jsonl").open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"question": "a cafe?", "answer": "Café de Paris"}) + "\n")
+        handle.write(json.dumps({"question": "a bank?", "answer": "none", "reward": 0}) + "\n")
+    return out
+
+
+def make_all(root: Path) -> dict[str, Path]:
+    """Every kind of folder the viewer tests use, under `root`, by role."""
+    root.mkdir(parents=True, exist_ok=True)
+    runs = {
+        "oracle": eval_run(root / "gp-l-oracle", episodes=8),
+        "random": eval_run(root / "gp-l-random", policy="random", split="rule-ood", episodes=8),
+        "vision": eval_run(root / "gp-vl-random", task="gp-vl", split="visual-ood",
+                           policy="random", episodes=3, image_size=256, report=False),  # fmt: skip
+    }
+    runs["half"] = half_written(runs["random"], root / "half-written")
+    runs["nav"] = nav_run(root / "nav-monaco")
+    runs["agent"] = agent_run(root / "agent-demo")
+    runs["empty"] = root / "not-started"
+    runs["empty"].mkdir(exist_ok=True)
+    runs["missing"] = root / "no-such-run"
+    return runs
