@@ -332,7 +332,8 @@ def describe_split(cell_deg: float, test_percent: int, *, by_area: bool = True) 
             f"cell = (floor(lat/{cell_deg}), floor(lon/{cell_deg})); "
             f"sha256('{SPLIT_VERSION}:<city>:<cell lat>:<cell lon>'), first 8 bytes big-endian, "
             f"mod 100 < {test_percent} -> test cell, else train cell; a route belongs to a side "
-            "when its start and its destination both lie in cells of that side"
+            "when its start place and its destination place (place_lat, place_lon) both lie "
+            "in cells of that side"
         )
     else:
         rule = (
