@@ -13,16 +13,31 @@ from pathlib import Path
 NAV_CITY = "monaco"
 
 
-def eval_run(out: Path, *, task: str = "gp-l", split: str = "id", policy: str = "oracle",
-             episodes: int = 6, image_size: int | None = None, report: bool = True) -> Path:  # fmt: skip
+def eval_run(
+    out: Path,
+    *,
+    task: str = "gp-l",
+    split: str = "id",
+    policy: str = "oracle",
+    episodes: int = 6,
+    image_size: int | None = None,
+    report: bool = True,
+) -> Path:
     """An `openvirl eval` run folder (trajectories, metrics, config, report and plots)."""
     from openvirl.evaluation import EvalConfig, evaluate
 
     evaluate(
         EvalConfig(
-            task=task, split=split, policy=policy, episodes=episodes, out=out,
-            progress=False, image_size=image_size, report=report, examples=2,
-        )  # fmt: skip
+            task=task,
+            split=split,
+            policy=policy,
+            episodes=episodes,
+            out=out,
+            progress=False,
+            image_size=image_size,
+            report=report,
+            examples=2,
+        )
     )
     return out
 
@@ -58,11 +73,16 @@ def nav_run(out: Path, city_name: str = NAV_CITY) -> Path:
         route = city.route(origin, destination)
         points = [route.origin_snap] + [tuple(s.end) for s in route.steps]
         reset_info = {
-            "task": "navigation", "city": city_name, "route_id": f"test-{index}",
-            "lat": points[0][0], "lon": points[0][1], "heading": 0, "position": 0,
+            "task": "navigation",
+            "city": city_name,
+            "route_id": f"test-{index}",
+            "lat": points[0][0],
+            "lon": points[0][1],
+            "heading": 0,
+            "position": 0,
             "gt_action": "turn_direction(north)",
             "instruction": route.text,
-        }  # fmt: skip
+        }
         if index == 0:
             reset_info["route"] = [list(p) for p in route.polyline]
         steps = []
@@ -72,26 +92,38 @@ def nav_run(out: Path, city_name: str = NAV_CITY) -> Path:
             lat, lon = points[k - 1] if wrong else points[k]
             steps.append(
                 {
-                    "attempt": 1, "action": '{"action": "forward()"}',
+                    "attempt": 1,
+                    "action": '{"action": "forward()"}',
                     "reward": -1.0 if wrong else 1.0,
                     "outcome": "wrong_action" if wrong else "correct",
                     "feedback": "Incorrect action." if wrong else "Correct action.",
-                    "lat": lat, "lon": lon, "heading": heading, "position": k,
-                    "parsed_action": "forward()", "answered_gt_action": "forward()",
-                }  # fmt: skip
+                    "lat": lat,
+                    "lon": lon,
+                    "heading": heading,
+                    "position": k,
+                    "parsed_action": "forward()",
+                    "answered_gt_action": "forward()",
+                }
             )
             if wrong:
                 break
         records.append(
             {
-                "index": index, "seed": index, "task": "nav-l", "split": "id",
-                "policy": "oracle", "success": index != 1,
+                "index": index,
+                "seed": index,
+                "task": "nav-l",
+                "split": "id",
+                "policy": "oracle",
+                "success": index != 1,
                 "episode_outcome": "attempts_exhausted" if index == 1 else "correct",
-                "attempts": len(steps), "total_reward": sum(s["reward"] for s in steps),
+                "attempts": len(steps),
+                "total_reward": sum(s["reward"] for s in steps),
                 "prompt": "[Task]\nFollow the instructions.\n" + route.text,
-                "image": None, "reset_info": reset_info, "steps": steps,
+                "image": None,
+                "reset_info": reset_info,
+                "steps": steps,
                 "future_field": {"unknown": True},
-            }  # fmt: skip
+            }
         )
     with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
         for record in records:
@@ -104,8 +136,15 @@ def nav_run(out: Path, city_name: str = NAV_CITY) -> Path:
     (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
     from openvirl.evaluation.metrics import compute_metrics
 
-    metrics = {"task": "nav-l", "split": "id", "policy": "oracle", "episodes_planned": 3,
-               "complete": True, "error": None, **compute_metrics(records)}  # fmt: skip
+    metrics = {
+        "task": "nav-l",
+        "split": "id",
+        "policy": "oracle",
+        "episodes_planned": 3,
+        "complete": True,
+        "error": None,
+        **compute_metrics(records),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, default=str), encoding="utf-8")
     return out
 
@@ -122,18 +161,69 @@ def agent_run(out: Path) -> Path:
     return out
 
 
+def suite_run(out: Path, member: Path) -> Path:
+    """A suite folder (``suite.json``) holding a copy of `member` as its ``gp-l__id`` setting."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(member, out / "gp-l__id", dirs_exist_ok=True)
+    metrics = json.loads((member / "metrics.json").read_text(encoding="utf-8"))
+    row = {
+        "task": "gp-l",
+        "split": "id",
+        "metric": "eval/success",
+        "value": metrics["eval/success"],
+        "ci95": metrics["eval/success_ci95"],
+        "episodes": metrics["eval/episodes"],
+        "episodes_planned": metrics["episodes_planned"],
+        "complete": True,
+        "paper": {"init": None, "rl": None, "sft": None, "source": "Fig. 5"},
+        "diagnostics": {},
+        "run": "gp-l__id",
+    }
+    suite = {
+        "suite": "paper",
+        "policy": "oracle",
+        "policy_spec": "oracle",
+        "seed": 42,
+        "complete": True,
+        "error": None,
+        "skipped": [],
+        "rows": [row],
+    }
+    (out / "suite.json").write_text(json.dumps(suite), encoding="utf-8")
+    return out
+
+
+_SHARED: dict[str, Path] | None = None
+
+
+def shared_runs(tmp_path_factory) -> dict[str, Path]:
+    """`make_all` once per test session (the viewer test files share the folders)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = make_all(tmp_path_factory.mktemp("viewer-runs"))
+    return _SHARED
+
+
 def make_all(root: Path) -> dict[str, Path]:
     """Every kind of folder the viewer tests use, under `root`, by role."""
     root.mkdir(parents=True, exist_ok=True)
     runs = {
         "oracle": eval_run(root / "gp-l-oracle", episodes=8),
         "random": eval_run(root / "gp-l-random", policy="random", split="rule-ood", episodes=8),
-        "vision": eval_run(root / "gp-vl-random", task="gp-vl", split="visual-ood",
-                           policy="random", episodes=3, image_size=256, report=False),  # fmt: skip
+        "vision": eval_run(
+            root / "gp-vl-random",
+            task="gp-vl",
+            split="visual-ood",
+            policy="random",
+            episodes=3,
+            image_size=256,
+            report=False,
+        ),
     }
     runs["half"] = half_written(runs["random"], root / "half-written")
     runs["nav"] = nav_run(root / "nav-monaco")
     runs["agent"] = agent_run(root / "agent-demo")
+    runs["suite"] = suite_run(root / "suite-demo", runs["oracle"])
     runs["empty"] = root / "not-started"
     runs["empty"].mkdir(exist_ok=True)
     runs["missing"] = root / "no-such-run"

@@ -259,9 +259,9 @@ def create_app(
             )
         try:
             city = cities.get(track.city)
-            from openvirl.viewer.mapsvg import MapFrame, city_svg
+            from openvirl.viewer.mapsvg import EPISODE_MAP_ASPECT, MapFrame, city_svg
 
-            frame = MapFrame.around(city, track.points(), margin_m=80.0)
+            frame = MapFrame.around(city, track.points(), margin_m=80.0, aspect=EPISODE_MAP_ASPECT)
             svg = city_svg(city, frame, track=track, element_id="episode-map",
                            title=f"route of episode {record.get('index')}")  # fmt: skip
         except Exception as exc:  # a map problem must not hide the episode
@@ -412,7 +412,7 @@ def create_app(
         heading: float = 0.0,
         fov: float = 90.0,
     ) -> HTMLResponse:
-        from openvirl.viewer.mapsvg import MapFrame, city_svg
+        from openvirl.viewer.mapsvg import CITY_MAP_ASPECT, MapFrame, city_svg
         from openvirl.world.errors import WorldError
 
         city = city_or_404(name)
@@ -486,12 +486,17 @@ def create_app(
                     f"&heading={heading:.1f}&fov={fov:.0f}&size=512",
                 }  # fmt: skip
                 points.append((vlat, vlon))
+        aspect = CITY_MAP_ASPECT
         if route is not None:
-            frame = MapFrame.around(city, points, margin_m=100.0)
+            # Frame the walk (and the view point), not every search result.
+            framed = [tuple(p) for p in route["polyline"]] + (
+                [(view["lat"], view["lon"])] if view else []
+            )
+            frame = MapFrame.around(city, framed, margin_m=100.0, aspect=aspect)
         elif points:
-            frame = MapFrame.around(city, points, margin_m=250.0, min_span_m=600.0)
+            frame = MapFrame.around(city, points, margin_m=250.0, min_span_m=600.0, aspect=aspect)
         else:
-            frame = MapFrame.whole(city)
+            frame = MapFrame.whole(city).with_aspect(aspect)
         svg = city_svg(
             city, frame,
             route=[tuple(p) for p in route["polyline"]] if route else (),

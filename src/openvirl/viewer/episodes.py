@@ -40,7 +40,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-STEP_CORE = ("attempt", "action", "reward", "outcome", "feedback", "prompt", "image")
+STEP_CORE = (
+    "attempt",
+    "answer_attempt",
+    "action",
+    "reward",
+    "outcome",
+    "feedback",
+    "prompt",
+    "image",
+)
 """Step keys shown in their own places; every other key is listed as step info."""
 
 ANSWER_PREVIEW_CHARS = 90
@@ -181,7 +190,8 @@ def lookup(record: Mapping[str, Any], key: str, step: Mapping[str, Any] | None =
 def steps_view(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The steps of an episode, one dict per attempt, in the shape the pages show.
 
-    Each has ``attempt`` (1-based), ``prompt`` (the step's own prompt when recorded, else the
+    Each has ``attempt`` (as recorded), ``attempt_here`` (navigation: the answer's attempt at
+    its rail position, else None), ``prompt`` (the step's own prompt when recorded, else the
     episode's prompt for the first step and None after), ``action`` (the model's text),
     ``outcome``, ``feedback``, ``reward`` (float or None), ``return_so_far``, ``image`` (the
     step's own image path, or None) and ``info`` (every other entry). A record without steps
@@ -209,6 +219,7 @@ def steps_view(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "attempt": step.get("attempt", number),
+                "attempt_here": step.get("answer_attempt"),
                 "prompt": prompt,
                 "action": "" if step.get("action") is None else str(step.get("action")),
                 "outcome": str(step.get("outcome") or ""),

@@ -50,6 +50,12 @@ ROAD_GROUPS: dict[str, tuple[str, ...]] = {
 MAX_BUILDINGS = 6000
 """Above this many footprints in the frame the buildings are left out (an overview map)."""
 
+CITY_MAP_ASPECT = 1.6
+"""Width/height of the city explorer's map box (CSS), so its frames fill it."""
+
+EPISODE_MAP_ASPECT = 1.3
+"""Width/height of an episode's map box (CSS)."""
+
 DEFAULT_MARGIN_M = 120.0
 """Space around the points a map frames, metres."""
 
@@ -93,18 +99,32 @@ class MapFrame:
         *,
         margin_m: float = DEFAULT_MARGIN_M,
         min_span_m: float = MIN_SPAN_M,
+        aspect: float | None = None,
     ) -> MapFrame:
-        """The frame around (lat, lon) `points`, grown by `margin_m` metres; the whole city when
-        `points` is empty."""
+        """The frame around (lat, lon) `points`, grown by `margin_m` metres and widened to the
+        width/height ratio `aspect` when given; the whole city when `points` is empty."""
         pts = list(points)
         if not pts:
-            return cls.whole(city)
+            return cls.whole(city).with_aspect(aspect)
         lats = np.array([p[0] for p in pts], dtype=float)
         lons = np.array([p[1] for p in pts], dtype=float)
         xs, ys = city.to_xy(lats, lons)
         x0, x1 = float(np.min(xs)) - margin_m, float(np.max(xs)) + margin_m
         y0, y1 = float(np.min(ys)) - margin_m, float(np.max(ys)) + margin_m
-        return cls(x0, y0, x1, y1).at_least(min_span_m)
+        return cls(x0, y0, x1, y1).at_least(min_span_m).with_aspect(aspect)
+
+    def with_aspect(self, aspect: float | None) -> MapFrame:
+        """This frame grown about its centre to the width/height ratio `aspect` (None: as is),
+        so a map fills its box instead of being letterboxed."""
+        if not aspect or aspect <= 0 or self.height_m <= 0:
+            return self
+        width, height = self.width_m, self.height_m
+        if width / height < aspect:
+            width = height * aspect
+        else:
+            height = width / aspect
+        cx, cy = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+        return MapFrame(cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
 
     @classmethod
     def whole(cls, city: City) -> MapFrame:
@@ -408,7 +428,7 @@ def _track_layers(city: City, frame: MapFrame, track: NavTrack, unit: float) -> 
                 )
             previous = (float(x), float(y))
         for (step, pose), x, y in zip(known, sx, sy, strict=True):
-            parts.append(_arrow(float(x), float(y), pose.heading, unit * 1.5, "pose", step))
+            parts.append(_arrow(float(x), float(y), pose.heading, unit * 2.2, "pose", step))
         first_x, first_y = float(sx[0]), float(sy[0])
         parts.append(_marker(first_x, first_y, "S", "origin start", unit * 1.4))
     if track.route:

@@ -265,8 +265,8 @@ def runs_page(runs: Sequence[Run]) -> str:
     rows = []
     for run in runs:
         indent = " class='member'" if run.parent else ""
-        success = run.metrics.get("eval/success")
-        ci = run.metrics.get("eval/success_ci95")
+        metric, success, ci = run.headline()
+        name = "" if metric == "eval/success" else metric.removeprefix("eval/").replace("_", " ")
         rows.append(
             f"<tr{indent}><td><a href='/runs/{esc(run.id)}'>{esc(run.id)}</a>"
             f"<div class='muted small'>{esc(str(run.path))}</div></td>"
@@ -274,7 +274,13 @@ def runs_page(runs: Sequence[Run]) -> str:
             f"<td>{esc(run.task or '—')}</td><td>{esc(run.split or '—')}</td>"
             f"<td>{esc(run.policy or '—')}</td><td class='num'>{_episodes_cell(run)}</td>"
             f"<td class='num'><b>{pct(success)}</b> <span class='muted small'>{ci_text(ci)}"
-            f"</span><br>{rate_bar(success, ci)}</td><td>{_status(run)}</td></tr>"
+            f"</span><br>{rate_bar(success, ci)}"
+            + (
+                f"<div class='muted small'>{esc(name)}</div>"
+                if name and success is not None
+                else ""
+            )
+            + f"</td><td>{_status(run)}</td></tr>"
         )
     comparable = [r for r in runs if r.ok]
     compare = ""
@@ -291,11 +297,12 @@ def runs_page(runs: Sequence[Run]) -> str:
     body = (
         f"<h1>Runs <span class='muted'>({len(runs)})</span></h1>{compare}"
         "<table class='grid runs'><thead><tr><th>run</th><th>kind</th><th>task</th>"
-        "<th>split</th><th>policy</th><th>episodes</th><th>success [95% CI]</th>"
+        "<th>split</th><th>policy</th><th>episodes</th><th>headline [95% CI]</th>"
         "<th>status</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        "<p class='muted small'>Success: share of episodes solved within the allowed attempts, "
-        "with its 95% Wilson interval. Runs are re-read on every page load, so a running "
-        "evaluation shows its newest episodes.</p>"
+        "<p class='muted small'>Headline: the metric the paper reports for the task (success, "
+        "the share of episodes solved within the allowed attempts, unless named), with its 95% "
+        "Wilson interval. Runs are re-read on every page load, so a running evaluation shows "
+        "its newest episodes.</p>"
     )
     return layout("Runs", body, active="runs")
 
@@ -450,13 +457,14 @@ def run_page(
             f"<select name='b'>{_run_options(compare, None)}</select>"
             "<button type='submit'>Compare with…</button></form>"
         )
-    success = run.metrics.get("eval/success")
+    metric, success, ci = run.headline()
     headline = ""
-    if _num(success) is not None:
+    if success is not None:
+        label = metric.removeprefix("eval/").replace("_", " ")
         headline = (
-            f"<div class='headline'><div class='big'>{pct(success)}</div><div>success "
-            f"<span class='muted'>{ci_text(run.metrics.get('eval/success_ci95'))}</span><br>"
-            f"{rate_bar(success, run.metrics.get('eval/success_ci95'), width=220)}</div>"
+            f"<div class='headline'><div class='big'>{pct(success)}</div><div>{esc(label)} "
+            f"<span class='muted'>{ci_text(ci)}</span><br>"
+            f"{rate_bar(success, ci, width=220)}</div>"
             f"<div class='muted'>episodes {_episodes_cell(run)}"
             + (" · metrics recomputed from the episodes" if run.metrics_from_episodes else "")
             + "</div></div>"
@@ -726,6 +734,14 @@ HIGHLIGHTS: tuple[tuple[str, str], ...] = (
 """Step info entries shown beside the verdict (the rest is under "Step info")."""
 
 
+def _attempt_note(step: Mapping[str, Any]) -> str:
+    """ " · attempt 2 at this position" for a navigation step that revises an answer."""
+    here = step.get("attempt_here")
+    if isinstance(here, int) and here > 1:
+        return f" · attempt {here} at this position"
+    return ""
+
+
 def _highlights(info: Mapping[str, Any]) -> str:
     rows = [
         f"<tr><td>{esc(label)}</td><td><code>{esc(_short(info[key]))}</code></td></tr>"
@@ -825,8 +841,8 @@ def episode_page(
             )
         sections.append(
             f"<section class='step{hidden}' data-step='{k}' id='step-{k}'>"
-            f"<h2>Attempt {esc(str(st['attempt']))} "
-            f"<span class='muted small'>of {len(steps)}</span></h2>"
+            f"<h2>Step {k} <span class='muted small'>of {len(steps)}"
+            f"{_attempt_note(st)}</span></h2>"
             f"{prompt_html}{step_image}"
             f"<h3>Model's answer</h3>{_pre(st['action'], 'answer')}"
             f"<div class='verdict'><div>{badge(st['outcome'])}</div>"
@@ -845,9 +861,9 @@ def episode_page(
         f"<div class='stepper' data-steps='{len(steps)}' data-current='{step}'>"
         f"<a class='button' id='prev-step' href='?step={max(1, step - 1)}'>◀ prev</a>"
         f"<input type='range' id='step-slider' min='1' max='{len(steps)}' value='{step}' "
-        f"aria-label='attempt'><a class='button' id='next-step' "
+        f"aria-label='step'><a class='button' id='next-step' "
         f"href='?step={min(len(steps), step + 1)}'>next ▶</a>"
-        f"<span id='step-label'>attempt {step} of {len(steps)}</span>"
+        f"<span id='step-label'>step {step} of {len(steps)}</span>"
         f"<span class='dots'>{dots([st['outcome'] for st in steps])}</span></div>"
     )
     visual = ""

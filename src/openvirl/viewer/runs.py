@@ -126,6 +126,23 @@ class Run:
         """Whether the folder exists and holds something this viewer can show."""
         return self.kind not in ("missing", "empty")
 
+    def headline(self) -> tuple[str, float | None, list[float]]:
+        """``(metric key, value, [low, high])`` of the run's headline metric.
+
+        The task's own headline (``config.task.headline``: success for GeneralPoints,
+        per-step accuracy for navigation), else ``eval/success``, else the first of
+        ``accuracy``, ``success`` or ``score`` (agent and benchmark runs); the interval is []
+        when none is stored.
+        """
+        task = self.config.get("task")
+        keys = [task.get("headline")] if isinstance(task, dict) and task.get("headline") else []
+        keys += ["eval/success", "accuracy", "success", "score", "eval/accuracy"]
+        for key in keys:
+            value, ci = headline_rate(self.metrics, str(key))
+            if value is not None:
+                return str(key), value, list(ci)
+        return "eval/success", None, []
+
     def episode_file(self) -> Path | None:
         """The per-episode JSONL file that exists, or None."""
         for name in EPISODE_FILES:
@@ -149,6 +166,7 @@ class Run:
             "complete": self.complete,
             "success": _finite_or_none(self.metrics.get("eval/success")),
             "success_ci95": self.metrics.get("eval/success_ci95"),
+            "headline": dict(zip(("metric", "value", "ci95"), self.headline(), strict=True)),
             "problems": list(self.problems),
             "plots": list(self.plots),
             "report": self.report,

@@ -20,14 +20,14 @@
         s.classList.toggle("hidden", parseInt(s.dataset.step, 10) !== k);
       });
       slider.value = String(k);
-      label.textContent = "attempt " + k + " of " + total;
+      label.textContent = "step " + k + " of " + total;
       prev.classList.toggle("disabled", k === 1);
       next.classList.toggle("disabled", k === total);
       prev.setAttribute("href", "?step=" + Math.max(1, k - 1));
       next.setAttribute("href", "?step=" + Math.min(total, k + 1));
       dots.forEach(function (d, i) { d.style.outline = i + 1 === k ? "2px solid #222" : ""; });
       bar.dataset.current = String(k);
-      // The map shows the agent where it answered attempt k: poses 0..k-1.
+      // The map shows the agent where it answered step k: poses 0..k-1.
       document.querySelectorAll("svg.map [data-step]").forEach(function (el) {
         var s = parseInt(el.dataset.step, 10);
         el.classList.toggle("future", s > k - 1);
