@@ -303,3 +303,18 @@ def test_rail_positions_lie_on_streets_of_the_route() -> None:
     assert route is not None and rail is not None
     assert rail.entries[-1].lat == route.milestones[-1].lat
     assert np.all(np.isfinite(lats))
+
+
+def test_visual_ood_renders_the_grid_in_singapore() -> None:
+    pytest.importorskip("openvirl.world.streetview")
+    env = NavigationEnv(preset="visual-ood", image_size=132)
+    assert env.config.visual and env.config.order == "fixed"
+    cities = [r.city for r in env.routes]
+    assert len(env.routes) >= 18 and set(cities) == {"helsinki", "monaco", "tokyo-shibuya",
+                                                     "singapore"}
+    obs, info = env.reset(seed=0, options={"episode_index": cities.index("singapore")})
+    assert obs["image"].size == (132, 132)  # two 63 px views, 5 px separator, 1 px padding
+    assert np.asarray(obs["image"]).std() > 10  # a rendered scene, not a blank canvas
+    assert info["city"] == "singapore"
+    _, _, terminated, _, info = env.step(info["expert_answer"])
+    assert not terminated and env.messages()[0]["content"][0]["image"].size == (132, 132)

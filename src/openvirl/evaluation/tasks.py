@@ -211,13 +211,25 @@ _NAV_SPLITS = (
     ("human", "human", 100, "eval/success",
      "RUN human instructions on Manhattan; stop within 30 m of the goal"),
 )
-for _split, _preset, _episodes, _headline, _description in _NAV_SPLITS:
-    register_task(
-        "nav-l", _split,
-        env_id=NAV_ENV_ID,
-        env_kwargs={"preset": _preset, "visual": False},
-        seed_stream="nav",
-        episodes=_episodes,
-        headline=_headline,
-        description=f"Navigation, text; {_description}",
-    )  # fmt: skip
+for _task, _visual, _kind in (("nav-l", False, "text"), ("nav-vl", True, "street views")):
+    for _split, _preset, _episodes, _headline, _description in _NAV_SPLITS:
+        register_task(
+            _task, _split,
+            env_id=NAV_ENV_ID,
+            env_kwargs={"preset": _preset, "visual": _visual},
+            seed_stream="nav",
+            episodes=_episodes,
+            headline=_headline,
+            description=f"Navigation, {_kind}; {_description}",
+        )  # fmt: skip
+# Spec §3.7: the VLN-mini analog, VL only, every route once in a fixed order (24 routes in four
+# cities the model never trained in; `order="fixed"` plays route i as episode i).
+register_task(
+    "nav-vl", "visual-ood",
+    env_id=NAV_ENV_ID,
+    env_kwargs={"preset": "visual-ood", "visual": True},
+    seed_stream="nav",
+    episodes=24,
+    headline="eval/success",
+    description="Navigation, street views; Helsinki, Monaco, Tokyo, Singapore (VLN-mini analog)",
+)  # fmt: skip

@@ -39,6 +39,8 @@ ORDERS = ("random", "fixed")
 VL_OBSERVATION = "You observe an image of 4 views"
 """What a VL history line says instead of the landmark text (no oracle text leaks, §10.8)."""
 INTERSECTION_TEXT = "You observe an intersection"
+GRID_SEPARATOR_PX = 5
+"""Black pixels between the four views of the grid (as in the reference's 2405 px grid)."""
 
 
 @dataclass
@@ -62,7 +64,7 @@ class NavigationConfig:
     routes: Any = None  # a JSONL / V-IRL route_infos.json path, or NavRoute objects or dicts
     order: str = "random"  # "random": draw a route per reset; "fixed": route i for episode i
     stop_radius_m: float = 0.0  # stop() this close to the goal succeeds anywhere (human: 30)
-    image_size: int = 1024  # side of the square 2x2 view grid, pixels (VL)
+    image_size: int = 1029  # side of the 2x2 view grid, pixels (VL): two 512 px views + 5 px
     intersection_hint: bool = True  # VL: the text still says when you are at an intersection
 
     def validate(self) -> None:
@@ -385,8 +387,19 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
                 f"and the world extra (pip install 'openvirl[world]'): {err}"
             ) from None
         city = self._city(self._route.city)
-        size = self.config.image_size
-        return view_grid(city, entry.lat, entry.lon, entry.view_heading, size=(size, size))
+        side = self.config.image_size
+        view = (side - GRID_SEPARATOR_PX) // 2
+        # No heading labels: the prompt states the layout, and the reference had none.
+        grid = view_grid(
+            city, entry.lat, entry.lon, entry.view_heading, size=(view, view), labels=False
+        )
+        if grid.size != (side, side):  # an even `image_size`: pad with the separator colour
+            from PIL import Image
+
+            canvas = Image.new("RGB", (side, side), (0, 0, 0))
+            canvas.paste(grid, (0, 0))
+            grid = canvas
+        return grid
 
     # ------------------------------------------------------------------ internals
     def _route_index(self, options: dict[str, Any]) -> int:
