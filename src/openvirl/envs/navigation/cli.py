@@ -143,6 +143,7 @@ def play_command(
     from rich.console import Console
 
     from openvirl.envs.navigation.env import NavigationEnv
+    from openvirl.envs.navigation.rail import facing_text
     from openvirl.envs.navigation.routes import RouteGenerationError, generate_routes
     from openvirl.world.errors import WorldError
 
@@ -168,22 +169,24 @@ def play_command(
     won = 0
     for k in range(routes):
         try:
-            _, info = env.reset(seed=seed + k)
+            obs, info = env.reset(seed=seed + k)
         except ImportError as err:
             _fail(str(err))
         console.rule(f"route {k + 1}: {info['route_id']} in {info['city']}")
         console.print(info["instruction"])
         console.print("Type forward, stop, or a direction; an empty line gives up.")
+        shown = -1
         while True:
             position = f"[{info['position'] + 1}/{info['rail_length']}]"
             text = info["landmark"] if not visual else "You see the 4 views"
             if info["at_intersection"]:
                 text += "; You observe an intersection"
             if info["position"] == 0:
-                text += f"; You are facing heading {info['init_heading']}"
+                text += f"; {facing_text(info['init_heading'])}"
             console.print(f"{position} {text}")
-            if visual:
-                env.unwrapped.view_grid().save(image)
+            if visual and shown != info["position"]:
+                obs["image"].save(image)
+                shown = info["position"]
                 console.print(f"  view grid (front, right / back, left) saved to {image}")
             try:
                 typed = input("action> ").strip()
@@ -192,14 +195,17 @@ def play_command(
             if not typed:
                 console.print(f"The answer was [green]{info['gt_action']}[/green].")
                 break
+            expected = info["gt_action"]
             answer = json.dumps({"action": typed})
-            _, reward, terminated, _, info = env.step(answer)
+            obs, reward, terminated, _, info = env.step(answer)
             colour = "green" if info["outcome"] == "correct" else "yellow"
-            console.print(
-                f"[{colour}]{info['outcome']}[/{colour}] ({reward:+g}): {info['feedback']}"
-            )
+            # The format reminder is for models; a person needs the first sentence only.
+            message = info["feedback"].split(" Try again")[0]
+            console.print(f"[{colour}]{info['outcome']}[/{colour}] ({reward:+g}): {message}")
             if terminated:
                 won += bool(info.get("success"))
+                if not info.get("success"):
+                    console.print(f"The answer was [green]{expected}[/green].")
                 break
     console.print(f"reached {won}/{routes} destinations")
 
