@@ -224,11 +224,14 @@ def test_same_seed_same_episode_and_route_options() -> None:
 
 
 def test_fixed_order_plays_routes_once_in_order() -> None:
-    env = NavigationEnv(split="test", order="fixed")
-    ids = [env.reset(seed=s)[1]["route_id"] for s in (5, 5, 5)]
-    assert ids == [r.route_id for r in env.routes[:3]]
-    _, info = env.reset(seed=0, options={"episode_index": 7})
-    assert info["route_id"] == env.routes[7].route_id
+    env = NavigationEnv(preset="id")
+    assert env.config.order == "fixed"
+    ids = [env.reset(seed=9, options={"episode_index": i})[1]["route_id"] for i in range(120)]
+    assert ids == [r.route_id for r in env.routes]  # every held-out route once, in order
+    # Without an index the seed decides, as in random order.
+    assert (
+        env.reset(seed=3)[1]["route_id"] == NavigationEnv(split="test").reset(seed=3)[1]["route_id"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -310,8 +313,12 @@ def test_visual_ood_renders_the_grid_in_singapore() -> None:
     env = NavigationEnv(preset="visual-ood", image_size=132)
     assert env.config.visual and env.config.order == "fixed"
     cities = [r.city for r in env.routes]
-    assert len(env.routes) >= 18 and set(cities) == {"helsinki", "monaco", "tokyo-shibuya",
-                                                     "singapore"}
+    assert len(env.routes) >= 18 and set(cities) == {
+        "helsinki",
+        "monaco",
+        "tokyo-shibuya",
+        "singapore",
+    }
     obs, info = env.reset(seed=0, options={"episode_index": cities.index("singapore")})
     assert obs["image"].size == (132, 132)  # two 63 px views, 5 px separator, 1 px padding
     assert np.asarray(obs["image"]).std() > 10  # a rendered scene, not a blank canvas

@@ -157,19 +157,15 @@ def play_command(
             with console.status(f"planning {routes} route(s) in {city}..."):
                 planned = generate_routes(city, routes, seed=seed)
             env = NavigationEnv(
-                routes=planned,
-                city=city,
-                actions=actions,
-                visual=visual,
-                max_attempts=attempts,
-                order="fixed",
+                routes=planned, city=city, actions=actions, visual=visual, max_attempts=attempts
             )
     except (RouteGenerationError, WorldError, ValueError, ImportError) as err:
         _fail(str(err))
     won = 0
     for k in range(routes):
         try:
-            obs, info = env.reset(seed=seed + k)
+            options = None if preset else {"route_index": k}
+            obs, info = env.reset(seed=seed + k, options=options)
         except ImportError as err:
             _fail(str(err))
         console.rule(f"route {k + 1}: {info['route_id']} in {info['city']}")

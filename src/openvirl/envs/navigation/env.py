@@ -62,7 +62,7 @@ class NavigationConfig:
     forward_points: int = 5  # candidate forward positions per leg
     drop_rate: float = 0.5  # chance of dropping each candidate forward position
     routes: Any = None  # a JSONL / V-IRL route_infos.json path, or NavRoute objects or dicts
-    order: str = "random"  # "random": draw a route per reset; "fixed": route i for episode i
+    order: str = "random"  # "random": draw per reset; "fixed": route i for episode_index=i
     stop_radius_m: float = 0.0  # stop() this close to the goal succeeds anywhere (human: 30)
     image_size: int = 1029  # side of the 2x2 view grid, pixels (VL): two 512 px views + 5 px
     intersection_hint: bool = True  # VL: the text still says when you are at an intersection
@@ -171,7 +171,8 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
 
     ## Starting State
     A route drawn from `self.np_random` out of the split's routes (``order="fixed"``: route
-    ``i`` for ``options={"episode_index": i}``), and a rail: forward positions dropped with
+    ``i`` for ``options={"episode_index": i}``, so an evaluation plays every route once, in
+    order, without replacement), and a rail: forward positions dropped with
     `drop_rate`, and a random initial heading (stated in the first observation) when the
     route has none. ``reset(options={"route_index": i})`` or ``{"route_id": ...}`` picks a
     route; ``{"init_heading": deg}`` fixes the heading.
@@ -230,7 +231,6 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         self._space_text = action_space_text(cfg.actions)
         self._valid = valid_actions(cfg.actions)
         self._cities: dict[str, Any] = {}
-        self._next_fixed = 0
         self._route: NavRoute | None = None
         self._rail: Rail | None = None
         self._pos = 0
@@ -411,12 +411,10 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
             return self._by_id[rid]
         if options.get("route_index") is not None:
             return int(options["route_index"]) % n
-        if self.config.order == "fixed":
-            if options.get("episode_index") is not None:
-                return int(options["episode_index"]) % n
-            index = self._next_fixed % n
-            self._next_fixed += 1
-            return index
+        if self.config.order == "fixed" and options.get("episode_index") is not None:
+            return int(options["episode_index"]) % n
+        # Without an episode index (or in random order) the seed decides; a per-env counter
+        # would hand route 0 to every env of a batched evaluation.
         return int(self.np_random.integers(n))
 
     def _city(self, name: str) -> Any:

@@ -39,18 +39,28 @@ from openvirl.envs.navigation.routes import (
 
 PRESETS: dict[str, dict[str, Any]] = {
     "train": {"city": "manhattan", "split": "train", "actions": "absolute"},
-    "id": {"city": "manhattan", "split": "test", "actions": "absolute"},
-    "rule-ood": {"city": "manhattan", "split": "test", "actions": "relative"},
+    "id": {"city": "manhattan", "split": "test", "actions": "absolute", "order": "fixed"},
+    "rule-ood": {"city": "manhattan", "split": "test", "actions": "relative", "order": "fixed"},
     "rule-ood-hard": {
         "city": "manhattan",
         "split": "test",
         "actions": "relative",
         "instructions": "headings",
+        "order": "fixed",
     },
     "visual-ood": {"split": "visual-ood", "actions": "absolute", "visual": True, "order": "fixed"},
-    "human": {"city": "manhattan", "split": "human", "actions": "absolute", "stop_radius_m": 30.0},
+    "human": {
+        "city": "manhattan",
+        "split": "human",
+        "actions": "absolute",
+        "stop_radius_m": 30.0,
+        "order": "fixed",
+    },
 }
-"""Preset name → `NavigationConfig` options (explicit options given with a preset win)."""
+"""Preset name → `NavigationConfig` options (explicit options given with a preset win).
+
+Evaluation presets use ``order="fixed"``: given ``reset(options={"episode_index": i})`` they
+play route ``i``, so held-out routes are drawn without replacement (spec §10.18)."""
 
 ROUTE_SETS = ("train", "test", "visual-ood", "human")
 """Values of `NavigationConfig.split`: which routes an episode is drawn from."""
