@@ -197,8 +197,11 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
     ``instruction``, ``position``, ``rail_length``, ``entry_kind``, ``at_intersection``,
     ``attempt`` (at this position), ``max_attempts``, ``gt_action``, ``expert_answer``,
     ``wrong_answer``, ``valid_actions``, ``success``, ``difficulty``; after a step also
-    ``outcome``, ``feedback``, ``parsed_action``, ``parse_error``, ``landmark_correct``,
-    ``intersection_correct``, ``moved``, and ``episode_outcome`` once the episode ends.
+    ``outcome``, ``feedback``, ``parsed_action``, ``parse_error``, ``stated_observation``,
+    ``landmark_correct``, ``intersection_correct`` (for the stated observation),
+    ``answer_attempt``, ``answered_position``, ``answered_gt_action``, ``moved``, and
+    ``episode_outcome`` once the episode ends. After a correct move the position keys describe
+    the new position (``attempt`` restarts at 0), so the next request carries what it needs.
 
     ## Version History
     * v0: initial release.
