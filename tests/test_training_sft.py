@@ -16,6 +16,15 @@ from openvirl.training.sft import SFTRunConfig, train_sft  # noqa: E402
 from tiny_models import tiny_causal_lm  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     return tiny_causal_lm(tmp_path_factory.mktemp("models"))

@@ -15,6 +15,7 @@ from openvirl.envs.points.cli import app as points_app
 from openvirl.evaluation.cli import eval_command
 from openvirl.policies.cli import app as model_app
 from openvirl.policies.cli import serve_model_command
+from openvirl.training.cli import study_command, train_app
 from openvirl.world.cli import app as city_app
 
 app = typer.Typer(
@@ -34,6 +35,10 @@ app.command("serve-model", help="Serve a policy as an OpenAI-compatible chat API
     serve_model_command
 )
 app.command("eval", help="Evaluate a policy on a task and split, or a suite.")(eval_command)
+app.add_typer(train_app, name="train", help="Train: SFT (TRL), multi-turn PPO, GRPO (TRL).")
+app.command("study", help="SFT vs RL from one Init at matching compute; ID/OOD plots.")(
+    study_command
+)
 app.command("demo", help="Run the main job on the embedded defaults and write a report.")(
     demo_command
 )

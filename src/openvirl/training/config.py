@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,9 @@ T = TypeVar("T")
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """The YAML presets shipped in the wheel (``configs/*.yaml``, DeepSpeed and accelerate)."""
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def _field_names(cls: type) -> list[str]:
@@ -41,7 +46,18 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     key, equals, raw = text.partition("=")
     if not equals or not key.strip():
         raise ValueError(f"override {text!r} must look like key=value (e.g. lr=1e-5).")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), _number(value)
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-5`` (no dot) as text; numbers written that way become numbers."""
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        text = value.strip()
+        return int(text) if text.lstrip("+-").isdigit() else float(text)
+    if isinstance(value, dict):
+        return {k: _number(v) for k, v in value.items()}
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -78,7 +94,7 @@ def load_config(cls: type[T], path: Path | str | None = None, overrides: Sequenc
         loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, Mapping):
             raise ValueError(f"{file} must hold a mapping of option names to values.")
-        data = dict(loaded)
+        data = {k: _number(v) for k, v in loaded.items()}
     data = apply_overrides(data, overrides)
     return config_from_dict(cls, data)
 
@@ -106,12 +122,44 @@ def save_config(config: Any, path: Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), "utf-8")
 
 
-def field_help(cls: type, name: str) -> str:
-    """The ``help`` metadata (or docstring-less empty string) of field `name` of `cls`."""
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's documentation: its ``help`` metadata (TRL style) or the docstring under it
+    (CleanRL style, read from the class source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, after in itertools.pairwise(body):
+            is_doc = isinstance(after, ast.Expr) and isinstance(
+                getattr(after, "value", None), ast.Constant
+            )
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and is_doc:
+                docs[node.target.id] = str(after.value.value).strip()
+    except (OSError, TypeError, SyntaxError):  # pragma: no cover - source unavailable
+        pass
     for f in dataclasses.fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("help", ""))
-    raise KeyError(name)
+        if "help" in f.metadata:
+            docs[f.name] = str(f.metadata["help"])
+    return docs
+
+
+def describe_options(cls: type) -> str:
+    """Every option of a config class with its default and documentation, one per line."""
+    docs = field_docs(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:  # pragma: no cover - every config field has a default
+            default = "(required)"
+        lines.append(f"{f.name} = {default!r}\n    {docs.get(f.name, '')}")
+    return "\n".join(lines)
 
 
 __all__ = [
@@ -119,7 +167,8 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "field_help",
+    "describe_options",
+    "field_docs",
     "load_config",
     "save_config",
 ]

@@ -1,0 +1,206 @@
+"""`openvirl train sft|ppo|grpo` and `openvirl study`: YAML configs plus ``key=value`` overrides.
+
+Examples::
+
+    openvirl train sft --config sft-gp-l-quick.yaml output_dir=runs/sft max_steps=40
+    openvirl train ppo --config ppo-gp-l-quick.yaml --resume
+    openvirl train options ppo                  # every option with its default and meaning
+    openvirl study --task gp-l --preset quick
+
+Under ``accelerate launch`` the same commands scale to several GPUs::
+
+    accelerate launch --config_file src/openvirl/training/configs/accelerate/multi_gpu.yaml \\
+        -m openvirl.training.cli ppo --config ppo-gp-l-paper.yaml
+
+Heavy imports (torch, TRL) happen inside the commands, so ``openvirl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+ALGORITHMS = ("sft", "ppo", "grpo")
+
+train_app = typer.Typer(
+    help="Train a policy: SFT (TRL), multi-turn PPO with a value head, GRPO (TRL).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_CONFIG = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="YAML file of options (a path, or the name of a shipped preset in training/configs).",
+)
+_RESUME = typer.Option(
+    False, "--resume", help="Continue from the latest complete checkpoint in output_dir."
+)
+_OUT = typer.Option(None, "--out", "-o", help="Run folder (overrides output_dir).")
+_OVERRIDES = typer.Argument(
+    None, help="Options as key=value (e.g. learning_rate=1e-5 env_kwargs.target=12)."
+)
+
+
+def _config_class(algorithm: str) -> type:
+    if algorithm == "sft":
+        from openvirl.training.sft import SFTRunConfig
+
+        return SFTRunConfig
+    if algorithm == "ppo":
+        from openvirl.training.ppo import PPOConfig
+
+        return PPOConfig
+    if algorithm == "grpo":
+        from openvirl.training.grpo import GRPORunConfig
+
+        return GRPORunConfig
+    raise typer.BadParameter(f"unknown algorithm {algorithm!r}; choose one of {ALGORITHMS}.")
+
+
+def build_config(
+    algorithm: str,
+    config: Path | None,
+    overrides: list[str] | None,
+    *,
+    resume: bool = False,
+    out: Path | None = None,
+) -> Any:
+    """The config object a ``train`` command runs: file, then overrides, then flags."""
+    from openvirl.training.config import load_config
+
+    extra = list(overrides or [])
+    if resume:
+        extra.append("resume=true")
+    if out is not None:
+        extra.append(f"output_dir={out}")
+    try:
+        return load_config(_config_class(algorithm), config, extra)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def run(algorithm: str, config: Any) -> Any:
+    """Run one training algorithm with a built config; return its result."""
+    if algorithm == "sft":
+        from openvirl.training.sft import train_sft
+
+        return train_sft(config)
+    if algorithm == "ppo":
+        from openvirl.training.ppo import train_ppo
+
+        return train_ppo(config)
+    from openvirl.training.grpo import train_grpo
+
+    return train_grpo(config)
+
+
+def _report(algorithm: str, result: Any) -> None:
+    from rich.console import Console
+
+    flops = getattr(result, "flops", float("nan"))
+    Console().print(
+        f"[green]{algorithm} done[/green]: {result.output_dir} "
+        f"(final model {result.final_dir}, {flops / 1e9:.4g} GFLOPs)"
+    )
+
+
+@train_app.command("sft")
+def sft_command(
+    config: Path | None = _CONFIG,
+    resume: bool = _RESUME,
+    out: Path | None = _OUT,
+    overrides: list[str] | None = _OVERRIDES,
+) -> None:
+    """Supervised fine-tuning on expert data (TRL SFTTrainer, LoRA or full)."""
+    cfg = build_config("sft", config, overrides, resume=resume, out=out)
+    _report("sft", run("sft", cfg))
+
+
+@train_app.command("ppo")
+def ppo_command(
+    config: Path | None = _CONFIG,
+    resume: bool = _RESUME,
+    out: Path | None = _OUT,
+    overrides: list[str] | None = _OVERRIDES,
+) -> None:
+    """Multi-turn PPO with sequential revision and a value head (openvirl.training.ppo)."""
+    cfg = build_config("ppo", config, overrides, resume=resume, out=out)
+    _report("ppo", run("ppo", cfg))
+
+
+@train_app.command("grpo")
+def grpo_command(
+    config: Path | None = _CONFIG,
+    resume: bool = _RESUME,
+    out: Path | None = _OUT,
+    overrides: list[str] | None = _OVERRIDES,
+) -> None:
+    """GRPO through TRL's GRPOTrainer with env-backed rewards."""
+    cfg = build_config("grpo", config, overrides, resume=resume, out=out)
+    _report("grpo", run("grpo", cfg))
+
+
+@train_app.command("options")
+def options_command(
+    algorithm: str = typer.Argument(..., help="sft, ppo or grpo."),
+) -> None:
+    """Print every option of an algorithm's config with its default and meaning."""
+    from openvirl.training.config import describe_options
+
+    typer.echo(describe_options(_config_class(algorithm)))
+
+
+@train_app.command("presets")
+def presets_command() -> None:
+    """List the YAML presets shipped with openvirl (usable as --config NAME)."""
+    from openvirl.training.config import CONFIGS_DIR
+
+    for path in sorted(CONFIGS_DIR.glob("*.yaml")):
+        first = path.read_text(encoding="utf-8").splitlines()[:1]
+        typer.echo(f"{path.name:32s} {first[0].lstrip('# ') if first else ''}")
+
+
+def study_command(
+    task: str = typer.Option("gp-l", "--task", help="Task of the study (gp-l)."),
+    preset: str = typer.Option(
+        "quick", "--preset", help="quick (2 CPU cores, ~30 min), paper (8 GPUs) or smoke (tests)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Study folder."),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Reuse finished stages found in the study folder."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Override the preset's model."),
+    overrides: list[str] | None = typer.Argument(
+        None, help="Study options as key=value (see `openvirl.training.study.StudyConfig`)."
+    ),
+) -> None:
+    """Init by SFT, then more SFT vs RL at matching compute; ID/OOD curves, plots, deltas."""
+    from rich.console import Console
+
+    from openvirl.training.study import load_study_config, run_study
+
+    extra = list(overrides or [])
+    if model is not None:
+        extra.append(f"model={model}")
+    try:
+        config = load_study_config(task, preset, extra, out=out, resume=resume)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    result = run_study(config)
+    console = Console()
+    console.print(f"[green]study written to {result.out}/[/green]: study.md, study.json, plots")
+    for line in result.summary_lines():
+        console.print(f"  {line}")
+
+
+def main() -> None:
+    """``python -m openvirl.training.cli sft|ppo|grpo ...`` (what ``accelerate launch`` runs)."""
+    train_app()
+
+
+if __name__ == "__main__":
+    main()

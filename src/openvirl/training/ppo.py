@@ -1,0 +1,882 @@
+# docs: spec §5 (the paper's RL4VLM-derived PPO), with the fixes of spec §10 items 12-17
+"""Multi-turn PPO with sequential revision and a value head, in one file read top to bottom.
+
+The policy is a language (or vision-language) model answering an openvirl environment; each
+env step is one whole answer (an action made of tokens). A wrong answer comes back as a user
+turn ``You failed this trial because ...`` and the model revises it in the same conversation
+until it is right or the attempts run out: "sequential revision" (spec §1, §5.2).
+
+The loop is a row of named phases, like CleanRL's ``ppo.py``:
+
+1. anneal the learning rate (cosine over updates, stepped once per update as the reference);
+2. roll out ``episodes_per_update`` complete episodes, ``num_envs`` at a time, sampling every
+   answer through the ``hf`` policy's own prompt rendering at ``temperature``;
+3. score each (prompt, answer) once more without gradients: old log-probabilities at the
+   same temperature, the value of the prompt, and (optionally) the reference model's
+   log-probabilities for the KL penalty;
+4. GAE (γ 0.9, λ 0.95) inside each episode, never across one;
+5. ``update_epochs`` × shuffled minibatches with gradient accumulation and clipping: clipped
+   policy loss, clipped value loss, optional entropy bonus and KL to the reference;
+6. log under ``charts/`` and ``losses/``; checkpoint (model or adapter, value head,
+   optimizer, scheduler, RNG, update, FLOPs).
+
+How this differs from the reference (spec §10):
+
+- **12** The answer span is found in the text (the last ``"formula"`` or ``"action"`` key),
+  then mapped to tokens by incremental decoding with the model's own tokenizer: no hard-coded
+  token ids. Every generated token is scored, the first one included.
+- **13, 15** Every update plays complete episodes, so no return is ever bootstrapped: an
+  episode's last step is terminal, GAE stops there, and nothing carries over an update
+  boundary (no phantom turn, no stale feedback).
+- **14** No discarded generation: the env ends the episode on the last verified attempt.
+- **16** ``do_sample`` is passed explicitly, and answers are sampled from exactly the
+  distribution that is scored (temperature only: no top-p or top-k truncation).
+- **17** The value head has its own learning rate, entropy bonus and KL penalty are options,
+  the gradient-norm clip is a plain option (default 1.0, the reference used 0.01), and the
+  reference's "ratio > 10" fallback is off unless asked for.
+
+The policy log-probability of an answer is, by default, the paper's weighting
+``0.5·Σ log p(reasoning tokens) + Σ log p(answer tokens)`` (``thought_coef=0.5``); the
+ratio and the KL use it per sequence, as the reference does. Dropout is disabled throughout
+(the model stays in eval mode), so the first ratio of every update is exactly 1.
+
+Run it::
+
+    openvirl train ppo --config ppo-gp-l-quick.yaml [--resume] [key=value ...]
+    accelerate launch -m openvirl.training.cli ppo --config ppo-gp-l-paper.yaml   # GPUs
+
+Multi-GPU note: under ``accelerate launch`` each process plays its own episodes (seeded by
+rank) and gradients are averaged by DDP or DeepSpeed; with one process it is a plain loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - the train extra brings torch
+    raise ImportError("PPO needs torch: `pip install 'openvirl[train]'`") from exc
+
+
+@dataclass
+class PPOConfig:
+    """Every option of a PPO run; each field is documented in the docstring under it."""
+
+    exp_name: str = "ppo"
+    """name of this experiment (run folders default to runs/<exp_name>)"""
+    seed: int = 42
+    """seed of initialization, sampling, minibatch order and the episode stream"""
+    output_dir: str = "runs/ppo"
+    """run folder: metrics.csv, config.yaml, checkpoints/, final/"""
+    tensorboard: bool = False
+    """also log to TensorBoard (needs the tensorboard package)"""
+    wandb: bool = False
+    """also log to wandb in offline mode (needs the wandb package)"""
+    save_every: int = 1
+    """save a checkpoint every N updates (and always after the last one)"""
+    keep_last: int | None = 2
+    """checkpoints to keep (None keeps all)"""
+    resume: bool = False
+    """continue from the latest complete checkpoint in output_dir"""
+
+    # Model arguments
+    model: str = "gemma-3-270m"
+    """model to train: local folder, Hub id, or gemma-3-270m (the embedded base model)"""
+    init_adapter: str | None = None
+    """LoRA adapter to start from (e.g. the SFT Init checkpoint's model/ folder)"""
+    chat_template: bool | None = None
+    """render prompts with the chat template (True), plain text (False) or as the hf policy would"""
+    dtype: str = "auto"
+    """weights dtype: auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16"""
+    lora: bool = True
+    """train a LoRA adapter (peft); False trains every weight (the paper's setting)"""
+    lora_r: int = 16
+    """LoRA rank"""
+    lora_alpha: int = 32
+    """LoRA scaling alpha"""
+    lora_target_modules: str | list[str] = "all-linear"
+    """modules LoRA adapts"""
+    value_head_sizes: list[int] = field(default_factory=lambda: [1024, 512])
+    """hidden sizes of the value MLP (paper: hidden→1024→ReLU→512→ReLU→1)"""
+
+    # Environment arguments
+    env_id: str = "openvirl/GeneralPoints-v0"
+    """gymnasium id of the environment"""
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"rule": "id", "split": "train"})
+    """keyword arguments of gym.make (keep split=train so evaluation hands stay unseen)"""
+
+    # Algorithm specific arguments
+    num_updates: int = 20
+    """PPO updates (rollout + optimization rounds); the paper ran 20 (GP) or 15 (V-IRL)"""
+    episodes_per_update: int = 16
+    """complete episodes played per update"""
+    num_envs: int = 8
+    """episodes in flight at once (the generation batch size)"""
+    max_new_tokens: int = 128
+    """longest answer in tokens (paper: 512)"""
+    temperature: float = 0.2
+    """sampling temperature, also used to score log-probabilities (paper: 0.2)"""
+    learning_rate: float = 1e-5
+    """learning rate of the model (paper, full FT: 1e-6)"""
+    value_learning_rate: float | None = None
+    """learning rate of the value head; None uses learning_rate (the paper's shared LR)"""
+    lr_schedule: str = "cosine"
+    """'cosine' (annealed once per update, as the reference) or 'constant'"""
+    lr_max_updates: int | None = None
+    """T_max of the cosine schedule in updates; None means num_updates (paper GP: 100)"""
+    min_lr_ratio: float = 0.0
+    """floor of the cosine schedule as a fraction of the peak"""
+    adam_eps: float = 1e-7
+    """Adam epsilon (paper: 1e-7)"""
+    gamma: float = 0.9
+    """discount factor (paper: 0.9)"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation (paper: 0.95)"""
+    update_epochs: int = 4
+    """epochs over each update's buffer (paper: 4)"""
+    minibatch_size: int = 4
+    """transitions per forward pass (paper: 1)"""
+    grad_accum_steps: int = 4
+    """minibatches per optimizer step (paper: 128)"""
+    norm_adv: bool = True
+    """normalize advantages over the update's buffer"""
+    clip_coef: float = 0.1
+    """surrogate clipping coefficient, also used for the value (paper: 0.1)"""
+    clip_vloss: bool = True
+    """clip the value loss around the old values"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss (paper: 0.5)"""
+    ent_coef: float = 0.0
+    """coefficient of the entropy bonus (paper: none)"""
+    kl_coef: float = 0.0
+    """coefficient of the KL penalty to the frozen reference model (paper: none)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm (paper: 0.01, see spec §10 item 17)"""
+    target_kl: float | None = None
+    """stop the update's epochs early once the approximate KL exceeds this"""
+    ratio_guard: float | None = None
+    """reference quirk: if any ratio exceeds this, use only the clipped term (paper: 10)"""
+    thought_coef: float | None = 0.5
+    """weight of reasoning tokens in the answer log-prob (paper: 0.5); None weights all 1"""
+    answer_key: str | None = "auto"
+    """JSON key that starts the answer span; auto: formula (points) or action (navigation)"""
+    reward_scale: float = 1.0
+    """multiply env rewards by this before GAE"""
+
+    # to be filled in runtime
+    minibatches_per_epoch: int = 0
+    """filled in runtime: depends on each update's buffer (episodes have varying lengths)"""
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(
+                f"`temperature` must be > 0 for PPO (got {self.temperature}): greedy decoding "
+                "has no probability ratio to clip; the paper samples at 0.2."
+            )
+        if self.num_envs < 1 or self.episodes_per_update < 1 or self.num_updates < 1:
+            raise ValueError(
+                "`num_envs`, `episodes_per_update` and `num_updates` must be >= 1 (got "
+                f"{self.num_envs}, {self.episodes_per_update}, {self.num_updates})."
+            )
+        if self.minibatch_size < 1 or self.grad_accum_steps < 1 or self.update_epochs < 1:
+            raise ValueError(
+                "`minibatch_size`, `grad_accum_steps` and `update_epochs` must be >= 1."
+            )
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(
+                f"`lr_schedule` must be 'cosine' or 'constant', got {self.lr_schedule!r}."
+            )
+        if self.init_adapter is not None and not self.lora:
+            raise ValueError(
+                "`init_adapter` needs `lora=True`; for full FT pass the folder as `model`."
+            )
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("`gamma` and `gae_lambda` must lie in [0, 1].")
+
+
+@dataclass
+class PPOResult:
+    """What `train_ppo` returns."""
+
+    output_dir: Path
+    final_dir: Path
+    """The trained model (adapter or full weights), loadable by `HFPolicy`; value head beside."""
+    updates: int
+    flops: float
+    n_params: int
+    history: list[dict[str, float]]
+    """One row of metrics per update of this session."""
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], Any]:
+    """Thunk that builds one environment (CleanRL's `make_env`)."""
+
+    def thunk() -> Any:
+        import gymnasium as gym
+
+        import openvirl  # noqa: F401  (registers the environments)
+
+        return gym.make(env_id, disable_env_checker=True, **env_kwargs)
+
+    return thunk
+
+
+class ValueHead(nn.Module):
+    """V(s) from the last prompt token's final hidden state: an MLP as in the paper (§5.1)."""
+
+    def __init__(self, hidden_size: int, sizes: Sequence[int] = (1024, 512)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = hidden_size
+        for size in sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.mlp(hidden.float()).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------- ALGO LOGIC helpers
+def compute_gae(
+    rewards: Sequence[float],
+    values: Sequence[float],
+    dones: Sequence[bool],
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimation over a time-ordered buffer of whole episodes.
+
+    ``dones[t]`` says the episode ended with step ``t``; the recursion then restarts, so no
+    value is bootstrapped across an episode boundary (spec §10 item 13). The buffer must end
+    with a done step (every update plays complete episodes): the value after it is 0.
+
+    Returns
+    -------
+    tuple of numpy arrays
+        ``(advantages, returns)`` with ``returns = advantages + values``.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    dones = np.asarray(dones, dtype=bool)
+    if len(dones) and not dones[-1]:
+        raise ValueError("the buffer must end with a finished episode (dones[-1] is False).")
+    advantages = np.zeros_like(rewards)
+    lastgaelam = 0.0
+    for t in reversed(range(len(rewards))):
+        nextnonterminal = 0.0 if dones[t] else 1.0
+        nextvalue = values[t + 1] if t + 1 < len(rewards) else 0.0
+        delta = rewards[t] + gamma * nextvalue * nextnonterminal - values[t]
+        lastgaelam = delta + gamma * lam * nextnonterminal * lastgaelam
+        advantages[t] = lastgaelam
+    return advantages, advantages + values
+
+
+def locate_answer_start(completion_ids: Sequence[int], tokenizer: Any, key: str) -> int | None:
+    """Index of the first token of the answer span: the one holding the last ``"<key>"``.
+
+    The answer (``"formula": "..."`` or ``"action": "..."`` through the end) is found in the
+    decoded text, then mapped to a token by decoding growing prefixes: token ``i`` covers the
+    characters ``len(decode(ids[:i])) .. len(decode(ids[:i+1]))``. This works for any
+    tokenizer, however it splits the key (no hard-coded ids, spec §10 item 12).
+
+    Returns
+    -------
+    int or None
+        None when the key is not in the completion (then every token counts as answer).
+    """
+    ids = list(completion_ids)
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    position = text.rfind(f'"{key}"')
+    if position < 0:
+        return None
+    low, high = 0, len(ids) - 1
+    # Prefix lengths grow with i, so a binary search finds the token covering `position`.
+    while low < high:
+        mid = (low + high) // 2
+        if len(tokenizer.decode(ids[: mid + 1], skip_special_tokens=False)) > position:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def token_weights(length: int, answer_start: int | None, thought_coef: float | None) -> list[float]:
+    """Per-token weights of the answer log-prob: `thought_coef` before the answer span, 1 in it."""
+    if thought_coef is None or answer_start is None:
+        return [1.0] * length
+    return [thought_coef if i < answer_start else 1.0 for i in range(length)]
+
+
+@dataclass
+class Transition:
+    """One env step: the prompt the model saw, what it sampled, and what came back."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    weights: list[float]
+    extras: dict[str, torch.Tensor]
+    reward: float
+    done: bool
+    success: bool
+    outcome: str
+    episode: int
+    logprob: float = 0.0
+    value: float = 0.0
+    ref_token_logprobs: list[float] | None = None
+    advantage: float = 0.0
+    ret: float = 0.0
+
+
+def collate(transitions: Sequence[Transition], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
+    """Batch transitions as [left-padded prompt | right-padded completion].
+
+    Every prompt then ends at column ``P - 1`` (where the value is read) and every completion
+    starts at column ``P``, so one ``logits_to_keep = C + 1`` covers all answer tokens.
+    """
+    P = max(len(t.prompt_ids) for t in transitions)
+    C = max(len(t.completion_ids) for t in transitions)
+    n = len(transitions)
+    input_ids = torch.full((n, P + C), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, P + C), dtype=torch.long)
+    weights = torch.zeros((n, C), dtype=torch.float32)
+    completion = torch.full((n, C), pad_id, dtype=torch.long)
+    for i, t in enumerate(transitions):
+        p, c = len(t.prompt_ids), len(t.completion_ids)
+        input_ids[i, P - p : P] = torch.tensor(t.prompt_ids)
+        input_ids[i, P : P + c] = torch.tensor(t.completion_ids)
+        attention[i, P - p : P + c] = 1
+        completion[i, :c] = torch.tensor(t.completion_ids)
+        weights[i, :c] = torch.tensor(t.weights)
+    position_ids = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
+    batch = {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention.to(device),
+        "position_ids": position_ids.to(device),
+        "completion_ids": completion.to(device),
+        "weights": weights.to(device),
+        "mask": (weights > 0).float().to(device),
+        "prompt_length": torch.tensor(P),
+    }
+    for key in transitions[0].extras:
+        batch[key] = torch.cat([t.extras[key] for t in transitions]).to(device)
+    return batch
+
+
+class Agent(nn.Module):
+    """The policy (the language model) and its value head, one module for one optimizer.
+
+    One module also means one `accelerator.prepare` call, which DeepSpeed requires.
+    """
+
+    def __init__(self, model: Any, value_head: ValueHead):
+        super().__init__()
+        self.model = model
+        self.value_head = value_head
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        temperature: float,
+        *,
+        with_value: bool = True,
+        with_entropy: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """One pass: per-token log-probs of the completion at `temperature`, and V(prompt).
+
+        Logits are computed only at completion positions (``logits_to_keep``), which matters
+        for 262k-token vocabularies. The value reads the final hidden state at the last
+        prompt token (column ``P - 1``), i.e. V(state) before the answer.
+        """
+        return score(
+            self.model,
+            self.value_head if with_value else None,
+            batch,
+            temperature,
+            with_entropy=with_entropy,
+        )
+
+
+def score(
+    model: Any,
+    value_head: ValueHead | None,
+    batch: dict[str, torch.Tensor],
+    temperature: float,
+    *,
+    with_entropy: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Per-token completion log-probs at `temperature` (and values, entropy) of a model."""
+    P = int(batch["prompt_length"])
+    C = batch["completion_ids"].shape[1]
+    inputs = {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
+    output = model(
+        **inputs,
+        output_hidden_states=value_head is not None,
+        logits_to_keep=C + 1,
+        use_cache=False,
+    )
+    logits = output.logits[:, :C].float() / temperature
+    logprobs = torch.log_softmax(logits, dim=-1)
+    token_logprobs = logprobs.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    result = {"token_logprobs": token_logprobs * batch["mask"]}
+    if value_head is not None:
+        hidden = output.hidden_states[-1][:, P - 1]
+        result["values"] = value_head(hidden)
+    if with_entropy:
+        entropy = -(logprobs.exp() * logprobs).sum(-1)
+        result["entropy"] = (entropy * batch["mask"]).sum(-1) / batch["mask"].sum(-1).clamp(min=1)
+    return result
+
+
+_NOT_MODEL_INPUTS = {"completion_ids", "weights", "mask", "prompt_length"}
+
+
+def _cosine_factor(update: int, config: PPOConfig) -> float:
+    if config.lr_schedule == "constant":
+        return 1.0
+    horizon = config.lr_max_updates or config.num_updates
+    progress = min(update, horizon) / horizon
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (
+        1 + math.cos(math.pi * progress)
+    )
+
+
+# ---------------------------------------------------------------------------- the run
+def train_ppo(config: PPOConfig) -> PPOResult:
+    """Train with multi-turn PPO as configured; return where the results are.
+
+    See the module docstring for the phases; every metric goes to ``metrics.csv``.
+    """
+    from accelerate import Accelerator
+
+    from openvirl.envs.points.dataset import episode_seed
+    from openvirl.policies.hf import PLAIN_STOP, HFPolicy, truncate_at_stop
+    from openvirl.training.checkpoint import (
+        latest_checkpoint,
+        load_checkpoint,
+        mark_complete,
+        save_checkpoint,
+        write_json_atomic,
+    )
+    from openvirl.training.compute import FlopCounter, count_parameters
+    from openvirl.training.config import config_to_dict, save_config
+    from openvirl.training.logging import RunLogger
+    from openvirl.training.models import apply_lora, load_model
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    is_main = accelerator.is_main_process
+
+    # TRY NOT TO MODIFY: seeding (each process plays its own episodes)
+    random.seed(config.seed + rank)
+    np.random.seed(config.seed + rank)
+    torch.manual_seed(config.seed)
+
+    # PLUMBING: model, value head, reference, optimizer
+    model, processor, chat_default = load_model(config.model, dtype=config.dtype)
+    if config.lora:
+        model = apply_lora(
+            model,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=0.0,
+            target_modules=config.lora_target_modules,
+            init_adapter=config.init_adapter,
+        )
+    model.to(accelerator.device)
+    device = accelerator.device
+    chat_template = config.chat_template if config.chat_template is not None else chat_default
+    policy = HFPolicy(model, processor, name=config.exp_name, chat_template=chat_template)
+    tokenizer = policy.tokenizer
+    text_config = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
+    value_head = ValueHead(text_config.hidden_size, config.value_head_sizes).to(device)
+    reference = None
+    if config.kl_coef > 0 and not config.lora:
+        import copy
+
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    agent = Agent(model, value_head)
+    policy_params = [p for p in model.parameters() if p.requires_grad]
+    value_lr = config.value_learning_rate or config.learning_rate
+    optimizer = torch.optim.Adam(
+        [
+            {"params": policy_params, "lr": config.learning_rate},
+            {"params": list(value_head.parameters()), "lr": value_lr},
+        ],
+        eps=config.adam_eps,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: _cosine_factor(u, config))
+    params = count_parameters(model)
+    flops = FlopCounter(n_params=params.total, n_trainable=params.trainable)
+
+    # PLUMBING: resume
+    start_update = 0
+    checkpoints = out / "checkpoints"
+    resume_from = latest_checkpoint(checkpoints) if config.resume else None
+    logger = RunLogger(
+        out,
+        config=config_to_dict(config),
+        tensorboard=config.tensorboard,
+        wandb=config.wandb,
+        run_name=out.name,
+    )
+    if resume_from is not None:
+        state = load_checkpoint(
+            resume_from,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            modules={"value_head": value_head},
+        )
+        start_update = int(state["update"])
+        flops = FlopCounter.from_dict(state["flops"])
+        logger.truncate(start_update)
+    save_config(config, out / "config.yaml")
+    # PLUMBING: accelerate (DDP or DeepSpeed ZeRO-2 when launched on several GPUs)
+    agent, optimizer = accelerator.prepare(agent, optimizer)
+    agent.eval()  # no dropout anywhere: ratios are exactly 1 before the first step
+    unwrapped = accelerator.unwrap_model(agent)
+    policy.model = unwrapped.model
+
+    envs = [make_env(config.env_id, dict(config.env_kwargs))() for _ in range(config.num_envs)]
+    stop = None if policy.uses_chat_template else list(PLAIN_STOP)
+    end_ids = policy._end_token_ids()
+    pad_id = tokenizer.pad_token_id
+    history: list[dict[str, float]] = []
+
+    for update in range(start_update + 1, config.num_updates + 1):
+        t_update = time.perf_counter()
+        # ALGO LOGIC: anneal the learning rate (LambdaLR holds the factor of `update - 1`)
+        lr_now = optimizer.param_groups[0]["lr"]
+
+        # ALGO LOGIC: rollout of complete episodes, num_envs at a time
+        first_episode = ((update - 1) * world + rank) * config.episodes_per_update
+        queue = list(range(first_episode, first_episode + config.episodes_per_update))[::-1]
+        per_episode: dict[int, list[Transition]] = {}
+        slots: list[dict[str, Any]] = []
+        for env in envs:
+            if queue:
+                episode = queue.pop()
+                _, info = env.reset(seed=episode_seed(config.seed, "train", episode))
+                slots.append({"env": env, "info": info, "episode": episode})
+        answer_key = config.answer_key
+        round_index = 0
+        while slots:
+            requests = [
+                {"messages": s["env"].unwrapped.messages(), "info": s["info"]} for s in slots
+            ]
+            batch = policy.encode(requests)
+            generate_kwargs: dict[str, Any] = {
+                "max_new_tokens": config.max_new_tokens,
+                "do_sample": True,  # explicit (spec §10 item 16)
+                "temperature": config.temperature,
+                "top_p": 1.0,
+                "top_k": 0,
+                "pad_token_id": pad_id,
+                "num_beams": 1,
+            }
+            if stop:
+                generate_kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+            sampling_seed = np.random.SeedSequence([config.seed, rank, update, round_index])
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(int(sampling_seed.generate_state(1)[0]))
+                with torch.inference_mode():
+                    generated = unwrapped.model.generate(**batch, **generate_kwargs)
+            round_index += 1
+            P = batch["input_ids"].shape[1]
+            flops.add_inference(int(batch["attention_mask"].sum()))
+            still = []
+            for row, slot in enumerate(slots):
+                ids = generated[row, P:].tolist()
+                length = len(ids)
+                for i, token in enumerate(ids):
+                    if token in end_ids:
+                        length = i + 1
+                        break
+                    if token == pad_id:
+                        length = i
+                        break
+                completion = ids[: max(length, 1)]
+                flops.add_inference(len(completion))
+                text = truncate_at_stop(
+                    tokenizer.decode(completion, skip_special_tokens=True), stop
+                )
+                env = slot["env"]
+                _, reward, terminated, truncated, info = env.step(text)
+                if answer_key == "auto":
+                    task = info.get("task")
+                    key = {"points": "formula", "navigation": "action"}.get(str(task))
+                else:
+                    key = answer_key
+                start = locate_answer_start(completion, tokenizer, key) if key else None
+                prompt_mask = batch["attention_mask"][row].bool()
+                extras = {
+                    k: v[row : row + 1].detach().cpu()
+                    for k, v in batch.items()
+                    if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor)
+                }
+                done = bool(terminated or truncated)
+                success = bool(info.get("success", info.get("episode_outcome") == "correct"))
+                per_episode.setdefault(slot["episode"], []).append(
+                    Transition(
+                        prompt_ids=batch["input_ids"][row][prompt_mask].tolist(),
+                        completion_ids=completion,
+                        weights=token_weights(len(completion), start, config.thought_coef),
+                        extras=extras,
+                        reward=float(reward) * config.reward_scale,
+                        done=done,
+                        success=done and success,
+                        outcome=str(info.get("outcome", "")),
+                        episode=slot["episode"],
+                    )
+                )
+                if done:
+                    if queue:
+                        episode = queue.pop()
+                        _, info = env.reset(seed=episode_seed(config.seed, "train", episode))
+                        still.append({"env": env, "info": info, "episode": episode})
+                else:
+                    still.append({**slot, "info": info})
+            slots = still
+        buffer = [t for e in sorted(per_episode) for t in per_episode[e]]
+        rollout_s = time.perf_counter() - t_update
+
+        # ALGO LOGIC: old log-probs, values and reference log-probs, without gradients
+        with torch.no_grad():
+            for start_i in range(0, len(buffer), config.minibatch_size):
+                chunk = buffer[start_i : start_i + config.minibatch_size]
+                mb = collate(chunk, pad_id, device)
+                scored = agent(mb, config.temperature)
+                logprob = (scored["token_logprobs"] * mb["weights"]).sum(-1)
+                tokens = int(mb["attention_mask"].sum())
+                flops.add_inference(tokens)
+                ref_tok = None
+                if config.kl_coef > 0:
+                    if reference is not None:
+                        ref_tok = score(reference, None, mb, config.temperature)["token_logprobs"]
+                    else:
+                        with unwrapped.model.disable_adapter():
+                            ref_tok = agent(mb, config.temperature, with_value=False)[
+                                "token_logprobs"
+                            ]
+                    flops.add_inference(tokens)
+                for j, t in enumerate(chunk):
+                    t.logprob = float(logprob[j])
+                    t.value = float(scored["values"][j])
+                    if ref_tok is not None:
+                        t.ref_token_logprobs = ref_tok[j, : len(t.completion_ids)].tolist()
+
+        # ALGO LOGIC: advantages (GAE inside each episode, no bootstrap)
+        advantages, returns = compute_gae(
+            [t.reward for t in buffer],
+            [t.value for t in buffer],
+            [t.done for t in buffer],
+            config.gamma,
+            config.gae_lambda,
+        )
+        if config.norm_adv and len(buffer) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-5)
+        for t, adv, ret in zip(buffer, advantages, returns, strict=True):
+            t.advantage, t.ret = float(adv), float(ret)
+
+        # ALGO LOGIC: optimize policy and value, epochs × shuffled minibatches
+        t_opt = time.perf_counter()
+        b_inds = np.arange(len(buffer))
+        config.minibatches_per_epoch = math.ceil(len(buffer) / config.minibatch_size)
+        clipfracs, stats = [], {k: [] for k in ("pg", "v", "ent", "kl", "approx_kl", "old_kl")}
+        grad_norms: list[float] = []
+        train_tokens = 0
+        stop_early = False
+        for epoch in range(config.update_epochs):
+            rng = np.random.default_rng([config.seed, update, epoch])
+            rng.shuffle(b_inds)
+            minibatches = [
+                b_inds[i : i + config.minibatch_size]
+                for i in range(0, len(b_inds), config.minibatch_size)
+            ]
+            for group_start in range(0, len(minibatches), config.grad_accum_steps):
+                group = minibatches[group_start : group_start + config.grad_accum_steps]
+                optimizer.zero_grad(set_to_none=True)
+                for mb_inds in group:
+                    chunk = [buffer[i] for i in mb_inds]
+                    mb = collate(chunk, pad_id, device)
+                    new = agent(mb, config.temperature, with_entropy=True)
+                    new_logprob = (new["token_logprobs"] * mb["weights"]).sum(-1)
+                    old_logprob = torch.tensor([t.logprob for t in chunk], device=device)
+                    mb_adv = torch.tensor([t.advantage for t in chunk], device=device)
+                    mb_ret = torch.tensor([t.ret for t in chunk], device=device)
+                    old_values = torch.tensor([t.value for t in chunk], device=device)
+                    logratio = new_logprob - old_logprob
+                    ratio = logratio.exp()
+
+                    with torch.no_grad():
+                        stats["old_kl"].append(float((-logratio).mean()))
+                        stats["approx_kl"].append(float(((ratio - 1) - logratio).mean()))
+                        clipfracs.append(
+                            float(((ratio - 1.0).abs() > config.clip_coef).float().mean())
+                        )
+
+                    # Policy loss
+                    pg_loss1 = -mb_adv * ratio
+                    pg_loss2 = -mb_adv * torch.clamp(
+                        ratio, 1 - config.clip_coef, 1 + config.clip_coef
+                    )
+                    if config.ratio_guard is not None and bool((ratio > config.ratio_guard).any()):
+                        pg_loss = pg_loss2.mean()
+                    else:
+                        pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+                    # Value loss
+                    newvalue = new["values"]
+                    if config.clip_vloss:
+                        v_loss_unclipped = (newvalue - mb_ret) ** 2
+                        v_clipped = old_values + torch.clamp(
+                            newvalue - old_values, -config.clip_coef, config.clip_coef
+                        )
+                        v_loss_clipped = (v_clipped - mb_ret) ** 2
+                        v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+                    else:
+                        v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean()
+
+                    # Entropy bonus and KL penalty (k3 estimator per token, mean over tokens)
+                    entropy_loss = new["entropy"].mean()
+                    kl_loss = torch.zeros((), device=device)
+                    if config.kl_coef > 0:
+                        ref = torch.zeros_like(new["token_logprobs"])
+                        for j, t in enumerate(chunk):
+                            ref[j, : len(t.completion_ids)] = torch.tensor(t.ref_token_logprobs)
+                        delta = (ref - new["token_logprobs"]) * mb["mask"]
+                        k3 = (delta.exp() - delta - 1) * mb["mask"]
+                        kl_loss = (k3.sum(-1) / mb["mask"].sum(-1).clamp(min=1)).mean()
+
+                    loss = (
+                        pg_loss
+                        - config.ent_coef * entropy_loss
+                        + config.vf_coef * v_loss
+                        + config.kl_coef * kl_loss
+                    )
+                    accelerator.backward(loss / len(group))
+                    train_tokens += int(mb["attention_mask"].sum())
+                    stats["pg"].append(pg_loss.item())
+                    stats["v"].append(v_loss.item())
+                    stats["ent"].append(entropy_loss.item())
+                    stats["kl"].append(kl_loss.item())
+                norm = accelerator.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+                grad_norms.append(float(norm))
+                optimizer.step()
+            if config.target_kl is not None and np.mean(stats["approx_kl"]) > config.target_kl:
+                stop_early = True
+                break
+        flops.add_train(train_tokens)
+        scheduler.step()
+        optimize_s = time.perf_counter() - t_opt
+
+        # TRY NOT TO MODIFY: record rewards and losses for plotting purposes
+        values_np = np.array([t.value for t in buffer])
+        returns_np = np.array([t.ret for t in buffer])
+        var_y = np.var(returns_np)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(returns_np - values_np) / var_y
+        episodes = [per_episode[e] for e in sorted(per_episode)]
+        update_s = time.perf_counter() - t_update
+        row = {
+            "charts/learning_rate": lr_now,
+            "charts/episodic_return": float(np.mean([sum(t.reward for t in e) for e in episodes])),
+            "charts/success_rate": float(np.mean([e[-1].success for e in episodes])),
+            "charts/episode_length": float(np.mean([len(e) for e in episodes])),
+            "charts/first_attempt_success": float(
+                np.mean([e[0].outcome == "correct" for e in episodes])
+            ),
+            "charts/answer_tokens": float(np.mean([len(t.completion_ids) for t in buffer])),
+            "charts/rollout_s": rollout_s,
+            "charts/optimize_s": optimize_s,
+            "charts/train_tokens_per_s": train_tokens / max(optimize_s, 1e-9),
+            "charts/SPS": len(buffer) / max(update_s, 1e-9),
+            **flops.metrics(),
+            "losses/policy_loss": float(np.mean(stats["pg"])),
+            "losses/value_loss": float(np.mean(stats["v"])),
+            "losses/entropy": float(np.mean(stats["ent"])),
+            "losses/kl_ref": float(np.mean(stats["kl"])),
+            "losses/old_approx_kl": float(np.mean(stats["old_kl"])),
+            "losses/approx_kl": float(np.mean(stats["approx_kl"])),
+            "losses/clipfrac": float(np.mean(clipfracs)),
+            "losses/explained_variance": float(explained_var),
+            "losses/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
+            "losses/early_stop": float(stop_early),
+        }
+        if is_main:
+            logger.log(update, row)
+        history.append({"update": update, **row})
+
+        # PLUMBING: checkpoint (model or adapter, value head, optimizer, scheduler, RNG, FLOPs)
+        accelerator.wait_for_everyone()
+        if is_main and (update % config.save_every == 0 or update == config.num_updates):
+            save_checkpoint(
+                checkpoints,
+                update,
+                model=model,
+                processor=processor,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                modules={"value_head": value_head},
+                state={
+                    "update": update,
+                    "episodes_done": update * config.episodes_per_update,
+                    "flops": flops.to_dict(),
+                },
+                keep_last=config.keep_last,
+            )
+
+    for env in envs:
+        env.close()
+    final = out / "final"
+    if not is_main:
+        return PPOResult(out, final, config.num_updates, flops.flops, params.total, history)
+    model.save_pretrained(final)
+    if not config.lora:
+        processor.save_pretrained(final)
+    torch.save(value_head.state_dict(), final / "value_head.pt")
+    mark_complete(final, config.num_updates, {"flops": flops.to_dict()})
+    write_json_atomic(
+        out / "summary.json",
+        {
+            "updates": config.num_updates,
+            "flops": flops.to_dict(),
+            "params": {"total": params.total, "trainable": params.trainable},
+            "final_dir": str(final),
+            "chat_template": policy.uses_chat_template,
+        },
+    )
+    logger.close()
+    return PPOResult(
+        output_dir=out,
+        final_dir=final,
+        updates=config.num_updates,
+        flops=flops.flops,
+        n_params=params.total,
+        history=history,
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    from openvirl.training.config import load_config
+
+    arguments = sys.argv[1:]
+    path = arguments.pop(0) if arguments and "=" not in arguments[0] else None
+    train_ppo(load_config(PPOConfig, path, arguments))

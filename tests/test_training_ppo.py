@@ -1,0 +1,294 @@
+"""Multi-turn PPO: GAE, answer spans, value head, scoring = sampling, updates, resume, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from openvirl.policies.base import text_message  # noqa: E402
+from openvirl.policies.hf import HFPolicy  # noqa: E402
+from openvirl.training.checkpoint import latest_checkpoint  # noqa: E402
+from openvirl.training.logging import read_metrics  # noqa: E402
+from openvirl.training.ppo import (  # noqa: E402
+    PPOConfig,
+    Transition,
+    ValueHead,
+    collate,
+    compute_gae,
+    locate_answer_start,
+    score,
+    token_weights,
+    train_ppo,
+)
+from tiny_models import tiny_causal_lm  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return tiny_causal_lm(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def policy(model_path):
+    return HFPolicy.from_pretrained(model_path)
+
+
+def _config(model_path, out, **overrides):
+    options = dict(
+        model=str(model_path),
+        output_dir=str(out),
+        env_kwargs={"rule": "id", "split": "train", "max_attempts": 2},
+        num_updates=2,
+        episodes_per_update=4,
+        num_envs=4,
+        max_new_tokens=12,
+        temperature=1.0,
+        learning_rate=1e-3,
+        update_epochs=2,
+        minibatch_size=2,
+        grad_accum_steps=2,
+        keep_last=None,
+    )
+    options.update(overrides)
+    return PPOConfig(**options)
+
+
+def test_gae_matches_hand_computation_and_stops_at_episode_ends():
+    rewards, values = [-1.0, 5.0, -1.0, -1.0], [0.5, 1.0, 0.2, 0.3]
+    dones = [False, True, False, True]  # two episodes of two steps each
+    advantages, returns = compute_gae(rewards, values, dones, gamma=0.9, lam=0.95)
+    a3 = -1 - 0.3
+    a2 = (-1 + 0.9 * 0.3 - 0.2) + 0.9 * 0.95 * a3
+    a1 = 5 - 1.0  # terminal: nothing bootstrapped from the next episode's 0.2
+    a0 = (-1 + 0.9 * 1.0 - 0.5) + 0.9 * 0.95 * a1
+    np.testing.assert_allclose(advantages, [a0, a1, a2, a3])
+    np.testing.assert_allclose(returns, advantages + np.array(values))
+    with pytest.raises(ValueError, match="finished episode"):
+        compute_gae([1.0], [0.0], [False], 0.9, 0.95)
+
+
+def test_answer_span_is_found_by_text_on_a_real_tokenizer(policy):
+    tokenizer = policy.tokenizer
+    text = '{"cards": ["K", "3"], "number": [10, 3], "formula": "10*3-6=24"}'
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    start = locate_answer_start(ids, tokenizer, "formula")
+    assert tokenizer.decode(ids[start:]).lstrip().startswith('"formula"')
+    assert '"formula"' not in tokenizer.decode(ids[:start])
+    assert locate_answer_start(ids, tokenizer, "action") is None
+    weights = token_weights(len(ids), start, 0.5)
+    assert weights[:start] == [0.5] * start and weights[start:] == [1.0] * (len(ids) - start)
+    assert token_weights(3, None, 0.5) == [1.0, 1.0, 1.0]
+
+
+def test_answer_span_on_the_embedded_gemma_tokenizer():
+    from openvirl.policies import embedded
+
+    if not embedded.is_prepared():
+        pytest.skip("embedded Gemma-3-270M not prepared on this machine")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded.embedded_model_dir())
+    text = '{"cards": ["Q", "2"], "number": [10, 2], "formula": "10+2=12"}'
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    start = locate_answer_start(ids, tokenizer, "formula")
+    assert tokenizer.decode(ids[start:]).lstrip().startswith('"formula"')
+
+
+def _transitions(policy, prompts, completions):
+    out = []
+    for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        batch = policy.encode([{"messages": [text_message("user", prompt)]}])
+        ids = policy.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        out.append(
+            Transition(
+                prompt_ids=batch["input_ids"][0].tolist(),
+                completion_ids=ids,
+                weights=[1.0] * len(ids),
+                extras={},
+                reward=0.0,
+                done=True,
+                success=False,
+                outcome="",
+                episode=i,
+            )
+        )
+    return out
+
+
+def test_value_head_reads_the_last_prompt_token(policy):
+    head = ValueHead(32, [16])
+    prompts = ["Cards: 1 2 3 4", "Cards: 1 2 3 4", "The quick brown fox"]
+    transitions = _transitions(policy, prompts, ["{1+2", "ab", "lazy dog jumps"])
+    batch = collate(transitions, policy.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        values = score(policy.model, head, batch, 1.0)["values"]
+        # The same prompt gives the same value whatever the answer (V(state), not Q).
+        assert torch.allclose(values[0], values[1], atol=1e-6)
+        alone = policy.model(
+            torch.tensor([transitions[2].prompt_ids]), output_hidden_states=True
+        ).hidden_states[-1][0, -1]
+        assert torch.allclose(values[2], head(alone), atol=1e-5)
+
+
+def test_scoring_equals_the_sampling_distribution(policy):
+    """Old log-probs come from the distribution the answer was sampled from (same T)."""
+    requests = [{"messages": [text_message("user", p)]} for p in ["Cards: 1 2", "The quick fox"]]
+    batch = policy.encode(requests)
+    torch.manual_seed(0)
+    out = policy.model.generate(
+        **batch,
+        do_sample=True,
+        temperature=0.7,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=6,
+        output_logits=True,
+        return_dict_in_generate=True,
+        pad_token_id=policy.tokenizer.pad_token_id,
+    )
+    P = batch["input_ids"].shape[1]
+    sampled = torch.stack([torch.log_softmax(x.float() / 0.7, -1) for x in out.logits], 1)
+    sampled = sampled.gather(-1, out.sequences[:, P:].unsqueeze(-1)).squeeze(-1)
+    transitions = []
+    for row in range(2):
+        ids = out.sequences[row, P:].tolist()
+        mask = batch["attention_mask"][row].bool()
+        transitions.append(
+            Transition(
+                batch["input_ids"][row][mask].tolist(),
+                ids,
+                [1.0] * len(ids),
+                {},
+                0.0,
+                True,
+                False,
+                "",
+                row,
+            )
+        )
+    with torch.no_grad():
+        scored = score(policy.model, None, collate(transitions, 0, "cpu"), 0.7)
+    torch.testing.assert_close(scored["token_logprobs"], sampled, atol=1e-4, rtol=1e-4)
+
+
+def test_one_update_moves_weights_logs_finite_losses_with_kl_and_entropy(tmp_path, model_path):
+    result = train_ppo(
+        _config(
+            model_path,
+            tmp_path / "run",
+            num_updates=1,
+            kl_coef=0.1,
+            ent_coef=0.01,
+            value_learning_rate=1e-2,
+        )
+    )
+    row = result.history[0]
+    for name in (
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/entropy",
+        "losses/kl_ref",
+        "losses/approx_kl",
+        "losses/clipfrac",
+        "losses/grad_norm",
+    ):
+        assert np.isfinite(row[name]), name
+    assert row["losses/entropy"] > 0
+    assert row["charts/episode_length"] == 2.0  # wrong first answers got a revision turn
+    adapter = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)  # B starts at 0
+    assert result.flops > 0 and row["charts/gflops"] == pytest.approx(result.flops / 1e9)
+    series = read_metrics(result.output_dir / "metrics.csv")
+    assert series["losses/value_loss"][0][0] == 1
+
+
+def _final_weights(result):
+    weights = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    weights.update({f"v.{k}": v for k, v in torch.load(result.final_dir / "value_head.pt").items()})
+    return weights
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, model_path):
+    full = train_ppo(_config(model_path, tmp_path / "full", lr_max_updates=2))
+    train_ppo(_config(model_path, tmp_path / "cut", num_updates=1, lr_max_updates=2))
+    resumed = train_ppo(_config(model_path, tmp_path / "cut", resume=True, lr_max_updates=2))
+    a, b = _final_weights(full), _final_weights(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed.flops == full.flops
+    assert [h["losses/value_loss"] for h in resumed.history] == [
+        full.history[1]["losses/value_loss"]
+    ]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_from_the_command_line(tmp_path, model_path):
+    out = tmp_path / "killed"
+    args = [
+        sys.executable,
+        "-m",
+        "openvirl.cli",
+        "train",
+        "ppo",
+        "--out",
+        str(out),
+        f"model={model_path}",
+        "num_updates=4",
+        "episodes_per_update=8",
+        "num_envs=4",
+        "max_new_tokens=16",
+        "temperature=1.0",
+        "learning_rate=1e-3",
+        "keep_last=null",
+        "env_kwargs={rule: id, split: train, max_attempts: 2}",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while latest_checkpoint(out / "checkpoints") is None and time.time() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final").exists(), "the run finished before it could be killed"
+    killed_at = latest_checkpoint(out / "checkpoints").name
+    subprocess.run([*args, "--resume"], env=env, check=True, capture_output=True)
+    reference = train_ppo(
+        _config(
+            model_path,
+            tmp_path / "reference",
+            num_updates=4,
+            episodes_per_update=8,
+            max_new_tokens=16,
+            update_epochs=4,
+            minibatch_size=4,
+            grad_accum_steps=4,
+        )
+    )
+    a = load_file(str(out / "final" / "adapter_model.safetensors"))
+    b = load_file(str(reference.final_dir / "adapter_model.safetensors"))
+    assert killed_at != "step-00000004"
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = [s for s, _ in read_metrics(out / "metrics.csv")["losses/value_loss"]]
+    assert steps == [1, 2, 3, 4]  # replayed updates replaced, not duplicated
