@@ -54,7 +54,7 @@ def test_paper_suite_with_few_episodes(tmp_path: Path) -> None:
     out = tmp_path / "suite"
     code, text = run(
         "--suite",
-        "paper",
+        "paper-gp",
         "--policy",
         "random",
         "--episodes",
@@ -89,7 +89,7 @@ def test_paper_suite_with_few_episodes(tmp_path: Path) -> None:
         (["--task", "gp-xl"], "valid tasks: gp-l, gp-vl"),
         (["--task", "gp-l", "--split", "ood"], "valid splits: id, rule-ood"),
         (["--policy", "oracel"], "Did you mean `oracle`?"),
-        (["--suite", "papers"], "valid suites: paper. Did you mean `paper`?"),
+        (["--suite", "papers"], "Did you mean `paper`?"),
         (["--batch-size", "0"], "`batch_size` must be >= 1"),
     ],
 )
@@ -165,3 +165,17 @@ def test_server_failure_keeps_finished_episodes(tmp_path: Path, flaky_server: st
     assert all(s["outcome"] == "no_answer" for r in records for s in r["steps"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] is False and metrics["eval/tokens_generated"] == 4 * len(records)
+
+
+def test_language_suite_includes_navigation(tmp_path: Path) -> None:
+    out = tmp_path / "suite"
+    code, text = run("--suite", "paper-language", "--policy", "oracle", "--episodes", "2",
+                     "--out", str(out), "--no-report")
+    assert code == 0, text
+    suite = json.loads((out / "suite.json").read_text())
+    settings = [(r["task"], r["split"]) for r in suite["rows"]]
+    assert settings == [
+        ("gp-l", "id"), ("gp-l", "rule-ood"), ("nav-l", "id"), ("nav-l", "rule-ood")
+    ]
+    assert all(r["value"] == 1.0 for r in suite["rows"])
+    assert suite["rows"][2]["metric"] == "eval/per_step_accuracy"  # the paper's V-IRL metric

@@ -551,6 +551,9 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             [all_seeds[i] for i in todo],
             batch_size=config.batch_size,
             indices=todo,
+            # Episode i plays item i of a fixed-order set (navigation's held-out routes, each
+            # once, in order); environments without such sets ignore the option.
+            reset_options=lambda i: {"episode_index": i},
         )
         try:
             for episode in episodes:

@@ -264,7 +264,10 @@ def compute_metrics(
     metrics["eval/mean_attempts"] = sum(attempts) / n if n else float("nan")
     returns = [sum(float(s.get("reward", 0.0)) for s in r.get("steps", [])) for r in records]
     metrics["eval/mean_return"] = sum(returns) / n if n else float("nan")
-    max_k = max(attempts, default=0)
+    # Attempts per episode only mean "tries at one problem" for single-problem tasks; a
+    # navigation episode's steps are positions along a route.
+    per_problem = not any((r.get("reset_info") or {}).get("task") == "navigation" for r in records)
+    max_k = max(attempts, default=0) if per_problem else 0
     for k in range(1, max_k + 1):
         within = sum(bool(r.get("success")) and len(r.get("steps", [])) <= k for r in records)
         metrics[f"eval/success_within/{k}"] = within / n if n else float("nan")
@@ -287,6 +290,10 @@ def compute_metrics(
         metrics.update(_rate(sum(first), len(first), "eval/rule_collapse_first"))
     if "difficulty" in groups:
         metrics.update(_difficulty_slices(records))
+    if any((r.get("reset_info") or {}).get("task") == "navigation" for r in records):
+        from openvirl.envs.navigation.metrics import navigation_metrics
+
+        metrics.update(navigation_metrics(records))
 
     if sessions:
         wall = sum(float(s.get("wall_s", 0.0)) for s in sessions)

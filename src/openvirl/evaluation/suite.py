@@ -63,19 +63,20 @@ PAPER: dict[tuple[str, str], PaperNumbers] = {
 }
 """Spec §8 headline numbers by (task, split)."""
 
+_PAPER_GP = (
+    ("gp-l", "id"),
+    ("gp-l", "rule-ood"),
+    ("gp-vl", "id"),
+    ("gp-vl", "rule-ood"),
+    ("gp-vl", "visual-ood"),
+)
+_PAPER_NAV_L = (("nav-l", "id"), ("nav-l", "rule-ood"))
+_PAPER_NAV_VL = (("nav-vl", "id"), ("nav-vl", "rule-ood"), ("nav-vl", "visual-ood"))
 SUITES: dict[str, tuple[tuple[str, str], ...]] = {
-    "paper": (
-        ("gp-l", "id"),
-        ("gp-l", "rule-ood"),
-        ("gp-vl", "id"),
-        ("gp-vl", "rule-ood"),
-        ("gp-vl", "visual-ood"),
-        ("nav-l", "id"),
-        ("nav-l", "rule-ood"),
-        ("nav-vl", "id"),
-        ("nav-vl", "rule-ood"),
-        ("nav-vl", "visual-ood"),
-    ),
+    "paper": _PAPER_GP + _PAPER_NAV_L + _PAPER_NAV_VL,
+    "paper-gp": _PAPER_GP,
+    "paper-nav": _PAPER_NAV_L + _PAPER_NAV_VL,
+    "paper-language": (("gp-l", "id"), ("gp-l", "rule-ood"), *_PAPER_NAV_L),
 }
 """Named evaluation sets; settings whose task is not registered yet are skipped and listed."""
 
