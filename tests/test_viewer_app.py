@@ -166,8 +166,13 @@ def test_compare_two_runs_with_deltas(client):
     (row,) = data["rows"]
     assert (row["task"], row["split"], row["in_a"], row["in_b"]) == ("gp-l", "id", True, True)
     assert row["metrics"][0]["delta"] == 0.0
-    same = client.get("/api/compare", params={"a": "gp-l-random", "b": "gp-l-oracle"}).json()
-    assert {(r["task"], r["split"]) for r in same["rows"]} == {("gp-l", "rule-ood"), ("gp-l", "id")}
+    # Two single-setting runs of different settings are set side by side, with a note.
+    paired = client.get("/api/compare", params={"a": "gp-l-random", "b": "gp-l-oracle"}).json()
+    (row,) = paired["rows"]
+    assert row["label"] == "A gp-l/rule-ood · B gp-l/id" and "different settings" in paired["note"]
+    success = row["metrics"][0]
+    assert (success["a"], success["b"], success["delta"]) == (0.0, 1.0, 1.0)
+    assert success["significant"] is True
     assert client.get("/compare").status_code == 200
     assert client.get("/compare?a=gp-l-oracle&b=nope").status_code == 404
 
@@ -187,6 +192,10 @@ def test_city_search_route_and_reverse_api(client):
         f"/api/cities/{CITY}/route", params={"from": found[0]["id"], "to": "pharmacy"}
     ).json()
     assert route["length_m"] > 0 and route["steps"][0]["instruction"]
+    geojson = client.get(
+        f"/api/cities/{CITY}/route.geojson", params={"from": found[0]["id"], "to": "pharmacy"}
+    )
+    assert geojson.status_code == 200 and geojson.json()["type"] == "FeatureCollection"
     nowhere = client.get(f"/api/cities/{CITY}/route", params={"from": "0,0", "to": "pharmacy"})
     assert nowhere.status_code == 400 and "outside the map" in nowhere.json()["error"]
     lat, lon = found[0]["lat"], found[0]["lon"]
@@ -203,6 +212,15 @@ def test_city_page_search_route_and_view(client):
     assert r.status_code == 200 and "id='results'" in r.text and "Casino" in r.text
     r = client.get(f"/cities/{CITY}", params={"from": "Casino de Monte-Carlo", "to": "pharmacy"})
     assert r.status_code == 200 and "Walking route" in r.text and 'class="route"' in r.text
+    geojson = re.search(r"href='(/api/cities/[^']+route\.geojson[^']*)'", r.text).group(1)
+    assert client.get(geojson.replace("&amp;", "&")).status_code == 200
+    # A search result's "from here" keeps its id while the box shows its name.
+    casino = client.get(f"/api/cities/{CITY}/search", params={"q": "casino"}).json()["results"][0]
+    by_ref = client.get(
+        f"/cities/{CITY}",
+        params={"from": casino["name"], "from_ref": casino["id"], "to": "pharmacy"},
+    )
+    assert f"<b>{casino['name']}</b> →" in by_ref.text
     lost = client.get(f"/cities/{CITY}", params={"from": "zzqx nowhere qqq", "to": "pharmacy"})
     assert lost.status_code == 200 and "Origin:" in lost.text
     _no_traceback(lost)

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openvirl.viewer import pages
 from openvirl.viewer.cities import CityService, StreetViewUnavailableError, street_view_support
-from openvirl.viewer.compare import compare_rows
+from openvirl.viewer.compare import compare_settings
 from openvirl.viewer.episodes import (
     episode_summary,
     facets,
@@ -271,7 +271,8 @@ def create_app(
         return (
             f"<figure class='episode-map'><div class='mapbox'>{svg}</div><figcaption>Route in "
             f"{pages.esc(track.city)}: the agent's positions and headings up to the shown "
-            "attempt (orange), the ground-truth rail (grey).</figcaption></figure>"
+            "step (orange, the current one red), the route's turning points (grey)."
+            "</figcaption></figure>"
         )
 
     def safe_path(run: Run, rel: str) -> Path | None:
@@ -352,8 +353,8 @@ def create_app(
             note = "Pick two runs." if len(runs) >= 2 else "Comparing needs two readable runs."
             return _html(pages.compare_page(runs, None, None, [], note))
         run_a, run_b = get_run(a), get_run(b)
-        rows = compare_rows(metrics_by_setting(run_a), metrics_by_setting(run_b))
-        return _html(pages.compare_page(runs, run_a, run_b, rows))
+        rows, note = compare_settings(metrics_by_setting(run_a), metrics_by_setting(run_b))
+        return _html(pages.compare_page(runs, run_a, run_b, rows, note))
 
     @app.get("/episodes", response_class=HTMLResponse)
     def episodes_page(
@@ -435,7 +436,7 @@ def create_app(
             if not text:
                 continue
             try:
-                end = cities.resolve(name, text)
+                end = cities.resolve(name, text, ref=params.get(f"{key}_ref", ""))
             except WorldError as exc:
                 errors.append(f"{'Origin' if key == 'from' else 'Destination'}: {exc}")
                 continue
@@ -452,9 +453,9 @@ def create_app(
                 points += [tuple(p) for p in found.polyline]
             except WorldError as exc:
                 errors.append(f"No route: {exc}")
-        for i, place in enumerate(results, start=1):
-            markers.append((place.lat, place.lon, str(i), "result"))
-            points.append((place.lat, place.lon))
+        # Search results first, so the route's A and B are drawn on top of them.
+        markers[:0] = [(p.lat, p.lon, str(i), "result") for i, p in enumerate(results, start=1)]
+        points += [(p.lat, p.lon) for p in results]
         view = None
         if lat or lon:
             try:
@@ -612,11 +613,8 @@ def create_app(
     @app.get("/api/compare")
     def api_compare(a: str, b: str) -> dict[str, Any]:
         run_a, run_b = get_run(a), get_run(b)
-        return {
-            "a": run_a.summary(),
-            "b": run_b.summary(),
-            "rows": _json_safe(compare_rows(metrics_by_setting(run_a), metrics_by_setting(run_b))),
-        }
+        rows, note = compare_settings(metrics_by_setting(run_a), metrics_by_setting(run_b))
+        return {"a": run_a.summary(), "b": run_b.summary(), "rows": _json_safe(rows), "note": note}
 
     @app.get("/api/cities")
     def api_cities() -> list[dict[str, Any]]:
@@ -653,6 +651,22 @@ def create_app(
             return cities.route(name, origin, destination).to_dict()
         except WorldError as exc:
             raise ViewerError(400, "No route", str(exc)) from exc
+
+    @app.get("/api/cities/{name}/route.geojson")
+    def api_route_geojson(
+        name: str,
+        origin: str = Query(..., alias="from", description="place id, 'lat,lon' or a text"),
+        destination: str = Query(..., alias="to", description="place id, 'lat,lon' or a text"),
+    ) -> JSONResponse:
+        from openvirl.world.errors import WorldError
+        from openvirl.world.maps import route_geojson
+
+        city_or_404(name)
+        try:
+            route = cities.route(name, origin, destination)
+        except WorldError as exc:
+            raise ViewerError(400, "No route", str(exc)) from exc
+        return JSONResponse(_json_safe(route_geojson(route)), media_type="application/geo+json")
 
     @app.get("/api/cities/{name}/reverse")
     def api_reverse(name: str, lat: float, lon: float) -> dict[str, Any]:

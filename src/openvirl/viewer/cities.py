@@ -25,6 +25,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from openvirl.world.errors import WorldError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -143,8 +145,19 @@ class CityService:
             return []
         return self.get(name).search(text, limit=limit)
 
-    def resolve(self, name: str, text: str) -> Place | tuple[float, float]:
+    def resolve(self, name: str, text: str, *, ref: str = "") -> Place | tuple[float, float]:
         """A route end from a form value: an OSM id (``node/123``), ``lat,lon``, or a text.
+
+        Parameters
+        ----------
+        name
+            The city.
+        text
+            What the form's box says.
+        ref
+            The id or ``lat,lon`` of the place the box was filled with (a search result's
+            "from here"); used while the box still shows that place's name, so two places of
+            the same name are told apart.
 
         Raises
         ------
@@ -153,13 +166,18 @@ class CityService:
         """
         city = self.get(name)
         text = text.strip()
+        if ref and ref.strip() != text:
+            end = self.resolve(name, ref)
+            shown = end.name if not isinstance(end, tuple) else None
+            if shown == text:
+                return end
         match = _LATLON_RE.match(text)
         if match:
             return (float(match.group(1)), float(match.group(2)))
         if _OSM_ID_RE.match(text):
             try:
                 return city.place(text)
-            except Exception:  # an id of a non-POI: geocode the text instead
+            except WorldError:  # an id of a non-POI: geocode the text instead
                 log.debug("no POI %s in %s; geocoding", text, name)
         return city.geocode(text)
 

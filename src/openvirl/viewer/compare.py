@@ -155,3 +155,28 @@ def compare_rows(
             }
         )
     return rows
+
+
+def compare_settings(
+    a: Mapping[Key, Mapping[str, Any]], b: Mapping[Key, Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """`compare_rows`, pairing two single-setting runs of different settings into one row.
+
+    Returns
+    -------
+    tuple
+        The rows (each with a ``label``) and a note for the page ("" when the settings match).
+    """
+    if len(a) == 1 and len(b) == 1 and set(a) != set(b):
+        (key_a,), (key_b,) = list(a), list(b)
+        rows = compare_rows(a, {key_a: b[key_b]})
+        rows[0]["label"] = f"A {key_a[0]}/{key_a[1]} · B {key_b[0]}/{key_b[1]}"
+        note = (
+            f"The runs evaluate different settings (A {key_a[0]}/{key_a[1]}, B {key_b[0]}/"
+            f"{key_b[1]}); their metrics are set side by side anyway."
+        )
+        return rows, note
+    rows = compare_rows(a, b)
+    for row in rows:
+        row["label"] = f"{row['task'] or '—'}/{row['split'] or '—'}"
+    return rows, ""

@@ -546,6 +546,7 @@ def compare_page(
         f"<a href='/runs/{esc(b.id)}'>{esc(b.id)}</a>"
         f"<div class='muted small'>{esc(b.title)}</div></div></div>"
         + problems_box([f"A: {p}" for p in a.problems] + [f"B: {p}" for p in b.problems])
+        + (f"<div class='notice'>{esc(note)}</div>" if note else "")
     )
     tables = []
     for row in rows:
@@ -555,8 +556,9 @@ def compare_page(
         missing = ""
         if not row["in_a"] or not row["in_b"]:
             missing = f" <span class='muted small'>(only in {'A' if row['in_a'] else 'B'})</span>"
+        label = row.get("label") or f"{row['task'] or '—'}/{row['split'] or '—'}"
         tables.append(
-            f"<h2>{esc(row['task'] or '—')}/{esc(row['split'] or '—')}{missing}</h2>"
+            f"<h2>{esc(label)}{missing}</h2>"
             "<table class='grid compare'><tr><th>metric</th><th>A</th><th>B</th>"
             "<th>B − A [95% CI]</th><th></th></tr>" + "".join(lines) + "</table>"
         )
@@ -809,7 +811,7 @@ def episode_page(
         f"<h1>Episode {esc(str(s['index']))} <span class='muted'>· {esc(s['task'])}/"
         f"{esc(s['split'])} · {esc(s['policy'] or run.policy)}</span></h1>"
         f"<div class='episode-head'><div>{result} {badge(s['outcome'])} "
-        f"<span class='muted'>{len(steps)} attempt(s), return {float(s['total_reward'] or 0):+g}"
+        f"<span class='muted'>{len(steps)} step(s), return {float(s['total_reward'] or 0):+g}"
         f"</span><div class='facts'>{' · '.join(facts)}</div></div>"
         f"<div class='actions'>{''.join(nav_links)}</div></div>"
     )
@@ -921,6 +923,19 @@ def cities_page(catalog: Sequence[Mapping[str, Any]], note: str = "") -> str:
     return layout("Cities", body, active="cities", crumbs=[("Cities", "")])
 
 
+def _route_end(place: Any) -> str:
+    """A route end as `CityService.resolve` reads it back: the OSM id, else ``lat,lon``."""
+    if not isinstance(place, Mapping):
+        return ""
+    if place.get("id"):
+        return str(place["id"])
+    return f"{float(place.get('lat', 0)):.7f},{float(place.get('lon', 0)):.7f}"
+
+
+CITY_PARAMS = ("q", "from", "to", "from_ref", "to_ref", "lat", "lon", "heading", "fov")
+"""Query parameters of the city explorer, carried from one click to the next."""
+
+
 def city_page(
     name: str,
     *,
@@ -935,9 +950,7 @@ def city_page(
 ) -> str:
     """The city explorer: search, route with instructions, map and a street view."""
     q = params.get("q", "")
-    keep = {
-        k: v for k, v in params.items() if k in ("q", "from", "to", "lat", "lon", "heading", "fov")
-    }
+    keep = {k: v for k, v in params.items() if k in CITY_PARAMS}
     search = (
         f"<form class='search' method='get' action='/cities/{esc(name)}'>"
         f"<input type='search' name='q' id='search-box' value='{esc(q)}' "
@@ -957,8 +970,9 @@ def city_page(
             f"<li class='result'><span class='num-badge'>{i}</span><div><b>{esc(place['name'])}</b>"
             f" <span class='muted small'>{esc(str(place.get('category') or ''))}</span>"
             "<div class='links small'>"
-            f"<a class='set-from' href='{_qs(keep, **{'from': ref})}'>from here</a>"
-            f" · <a class='set-to' href='{_qs(keep, to=ref)}'>to here</a>"
+            f"<a class='set-from' href='{_qs(keep, **{'from': place['name'], 'from_ref': ref})}'>"
+            "from here</a>"
+            f" · <a class='set-to' href='{_qs(keep, to=place['name'], to_ref=ref)}'>to here</a>"
             f" · <a href='{_qs(keep, **latlon)}'>street view</a></div></div></li>"
         )
     if q and not results:
@@ -969,13 +983,22 @@ def city_page(
     route_form = (
         f"<form class='route-form' method='get' action='/cities/{esc(name)}'>"
         f"<input type='hidden' name='q' value='{esc(q)}'>"
-        f"<label>From <input name='from' value='{esc(params.get('from', ''))}' "
+        + "".join(
+            f"<input type='hidden' name='{k}' value='{esc(v)}'>"
+            for k, v in keep.items()
+            if k in ("from_ref", "to_ref", "lat", "lon", "heading", "fov") and v
+        )
+        + f"<label>From <input name='from' value='{esc(params.get('from', ''))}' "
         f"placeholder='a place, an address or lat,lon' title='{esc(ends.get('from', ''))}'></label>"
         f"<label>To <input name='to' value='{esc(params.get('to', ''))}' "
         f"placeholder='a place, an address or lat,lon' title='{esc(ends.get('to', ''))}'></label>"
         "<button type='submit'>Walk</button></form>"
     )
     route_html = ""
+    route_refs = (
+        _route_end(route.get("origin")) if route else "",
+        _route_end(route.get("destination")) if route else "",
+    )
     if route:
         steps = "".join(
             f"<li><div>{esc(st.get('instruction') or '')}</div>"
@@ -995,7 +1018,9 @@ def city_page(
             f"<div class='route card' id='route'><h2>Walking route</h2><p><b>"
             f"{esc(ends.get('from', ''))}</b> → <b>{esc(ends.get('to', ''))}</b><br>"
             f"{route.get('length_m', 0):,.0f} m · {route.get('duration_s', 0) / 60:.0f} min on foot"
-            f" · destination on your {esc(str(route.get('destination_relation') or '?'))}</p>"
+            f" · destination on your {esc(str(route.get('destination_relation') or '?'))}"
+            f" · <a href='/api/cities/{esc(name)}/route.geojson"
+            f"{_qs({'from': route_refs[0], 'to': route_refs[1]})}'>GeoJSON</a></p>"
             f"<ol class='instructions'>{steps}</ol></div>"
         )
     error_html = "".join(f"<div class='notice warn'>{esc(e)}</div>" for e in errors)
