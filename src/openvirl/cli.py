@@ -16,6 +16,7 @@ from openvirl.evaluation.cli import eval_command
 from openvirl.policies.cli import app as model_app
 from openvirl.policies.cli import serve_model_command
 from openvirl.training.cli import study_command, train_app
+from openvirl.viewer.cli import view_command
 from openvirl.world.cli import app as city_app
 
 app = typer.Typer(
@@ -41,6 +42,9 @@ app.command("study", help="SFT vs RL from one Init at matching compute; ID/OOD p
 )
 app.command("demo", help="Run the main job on the embedded defaults and write a report.")(
     demo_command
+)
+app.command("view", help="Web viewer: runs, episodes step by step, city explorer (local).")(
+    view_command
 )
 
 
