@@ -272,3 +272,35 @@ def test_viewer_without_runs_points_to_the_cli():
     assert r.status_code == 200 and "openvirl view" in r.text
     assert client.get("/api/runs").json() == []
     assert client.get("/episodes").status_code == 200
+
+
+def test_real_navigation_run_draws_its_shipped_route(tmp_path):
+    pytest.importorskip("openvirl.envs.navigation.env")
+    from openvirl.evaluation.tasks import TASKS
+
+    if "nav-l" not in TASKS:
+        pytest.skip("the nav-l evaluation task is not registered")
+    run = viewer_data.eval_run(tmp_path / "nav", task="nav-l", episodes=1, report=False)
+    client = TestClient(create_app([run], city_names=["manhattan"]))
+    data = client.get("/api/runs/nav/episodes/0").json()
+    track = data["track"]
+    assert track["city"] == "manhattan" and len(track["route"]) >= 2 and track["rail"]
+    assert len(track["poses"]) == len(data["steps"]) + 1
+    page = client.get("/runs/nav/episodes/0")
+    assert page.status_code == 200 and 'class="route"' in page.text
+    assert "expected action here" in page.text and "Instruction" in page.text
+
+
+def test_view_command_serves_on_loopback(runs, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app as cli_app
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    result = CliRunner().invoke(cli_app, ["view", str(runs["oracle"]), "--port", "8799"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8799/" in result.output
+    assert served["host"] == "127.0.0.1" and served["port"] == 8799
+    assert TestClient(served["app"]).get("/runs/gp-l-oracle").status_code == 200
