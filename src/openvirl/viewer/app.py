@@ -330,8 +330,16 @@ def create_app(
         run = get_run(run_id)
         runs = store.runs()
         members = {r.id: r for r in runs if r.parent == run.id}
-        n = len(store.episodes(run).records) if run.ok else 0
-        return _html(pages.run_page(run, members=members, others=runs, n_episodes=n))
+        episodes = store.episodes(run) if run.ok else None
+        return _html(
+            pages.run_page(
+                run,
+                members=members,
+                others=runs,
+                n_episodes=len(episodes.records) if episodes else 0,
+                extra_problems=episodes.problems if episodes else (),
+            )
+        )
 
     @app.get("/runs/{run_id}/files/{rel:path}")
     def run_file(run_id: str, rel: str) -> FileResponse:

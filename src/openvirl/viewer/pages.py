@@ -420,7 +420,12 @@ def _flat_numbers(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
 
 
 def run_page(
-    run: Run, *, members: Mapping[str, Run], others: Sequence[Run], n_episodes: int
+    run: Run,
+    *,
+    members: Mapping[str, Run],
+    others: Sequence[Run],
+    n_episodes: int,
+    extra_problems: Sequence[str] = (),
 ) -> str:
     """One run: headline, metrics, slices, plots, configuration; suites list their settings."""
     crumbs = [("Runs", "/"), (run.id, "")]
@@ -435,7 +440,7 @@ def run_page(
         f"<span class='kind {esc(run.kind)}'>{esc(run.kind)}</span></h1>",
         f"<p class='muted'>{esc(description)}{' — ' if description else ''}"
         f"<code>{esc(str(run.path))}</code></p>",
-        problems_box(run.problems),
+        problems_box([*run.problems, *extra_problems]),
     ]
     if not run.ok:
         return layout(run.id, "".join(head), active="runs", crumbs=crumbs)
