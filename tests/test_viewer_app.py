@@ -103,7 +103,10 @@ def test_suite_and_agent_pages(client):
     assert suite.status_code == 200 and "Settings" in suite.text
     assert "/runs/suite-demo.gp-l__id" in suite.text
     agent = client.get("/runs/agent-demo")
-    assert agent.status_code == 200 and "place-recommender" in agent.text and "50.0%" in agent.text
+    assert agent.status_code == 200 and "place_recommender" in agent.text and "50.0%" in agent.text
+    assert "Result (result.json)" in agent.text and "/runs/agent-demo/files/map.png" in agent.text
+    report = client.get("/runs/agent-demo/files/report.md")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/plain")
     assert client.get("/runs/agent-demo/episodes/1").status_code == 200
 
 

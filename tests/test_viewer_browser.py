@@ -166,6 +166,10 @@ def test_runs_and_run_pages_load(browser, base_url):
     WebDriverWait(browser, 10).until(lambda d: _image_loaded(d, ".plots img"))
     _shot(browser, "run")
     assert _errors(browser) == []
+    for run_id in ("suite-demo", "agent-demo"):
+        _open(browser, f"{base_url}/runs/{run_id}")
+        _shot(browser, f"run-{run_id}")
+        assert _errors(browser) == []
 
 
 def test_compare_page_from_the_form(browser, base_url):

@@ -106,7 +106,8 @@ def test_suites_collections_and_agent_runs(runs, tmp_path):
     assert suite.children == ["suite-demo.gp-l__id"]
     assert store.get("suite-demo.gp-l__id").parent == "suite-demo"
     agent = store.get("agent-demo")
-    assert agent.title.startswith("agent place-recommender")
+    assert agent.title == "agent place_recommender · oracle"
+    assert agent.result["places"][0] == "Café de Paris" and agent.plots == ["map.png"]
     assert agent.headline()[:2] == ("accuracy", 0.5)
     assert len(store.episodes(agent).records) == 2
     # A folder of runs lists each run in it; duplicate names get distinct ids.

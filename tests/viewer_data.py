@@ -150,11 +150,25 @@ def nav_run(out: Path, city_name: str = NAV_CITY) -> Path:
 
 
 def agent_run(out: Path) -> Path:
-    """An agent run as a future `openvirl agents` command might write it: a manifest and logs."""
+    """An agent run as `openvirl.agents` writes it: config (kind "agent"), result, metrics,
+    a report, a map and episodes."""
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"kind": "agent", "name": "place-recommender", "city": NAV_CITY, "policy": "oracle"}
-    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    (out / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "episodes": 2}), "utf-8")
+    config = {
+        "kind": "agent",
+        "agent": "place_recommender",
+        "name": "place_recommender",
+        "policy": "oracle",
+        "config": {"city": NAV_CITY, "k": 2},
+    }
+    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    result = {"agent": "place_recommender", "places": ["Café de Paris", "Giudi's"]}
+    (out / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    metrics = {"agent": "place_recommender", "policy": "oracle", "accuracy": 0.5, "llm_calls": 2}
+    (out / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    (out / "report.md").write_text("# place recommender\n", encoding="utf-8")
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "white").save(out / "map.png")
     with (out / "episodes.jsonl").open("w", encoding="utf-8") as handle:
         handle.write(json.dumps({"question": "a cafe?", "answer": "Café de Paris"}) + "\n")
         handle.write(json.dumps({"question": "a bank?", "answer": "none", "reward": 0}) + "\n")

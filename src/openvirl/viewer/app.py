@@ -347,6 +347,8 @@ def create_app(
         path = safe_path(run, rel)
         if path is None or not path.is_file():
             raise ViewerError(404, "No such file", f"Run `{run_id}` has no file `{rel}`.")
+        if path.suffix in (".md", ".jsonl", ".log", ".txt"):
+            return FileResponse(path, media_type="text/plain; charset=utf-8")
         return FileResponse(path)
 
     @app.get("/runs/{run_id}/episodes")
@@ -546,6 +548,7 @@ def create_app(
             "config": _json_safe(run.config),
             "manifest": _json_safe(run.manifest),
             "suite": _json_safe(run.suite),
+            "result": _json_safe(run.result),
             "plot_urls": [f"/runs/{run.id}/files/{p}" for p in run.plots],
             "metrics_from_episodes": run.metrics_from_episodes,
         }

@@ -483,6 +483,11 @@ def run_page(
                 + ", ".join(f"<a href='/runs/{esc(c)}'>{esc(c)}</a>" for c in run.children)
                 + "</p>"
             )
+    if run.result is not None:
+        body.append(
+            f"<details open><summary>Result (result.json)</summary>{_json_block(run.result)}"
+            "</details>"
+        )
     if run.kind in ("agent", "benchmark"):
         facts = _flat_numbers(run.manifest or run.config)
         if facts:

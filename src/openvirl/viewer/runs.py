@@ -49,10 +49,12 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 MANIFEST = "manifest.json"
 SUITE = "suite.json"
+RESULT = "result.json"
 SESSIONS = "sessions.jsonl"
 EPISODE_FILES = ("trajectories.jsonl", "episodes.jsonl", "results.jsonl")
 """Per-episode JSONL files, in order of preference (evaluation writes the first)."""
 REPORTS = ("report.html", "report.md", "suite.md")
+"""Report files, in order of preference (the run page links the first that exists)."""
 PLOT_DIRS = ("plots", ".")
 PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
 MAX_COLLECTION_DEPTH = 3
@@ -90,6 +92,8 @@ class Run:
         What was evaluated, when known ("" otherwise).
     config, metrics, manifest, suite
         The parsed JSON files ({} when missing or unreadable).
+    result
+        An agent's or benchmark's ``result.json`` (None when absent).
     problems
         Sentences about what is missing or broken, shown on every page of the run.
     plots
@@ -111,6 +115,7 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     suite: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
     problems: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     report: str | None = None
@@ -365,6 +370,10 @@ def _read_files(run: Run) -> None:
     run.metrics = _as_dict(metrics)
     manifest, _ = read_json(path / MANIFEST)
     run.manifest = _as_dict(manifest)
+    if run.kind in ("agent", "benchmark") and (path / RESULT).is_file():
+        run.result, problem = read_json(path / RESULT)
+        if problem:
+            run.problems.append(problem)
     if run.kind == "suite":
         suite, problem = read_json(path / SUITE)
         run.suite = _as_dict(suite)
@@ -590,7 +599,7 @@ def _stamp(path: Path) -> tuple:
     """What changes when a run folder's files do: their names, sizes and mtimes."""
     if not path.is_dir():
         return (_file_stamp(path),)
-    names = (CONFIG, METRICS, MANIFEST, SUITE, *EPISODE_FILES, *REPORTS)
+    names = (CONFIG, METRICS, MANIFEST, SUITE, RESULT, *EPISODE_FILES, *REPORTS)
     stamps = [_file_stamp(path / name) for name in names]
     plots = path / "plots"
     stamps.append(_file_stamp(plots))
