@@ -470,7 +470,8 @@ def run_page(
             f"<div class='headline'><div class='big'>{pct(success)}</div><div>{esc(label)} "
             f"<span class='muted'>{ci_text(ci)}</span><br>"
             f"{rate_bar(success, ci, width=220)}</div>"
-            f"<div class='muted'>episodes {_episodes_cell(run)}"
+            + "<div class='muted'>"
+            + (f"episodes {_episodes_cell(run)}" if _episodes_cell(run) != "—" else "")
             + (" · metrics recomputed from the episodes" if run.metrics_from_episodes else "")
             + "</div></div>"
         )
@@ -492,24 +493,24 @@ def run_page(
         facts = _flat_numbers(run.manifest or run.config)
         if facts:
             body.append(
-                "<h2>Manifest</h2><table class='grid'>"
+                f"<h2>{'Manifest' if run.manifest else 'Configuration'}</h2><table class='grid'>"
                 + "".join(
                     f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in facts[:60]
                 )
                 + "</table>"
             )
-    if run.metrics:
+    if run.metrics and run.kind in ("agent", "benchmark"):
+        body.append(
+            "<h2>Metrics</h2><table class='grid'>"
+            + "".join(
+                f"<tr><td>{esc(k)}</td><td class='num'>{esc(str(v))}</td></tr>"
+                for k, v in _flat_numbers(run.metrics)
+            )
+            + "</table>"
+        )
+    elif run.metrics:
         body.append("<h2>Metrics</h2>" + _metrics_table(run.metrics))
         body.append(_slice_tables(run.metrics))
-        if run.kind in ("agent", "benchmark"):
-            body.append(
-                "<table class='grid'>"
-                + "".join(
-                    f"<tr><td>{esc(k)}</td><td class='num'>{esc(str(v))}</td></tr>"
-                    for k, v in _flat_numbers(run.metrics)
-                )
-                + "</table>"
-            )
     body.append(_plots(run))
     if run.metrics:
         body.append(
