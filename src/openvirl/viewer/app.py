@@ -484,8 +484,16 @@ def create_app(
                 heading = float(heading) % 360.0 if math.isfinite(heading) else 0.0
                 where = ""
                 try:
+                    # Stand on the walkway nearest to the click, where a walker would be.
+                    snap = city.router.snap(vlat, vlon)
+                    if snap.distance_m > 1.0:
+                        where = f"{snap.distance_m:.0f} m from the click, "
+                    vlat, vlon = snap.lat, snap.lon
+                except (WorldError, AttributeError):
+                    pass
+                try:
                     rev = city.reverse(vlat, vlon)
-                    where = rev.street or ""
+                    where += f"on {rev.street}" if rev.street else "on an unnamed way"
                     if rev.intersection:
                         where += f" (near {' & '.join(rev.intersection)})"
                 except WorldError:
