@@ -25,15 +25,22 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
-# Debian's tesseract-ocr measures street-view legibility (the OCR tests and benchmark).
+# Debian packages the tests use: tesseract-ocr measures street-view legibility; chromium and
+# chromium-driver run the viewer's end-to-end tests. Installed when missing (as root).
+SYSTEM_PACKAGES := tesseract-ocr chromium chromium-driver
 system-deps:
-	@command -v tesseract >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing tesseract-ocr (Debian)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "note: tesseract-ocr is missing (sudo apt-get install tesseract-ocr); OCR tests will skip"; \
-	  fi; }
+	    echo "note: missing$$missing (sudo apt-get install$$missing); the tests that need them skip"; \
+	  fi; \
+	fi
 
 setup: $(STAMP) system-deps
 
