@@ -99,6 +99,16 @@ def load_config(cls: type[T], path: Path | str | None = None, overrides: Sequenc
     return config_from_dict(cls, data)
 
 
+def resolve_shipped(path: str | None) -> str | None:
+    """A config file path as given, or inside `CONFIGS_DIR` when only it has one by that name.
+
+    Lets YAML presets say ``deepspeed: deepspeed/zero3.json`` from any working directory.
+    """
+    if path is None or Path(path).exists() or not (CONFIGS_DIR / path).exists():
+        return path
+    return str(CONFIGS_DIR / path)
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A dataclass config as plain YAML/JSON types (paths become strings)."""
 
@@ -170,5 +180,6 @@ __all__ = [
     "describe_options",
     "field_docs",
     "load_config",
+    "resolve_shipped",
     "save_config",
 ]

@@ -436,7 +436,7 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
 
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
-    from openvirl.training.config import config_to_dict, save_config
+    from openvirl.training.config import config_to_dict, resolve_shipped, save_config
     from openvirl.training.data import prompt_format
     from openvirl.training.logging import RunLogger
     from openvirl.training.models import apply_lora, load_model
@@ -500,7 +500,7 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
         data_seed=config.seed,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
-        deepspeed=config.deepspeed,
+        deepspeed=resolve_shipped(config.deepspeed),
         bf16=use_cuda and next(model.parameters()).dtype == torch.bfloat16,
         save_strategy="steps",
         save_steps=config.save_steps,

@@ -172,6 +172,8 @@ class PPOConfig:
     """JSON key that starts the answer span; auto: formula (points) or action (navigation)"""
     reward_scale: float = 1.0
     """multiply env rewards by this before GAE"""
+    flops_offset: float = 0.0
+    """FLOPs spent before this run (the SFT Init's), added to the logged FLOP axis"""
 
     # to be filled in runtime
     minibatches_per_epoch: int = 0
@@ -522,7 +524,9 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: _cosine_factor(u, config))
     params = count_parameters(model)
-    flops = FlopCounter(n_params=params.total, n_trainable=params.trainable)
+    flops = FlopCounter(
+        n_params=params.total, n_trainable=params.trainable, offset_flops=config.flops_offset
+    )
 
     # PLUMBING: resume
     start_update = 0

@@ -290,7 +290,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
 
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
-    from openvirl.training.config import config_to_dict, save_config
+    from openvirl.training.config import config_to_dict, resolve_shipped, save_config
     from openvirl.training.data import (
         ExpertDataConfig,
         count_tokens,
@@ -310,12 +310,6 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
     model, processor, chat_default = load_model(config.model, dtype=config.dtype)
     chat_template = config.chat_template if config.chat_template is not None else chat_default
     fmt = prompt_format(processor, chat_template=chat_template)
-    if fmt.is_vlm:
-        raise NotImplementedError(
-            "SFT of vision-language models is not wired yet: the expert data tokenizer handles "
-            "images, but the collator that adds pixel values is missing. Train the -L task, or "
-            "use TRL's SFTTrainer with a conversational image dataset directly."
-        )
     if config.lora:
         model = apply_lora(
             model,
@@ -339,7 +333,19 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         wrong_attempts=config.wrong_attempts,
         train_on_wrong_attempts=config.train_on_wrong_attempts,
     )
-    dataset = tokenized_dataset(expert_examples(data_config), fmt, max_length=config.max_length)
+    examples = expert_examples(data_config)
+    if any(p.get("type") == "image" for e in examples for m in e["messages"] for p in m["content"]):
+        raise NotImplementedError(
+            "SFT on image observations (GP-VL, navigation-VL) is not wired yet: the expert-data "
+            "tokenizer expands image tokens, but the collator that adds pixel values is missing. "
+            "Text tasks work with any model, vision-language models included (text-only input)."
+        )
+    dataset = tokenized_dataset(examples, fmt, max_length=config.max_length)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"no expert example keeps an answer token within `max_length`={config.max_length}; "
+            "raise `max_length` (prompts of this tokenizer are longer)."
+        )
 
     # TRL trainer
     use_cuda = torch.cuda.is_available()
@@ -361,7 +367,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         seed=config.seed,
         data_seed=config.seed,
         bf16=bf16,
-        deepspeed=config.deepspeed,
+        deepspeed=resolve_shipped(config.deepspeed),
         max_length=config.max_length,
         completion_only_loss=True,
         include_num_input_tokens_seen="non_padding",
