@@ -168,6 +168,74 @@ def check_polygon(city: City, polygon: Sequence[Sequence[float]], *, what: str =
     return poly
 
 
+def street_points(city: City, area: Any, *, spacing_m: float, snap_m: float) -> Any:
+    """Points every `spacing_m` over a polygon, snapped onto walkable streets, in
+    nearest-neighbour order: V-IRL's polygon sweep (a grid snapped to panoramas, ordered by
+    TSP), with spacing and order in metres (V-IRL's were in degrees).
+
+    Parameters
+    ----------
+    city
+        The city.
+    area
+        A shapely Polygon in the city's local metres (see `check_polygon`).
+    spacing_m
+        Grid spacing, metres; snapped points closer than half of it are merged.
+    snap_m
+        Grid points farther than this from a walkable street are dropped, metres.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 2) local metres, in visiting order.
+
+    Raises
+    ------
+    WorldError
+        No grid point lies near a street.
+    """
+    import numpy as np
+    import shapely
+
+    x0, y0, x1, y1 = area.bounds
+    gx, gy = np.meshgrid(np.arange(x0, x1 + 1e-9, spacing_m), np.arange(y0, y1 + 1e-9, spacing_m))
+    pts = shapely.points(gx.ravel(), gy.ravel())
+    inside = shapely.contains(area, pts)
+    router = city.router
+    snapped: list[tuple[float, float]] = []
+    for p in np.asarray(pts)[inside]:
+        idx, d = router.tree.query_nearest(p, return_distance=True, all_matches=False)
+        if len(idx) == 0 or d[0] > snap_m:
+            continue
+        geom = router.edge_geoms[int(idx[0])]
+        q = geom.interpolate(geom.project(p))
+        if all(math.hypot(q.x - a, q.y - b) >= spacing_m / 2 for a, b in snapped[-50:]):
+            snapped.append((q.x, q.y))
+    if not snapped:
+        raise WorldError("the polygon holds no walkable street; draw it around some streets.")
+    todo = np.array(snapped)
+    order = [0]
+    left = np.ones(len(todo), dtype=bool)
+    left[0] = False
+    while left.any():
+        last = todo[order[-1]]
+        d = np.where(left, np.hypot(todo[:, 0] - last[0], todo[:, 1] - last[1]), np.inf)
+        k = int(np.argmin(d))
+        order.append(k)
+        left[k] = False
+    return todo[order]
+
+
+def square_polygon(
+    city: City, lat: float, lon: float, half_side_m: float
+) -> list[tuple[float, float]]:
+    """The (lat, lon) corners of a square of side 2 x `half_side_m` metres around a point."""
+    x, y = city.to_xy(lat, lon)
+    h = half_side_m
+    corners = [(x - h, y - h), (x + h, y - h), (x + h, y + h), (x - h, y + h)]
+    return [tuple(float(v) for v in city.to_latlon(px, py)) for px, py in corners]
+
+
 def parse_polygon(text: str) -> list[tuple[float, float]]:
     """``"lat,lon; lat,lon; ..."`` or a file with one ``lat, lon`` per line (V-IRL's format)."""
     path = Path(text)
@@ -445,6 +513,8 @@ __all__ = [
     "place_or_point",
     "policy_name",
     "resolve_place",
+    "square_polygon",
+    "street_points",
     "write_agent_run",
     "write_json",
 ]

@@ -42,6 +42,8 @@ from openvirl.agents.base import (
     load_city,
     policy_name,
     resolve_place,
+    square_polygon,
+    street_points,
     write_agent_run,
 )
 from openvirl.agents.llm import LLMLog, ask_json
@@ -766,46 +768,7 @@ class UrbanPlanner:
         if cfg.polygon is not None:
             return [(float(a), float(b)) for a, b in cfg.polygon]
         c = resolve_place(self.city, cfg.centre, what="centre")
-        x, y = self.city.to_xy(c.lat, c.lon)
-        h = cfg.half_side_m
-        corners = [(x - h, y - h), (x + h, y - h), (x + h, y + h), (x - h, y + h)]
-        return [tuple(map(float, self.city.to_latlon(px, py))) for px, py in corners]
-
-    def sweep_points(self, area) -> np.ndarray:
-        """Grid points inside the area snapped to streets, in nearest-neighbour order."""
-        import shapely
-
-        cfg = self.config
-        x0, y0, x1, y1 = area.bounds
-        gx, gy = np.meshgrid(
-            np.arange(x0, x1 + 1e-9, cfg.spacing_m), np.arange(y0, y1 + 1e-9, cfg.spacing_m)
-        )
-        pts = shapely.points(gx.ravel(), gy.ravel())
-        inside = shapely.contains(area, pts)
-        router = self.city.router
-        snapped: list[tuple[float, float]] = []
-        for p in np.asarray(pts)[inside]:
-            idx, d = router.tree.query_nearest(p, return_distance=True, all_matches=False)
-            if len(idx) == 0 or d[0] > cfg.snap_m:
-                continue
-            geom = router.edge_geoms[int(idx[0])]
-            q = geom.interpolate(geom.project(p))
-            if all(math.hypot(q.x - a, q.y - b) >= cfg.spacing_m / 2 for a, b in snapped[-50:]):
-                snapped.append((q.x, q.y))
-        if not snapped:
-            raise WorldError("the polygon holds no walkable street; draw it around some streets.")
-        # Nearest-neighbour order in metres (V-IRL ordered its points in degrees).
-        todo = np.array(snapped)
-        order = [0]
-        left = np.ones(len(todo), dtype=bool)
-        left[0] = False
-        while left.any():
-            last = todo[order[-1]]
-            d = np.where(left, np.hypot(todo[:, 0] - last[0], todo[:, 1] - last[1]), np.inf)
-            k = int(np.argmin(d))
-            order.append(k)
-            left[k] = False
-        return todo[order]
+        return square_polygon(self.city, c.lat, c.lon, cfg.half_side_m)
 
     def run(self, *, out_dir: str | Path | None = None) -> AgentResult:
         """Sweep and count; write the run folder, map and heatmaps when `out_dir` is given.
@@ -827,7 +790,7 @@ class UrbanPlanner:
         cfg, city, survey = self.config, self.city, self.survey
         polygon = self.polygon()
         area = check_polygon(city, polygon)
-        points = self.sweep_points(area)
+        points = street_points(city, area, spacing_m=cfg.spacing_m, snap_m=cfg.snap_m)
         seen = survey.sweep_points(points)
         detections: list[dict[str, Any]] = []
         if cfg.perception == "policy":
