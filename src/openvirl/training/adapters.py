@@ -1,0 +1,395 @@
+"""Adapters so other trainers can use openvirl's environments: TRL, verl and verifiers.
+
+Each adapter speaks its library's documented interface and nothing else of openvirl leaks
+into it; the library itself is imported only when present (none is needed to import this
+module), and each adapter is tested by a fake loop that drives it the way its library does.
+
+- `TRLEnvironment` for TRL's ``GRPOTrainer(environment_factory=...)``: ``reset(**row)``
+  returns the first prompt, the one public method ``submit_answer(answer)`` is the tool the
+  model calls (its Google-style docstring becomes the tool schema), and ``get_reward()`` is
+  the episode's return. Needs a model whose chat template supports tool calling; for plain
+  base models use `openvirl.training.grpo` (``multi_turn=True``), which needs no tools.
+- `OpenvirlAgentLoop` for verl's agent loop (``verl.experimental.agent_loop``): registered
+  as ``openvirl_revision``; each sample plays one episode with sequential revision against
+  verl's LLM server manager, returning prompt ids, response ids with a mask that is 1 on the
+  model's tokens and 0 on feedback tokens, log-probs when the server gives them, and the
+  episode's return as ``reward_score``.
+- `make_verifiers_env` for the verifiers library: a ``vf.MultiTurnEnv`` whose environment
+  response is the verifier's feedback, a stop condition at the episode's end, and a rubric
+  whose reward is the episode's return.
+
+Example (TRL)
+-------------
+>>> from openvirl.training.adapters import trl_environment_factory
+>>> factory = trl_environment_factory("openvirl/GeneralPoints-v0", {"split": "train"})
+>>> trainer = GRPOTrainer(model=..., environment_factory=factory, ...)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import uuid4
+
+from openvirl.training.data import make_env_factory
+
+DEFAULT_ENV = "openvirl/GeneralPoints-v0"
+
+
+def _reset_seed(row: dict[str, Any], fallback: int) -> int:
+    info = row.get("info") or row.get("extra_info") or {}
+    if isinstance(info, str):
+        import json
+
+        info = json.loads(info)
+    for source in (row, info):
+        if source.get("reset_seed") is not None:
+            return int(source["reset_seed"])
+    return fallback
+
+
+# ---------------------------------------------------------------------------- TRL
+
+
+class TRLEnvironment:
+    """An openvirl env as a TRL ``environment_factory`` environment (tool calling).
+
+    TRL makes one instance per rollout, calls ``reset(**dataset_row)`` before generation,
+    exposes every public method except ``reset`` and ``get_reward`` as a tool, and calls
+    ``get_reward()`` once the rollout is over. Rows may carry ``reset_seed`` (as
+    `openvirl.training.grpo.prompt_dataset` writes); without one, each reset draws the
+    next hand of the instance's own stream.
+    """
+
+    def __init__(self, env_id: str = DEFAULT_ENV, env_kwargs: dict[str, Any] | None = None):
+        self._make = make_env_factory(env_id, dict(env_kwargs or {"split": "train"}))
+        self._env: Any = None
+        self._return = 0.0
+        self._done = False
+        self._resets = 0
+
+    def reset(self, **row: Any) -> str | None:
+        """Start the episode of `row`; return its prompt when the row brings none."""
+        if self._env is None:
+            self._env = self._make()
+        self._resets += 1
+        obs, _ = self._env.reset(seed=_reset_seed(row, self._resets))
+        self._return = 0.0
+        self._done = False
+        return None if row.get("prompt") else str(obs["prompt"])
+
+    def submit_answer(self, answer: str) -> str:
+        """Submit an answer to the task and get the verifier's verdict.
+
+        Args:
+            answer: The complete answer, e.g. a JSON object with the cards, their numbers
+                and the formula.
+
+        Returns:
+            The verdict: "Correct." when the answer solves the task, otherwise why it failed.
+        """
+        if self._env is None or self._done:
+            return "The episode is over; no more answers are checked."
+        _, reward, terminated, truncated, info = self._env.step(answer)
+        self._return += float(reward)
+        self._done = bool(terminated or truncated)
+        if info.get("outcome") == "correct":
+            return "Correct."
+        message = f"You failed this trial because {info.get('feedback', '')}"
+        return message + (" No attempts are left." if self._done else "")
+
+    def get_reward(self) -> float:
+        """The episode's return: the sum of the env's rewards so far."""
+        return self._return
+
+
+def trl_environment_factory(
+    env_id: str = DEFAULT_ENV, env_kwargs: dict[str, Any] | None = None
+) -> Callable[[], TRLEnvironment]:
+    """The zero-argument factory TRL's ``environment_factory`` expects."""
+
+    def factory() -> TRLEnvironment:
+        return TRLEnvironment(env_id, env_kwargs)
+
+    return factory
+
+
+# ---------------------------------------------------------------------------- token transcript
+
+
+class EpisodeTranscript:
+    """A sequential-revision episode recorded as tokens: prompt, answers, feedback, mask.
+
+    The first prompt and every feedback turn are rendered by the ``hf`` policy's renderer
+    (`openvirl.training.data.prompt_format`), so token-level trainers (verl) see the same
+    text as openvirl's evaluation. ``response_mask`` is 1 on answer tokens, 0 on feedback.
+    """
+
+    def __init__(self, env: Any, fmt: Any, *, seed: int):
+        self.env = env
+        self.fmt = fmt
+        env.reset(seed=int(seed))
+        self.text = fmt.render(env.unwrapped.messages())
+        self.prompt_ids = self._tokenize(self.text, special=fmt.add_special_tokens)
+        self.response_ids: list[int] = []
+        self.response_mask: list[int] = []
+        self.response_logprobs: list[float] = []
+        self.total_reward = 0.0
+        self.done = False
+        self.success = False
+        self.turns = 1  # the first user turn
+
+    def _tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(self.fmt.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    @property
+    def context_ids(self) -> list[int]:
+        """What the model continues: the prompt, then everything answered and fed back."""
+        return self.prompt_ids + self.response_ids
+
+    def add_answer(self, token_ids: Sequence[int], logprobs: Sequence[float] | None = None) -> str:
+        """Record the model's answer tokens, step the env, append the feedback turn's tokens.
+
+        Returns
+        -------
+        str
+            The decoded answer that was verified.
+        """
+        ids = list(token_ids)
+        answer = self.fmt.tokenizer.decode(ids, skip_special_tokens=True)
+        _, reward, terminated, truncated, info = self.env.step(answer)
+        self.total_reward += float(reward)
+        self.done = bool(terminated or truncated)
+        self.success = info.get("episode_outcome") == "correct" or bool(info.get("success"))
+        self.response_ids += ids
+        self.response_mask += [1] * len(ids)
+        self.response_logprobs += list(logprobs) if logprobs is not None else [0.0] * len(ids)
+        self.turns += 1
+        if not self.done:
+            text = self.fmt.render(self.env.unwrapped.messages())
+            before = self.text + answer
+            suffix = text[len(before) :] if text.startswith(before) else text
+            feedback = self._tokenize(suffix)
+            self.response_ids += feedback
+            self.response_mask += [0] * len(feedback)
+            self.response_logprobs += [0.0] * len(feedback)
+            self.text = text
+            self.turns += 1
+        return answer
+
+
+# ---------------------------------------------------------------------------- verl
+
+try:  # pragma: no cover - exercised only where verl is installed
+    from verl.experimental.agent_loop.agent_loop import (
+        AgentLoopBase as _VerlAgentLoopBase,
+    )
+    from verl.experimental.agent_loop.agent_loop import (
+        AgentLoopOutput as _VerlAgentLoopOutput,
+    )
+    from verl.experimental.agent_loop.agent_loop import register as _verl_register
+
+    HAVE_VERL = True
+except ImportError:
+    HAVE_VERL = False
+
+    class _VerlAgentLoopBase:  # type: ignore[no-redef]
+        """Stand-in with verl's constructor, so the adapter can be driven without verl."""
+
+        def __init__(self, trainer_config: Any, server_manager: Any, tokenizer: Any,
+                     processor: Any = None, **kwargs: Any):  # fmt: skip
+            self.config = getattr(trainer_config, "config", trainer_config)
+            self.server_manager = server_manager
+            self.tokenizer = tokenizer
+            self.processor = processor
+
+    class _VerlAgentLoopOutput(dict):  # type: ignore[no-redef]
+        """Stand-in for verl's pydantic `AgentLoopOutput` (same fields, attribute access)."""
+
+        def __init__(self, **fields: Any):
+            super().__init__(**fields)
+            self.__dict__.update(fields)
+
+    def _verl_register(name: str) -> Callable[[type], type]:  # type: ignore[misc]
+        return lambda cls: cls
+
+
+@_verl_register("openvirl_revision")
+class OpenvirlAgentLoop(_VerlAgentLoopBase):
+    """verl agent loop: one openvirl episode with sequential revision per sample.
+
+    Dataset rows choose it with ``agent_name: openvirl_revision`` and give, in
+    ``extra_info`` (or top level), ``reset_seed`` and optionally ``env_id`` /
+    ``env_kwargs`` (defaults: GeneralPoints, train split). The chat template of the
+    tokenizer renders prompts when it has one, plain role-labelled text otherwise.
+    """
+
+    max_turns = 64
+    """Guard on answers per episode (environments end episodes themselves)."""
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> Any:
+        from openvirl.training.data import prompt_format
+
+        info = kwargs.get("extra_info") or {}
+        env_id = info.get("env_id", kwargs.get("env_id", DEFAULT_ENV))
+        env_kwargs = info.get("env_kwargs", kwargs.get("env_kwargs", {"split": "train"}))
+        env = make_env_factory(env_id, dict(env_kwargs))()
+        fmt = prompt_format(self.processor or self.tokenizer)
+        transcript = EpisodeTranscript(env, fmt, seed=_reset_seed(kwargs, 0))
+        request_id = uuid4().hex
+        try:
+            for _ in range(self.max_turns):
+                output = await self.server_manager.generate(
+                    request_id=request_id,
+                    prompt_ids=transcript.context_ids,
+                    sampling_params=sampling_params,
+                )
+                token_ids = getattr(output, "token_ids", output)
+                logprobs = getattr(output, "log_probs", None)
+                transcript.add_answer(token_ids, logprobs)
+                if transcript.done:
+                    break
+        finally:
+            env.close()
+        return _VerlAgentLoopOutput(
+            prompt_ids=transcript.prompt_ids,
+            response_ids=transcript.response_ids,
+            response_mask=transcript.response_mask,
+            response_logprobs=transcript.response_logprobs,
+            reward_score=transcript.total_reward,
+            num_turns=transcript.turns,
+            metrics={},
+            extra_fields={"success": transcript.success},
+        )
+
+
+# ---------------------------------------------------------------------------- verifiers
+
+
+def make_verifiers_env(
+    env_id: str = DEFAULT_ENV,
+    env_kwargs: dict[str, Any] | None = None,
+    *,
+    n_examples: int = 256,
+    seed: int = 0,
+    verifiers_module: Any = None,
+) -> Any:
+    """A verifiers ``MultiTurnEnv`` playing openvirl episodes with sequential revision.
+
+    The dataset has one row per episode (``prompt`` messages, ``info.reset_seed``); the
+    environment's response to each answer is the verifier's feedback turn; a ``@vf.stop``
+    condition ends the rollout with the episode; the rubric's reward is the episode return.
+
+    Parameters
+    ----------
+    env_id, env_kwargs
+        The openvirl environment (default GeneralPoints, train split).
+    n_examples, seed
+        Episodes in the dataset and their seed stream (`episode_seed(seed, "train", i)`).
+    verifiers_module
+        The ``verifiers`` module (imported when None); tests pass a stand-in.
+
+    Raises
+    ------
+    ImportError
+        If verifiers is not installed (``pip install verifiers``).
+    """
+    if verifiers_module is None:
+        try:
+            import verifiers as verifiers_module
+        except ImportError as exc:
+            raise ImportError(
+                "the verifiers adapter needs the `verifiers` package: `pip install verifiers`"
+            ) from exc
+    vf = verifiers_module
+    from datasets import Dataset
+
+    from openvirl.envs.points.dataset import episode_seed
+    from openvirl.policies.base import message_text
+
+    env_kwargs = dict(env_kwargs or {"split": "train"})
+    make = make_env_factory(env_id, env_kwargs)
+    probe = make()
+    rows = []
+    for index in range(n_examples):
+        reset_seed = episode_seed(seed, "train", index)
+        probe.reset(seed=reset_seed)
+        messages = [
+            {"role": m["role"], "content": message_text(m)} for m in probe.unwrapped.messages()
+        ]
+        rows.append({"prompt": messages, "info": {"reset_seed": reset_seed}})
+    probe.close()
+
+    def _verify_pending(state: dict[str, Any], messages: Sequence[Any] | None = None) -> None:
+        """Step the env with every assistant answer not verified yet (order-independent)."""
+        env = state["openvirl_env"]
+        history = messages if messages is not None else state.get("completion") or []
+        answers = [m for m in history if _role(m) == "assistant"]
+        for message in answers[state["openvirl_verified"] :]:
+            if state["openvirl_done"]:
+                break
+            _, reward, terminated, truncated, info = env.step(_content(message))
+            state["openvirl_return"] += float(reward)
+            state["openvirl_done"] = bool(terminated or truncated)
+            state["openvirl_feedback"] = info.get("feedback", "")
+            state["openvirl_verified"] += 1
+
+    class OpenvirlRevisionEnv(vf.MultiTurnEnv):
+        """Sequential revision on an openvirl env: feedback after each wrong answer."""
+
+        async def setup_state(self, state: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+            env = make()
+            info = state.get("info") or {}
+            if isinstance(info, str):
+                import json
+
+                info = json.loads(info)
+            env.reset(seed=int(info.get("reset_seed", 0)))
+            state.update(
+                openvirl_env=env,
+                openvirl_return=0.0,
+                openvirl_done=False,
+                openvirl_verified=0,
+                openvirl_feedback="",
+            )
+            return state
+
+        @vf.stop
+        async def episode_over(self, state: dict[str, Any], **kwargs: Any) -> bool:
+            _verify_pending(state)
+            return bool(state["openvirl_done"])
+
+        async def env_response(
+            self, messages: list[Any], state: dict[str, Any], **kwargs: Any
+        ) -> list[dict[str, str]]:
+            _verify_pending(state, messages)
+            feedback = f"You failed this trial because {state['openvirl_feedback']}"
+            return [{"role": "user", "content": feedback}]
+
+    async def episode_return(state: dict[str, Any], **kwargs: Any) -> float:
+        _verify_pending(state)
+        return float(state["openvirl_return"])
+
+    rubric = vf.Rubric(funcs=[episode_return])
+    return OpenvirlRevisionEnv(dataset=Dataset.from_list(rows), rubric=rubric)
+
+
+def _role(message: Any) -> str:
+    return message.get("role", "") if isinstance(message, dict) else getattr(message, "role", "")
+
+
+def _content(message: Any) -> str:
+    content = message.get("content") if isinstance(message, dict) else message.content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return str(content or "")
+
+
+__all__ = [
+    "HAVE_VERL",
+    "EpisodeTranscript",
+    "OpenvirlAgentLoop",
+    "TRLEnvironment",
+    "make_verifiers_env",
+    "trl_environment_factory",
+]
