@@ -1,4 +1,4 @@
-"""openvirl: offline V-IRL on OpenStreetMap, and an SFT-versus-RL lab for language and vision agents.
+"""openvirl: offline V-IRL on OpenStreetMap, and an SFT-versus-RL lab for language and vision.
 
 Importing the package only registers the gymnasium environments; everything heavy
 (OSM parsing, torch, transformers) is imported where it is used.
