@@ -10,6 +10,7 @@ import typer
 
 from openvirl import __version__
 from openvirl.agents.cli import app as agent_app
+from openvirl.benchmarks.cli import app as bench_app
 from openvirl.demo import demo_command
 from openvirl.envs.navigation.cli import app as navigate_app
 from openvirl.envs.points.cli import app as points_app
@@ -35,6 +36,9 @@ app.add_typer(city_app, name="city", help="Real-city platform: cities, places, r
 app.add_typer(model_app, name="model", help="Models: prepare the embedded Gemma-3-270M, inspect.")
 app.add_typer(
     agent_app, name="agent", help="V-IRL agents: Peng, Aria, Vivek, RX-399, Imani, Hiro, Local..."
+)
+app.add_typer(
+    bench_app, name="bench", help="V-IRL benchmarks: localization, recognition, VQA, VLN."
 )
 app.command("serve-model", help="Serve a policy as an OpenAI-compatible chat API.")(
     serve_model_command
