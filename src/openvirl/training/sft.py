@@ -402,7 +402,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.csv, not stdout
 
     # ALGO LOGIC: supervised fine-tuning (TRL)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     # PLUMBING: final model, FLOPs, summary
     state = trainer.state
@@ -426,6 +426,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         "chat_template": fmt.uses_chat_template,
         "lora": config.lora,
         "final_dir": str(final),
+        "train_runtime_s": float(output.metrics.get("train_runtime", float("nan"))),
     }
     write_json_atomic(out / "summary.json", summary)
     logger.close()

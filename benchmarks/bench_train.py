@@ -1,0 +1,193 @@
+"""Training throughput: openvirl's PPO update against TRL's GRPO step on the same batch; SFT.
+
+Runs each trainer in its own subprocess (so the peak resident memory of one does not hide
+the other's) on the same model and the same batch of sequences, and prints one JSON object:
+
+- ``sft.tokens_per_s``: tokens trained per second by TRL's SFTTrainer (prompt and answer
+  tokens of the expert pairs; completion-only loss), ``sft.peak_rss_mb``;
+- ``ppo.update_tokens_per_s``: tokens trained per second in PPO's optimization phase (every
+  epoch's forward and backward over prompt + answer), ``ppo.step_tokens_per_s``: prompt +
+  answer tokens of the batch per second of the whole update (rollout, scoring, optimization),
+  ``ppo.peak_rss_mb``;
+- ``grpo.step_tokens_per_s``: the same figure for TRL's GRPO step (TRL's ``num_tokens``,
+  prompt + completion, per second of its ``step_time``), ``grpo.peak_rss_mb``.
+
+"Same batch": PPO plays ``--batch`` single-attempt episodes per update (one answer each) and
+GRPO takes ``--batch`` completions per step (``--batch / 4`` prompts × 4 generations), both
+with ``--new-tokens`` new tokens, one optimization epoch, one minibatch of ``--batch``.
+The first step of each run (warm-up) is left out of the medians.
+
+Run: ``python benchmarks/bench_train.py [--model tiny|gemma-3-270m|PATH] [--batch 8]
+[--steps 4] [--new-tokens 32] [--threads N]``. Peak memory is the process's peak RSS
+(model, optimizer, activations and the Python runtime), read from ``getrusage``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _model_path(name: str, tmp: Path) -> str:
+    if name != "tiny":
+        return name
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import tiny_causal_lm
+
+    return str(tiny_causal_lm(tmp, hidden_size=64, num_layers=2))
+
+
+def _env(new_tokens: int) -> dict[str, Any]:
+    return {"rule": "id", "split": "train", "max_attempts": 1, "target": 24}
+
+
+def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one trainer in this process and return its figures."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-train-{kind}-"))
+    model = _model_path(args.model, tmp)
+    t0 = time.perf_counter()
+    if kind == "sft":
+        from openvirl.training.sft import SFTRunConfig, train_sft
+
+        result = train_sft(
+            SFTRunConfig(
+                model=model,
+                n_examples=args.batch * args.steps,
+                max_steps=args.steps,
+                batch_size=args.batch,
+                save_steps=10**6,
+                output_dir=str(tmp / "sft"),
+                max_length=1024,
+            )
+        )
+        summary = json.loads((tmp / "sft" / "summary.json").read_text())
+        figures = {
+            "steps": result.steps,
+            "tokens": result.train_tokens,
+            "train_runtime_s": summary["train_runtime_s"],
+            "tokens_per_s": result.train_tokens / summary["train_runtime_s"],
+        }
+    elif kind == "ppo":
+        from openvirl.training.ppo import PPOConfig, train_ppo
+
+        result = train_ppo(
+            PPOConfig(
+                model=model,
+                output_dir=str(tmp / "ppo"),
+                env_kwargs=_env(args.new_tokens),
+                num_updates=args.steps,
+                episodes_per_update=args.batch,
+                num_envs=args.batch,
+                max_new_tokens=args.new_tokens,
+                temperature=1.0,
+                update_epochs=1,
+                minibatch_size=args.batch,
+                grad_accum_steps=1,
+                save_every=10**6,
+            )
+        )
+        rows = result.history[1:] or result.history
+        trained, step = [], []
+        previous = result.history[0] if len(result.history) > 1 else None
+        for row in rows:
+            train_tokens = row["charts/train_tokens"] - (previous or {}).get(
+                "charts/train_tokens", 0.0
+            )
+            trained.append(row["charts/train_tokens_per_s"])
+            wall = row["charts/rollout_s"] + row["charts/optimize_s"]
+            step.append(train_tokens / wall)  # one epoch: trained tokens = the batch's tokens
+            previous = row
+        figures = {
+            "updates": result.updates,
+            "update_tokens_per_s": statistics.median(trained),
+            "step_tokens_per_s": statistics.median(step),
+            "rollout_s": statistics.median(r["charts/rollout_s"] for r in rows),
+            "optimize_s": statistics.median(r["charts/optimize_s"] for r in rows),
+        }
+    else:
+        from openvirl.training.grpo import GRPORunConfig, train_grpo
+
+        result = train_grpo(
+            GRPORunConfig(
+                model=model,
+                output_dir=str(tmp / "grpo"),
+                env_kwargs=_env(args.new_tokens),
+                n_prompts=max(8, args.batch * args.steps),
+                num_generations=4,
+                batch_size=args.batch,
+                max_completion_length=args.new_tokens,
+                max_steps=args.steps,
+                save_steps=10**6,
+                reward="points",
+            )
+        )
+        rows = [r for r in result.history if "charts/step_time" in r]
+        tokens = [r["charts/num_tokens"] for r in rows]
+        per_step = [b - a for a, b in zip([0.0, *tokens[:-1]], tokens, strict=True)]
+        speeds = [t / r["charts/step_time"] for t, r in zip(per_step, rows, strict=True)]
+        figures = {
+            "steps": result.steps,
+            "step_tokens_per_s": statistics.median(speeds[1:] or speeds),
+            "step_s": statistics.median(r["charts/step_time"] for r in rows[1:] or rows),
+        }
+    figures["wall_s"] = time.perf_counter() - t0
+    figures["peak_rss_mb"] = _peak_rss_mb()
+    figures["n_params"] = result.n_params
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny", help="tiny, gemma-3-270m or a model folder")
+    parser.add_argument("--batch", type=int, default=8, help="sequences per update/step")
+    parser.add_argument("--steps", type=int, default=4, help="updates/steps per trainer")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per answer")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--one", choices=("sft", "ppo", "grpo"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args.one, args)))
+        return 0
+    report: dict[str, Any] = {
+        "model": args.model,
+        "batch": args.batch,
+        "steps": args.steps,
+        "new_tokens": args.new_tokens,
+        "threads": args.threads,
+    }
+    for kind in ("sft", "ppo", "grpo"):
+        command = [sys.executable, __file__, "--one", kind, *(argv or sys.argv[1:])]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            report[kind] = {"error": done.stderr.strip().splitlines()[-1:]}
+            continue
+        report[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "ppo" in report and "grpo" in report and "error" not in report["grpo"]:
+        report["ppo_vs_grpo_step_speed"] = (
+            report["ppo"]["step_tokens_per_s"] / report["grpo"]["step_tokens_per_s"]
+        )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
