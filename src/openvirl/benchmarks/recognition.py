@@ -243,20 +243,19 @@ _SPLIT = re.compile(r"[,;\n]|\d+[.)]\s")
 
 
 def normalise_label(text: str) -> str | None:
-    """A predicted label as one of the 96 ("Book store" → book_store, "cafes" → cafe)."""
+    """A predicted label as one of the 96 ("Book store" → book_store, "cafes" → cafe, "it's a
+    coffee shop" → cafe); None when no place-type word is in it."""
     key = re.sub(r"[^a-z_ ]", "", text.strip().lower()).strip().replace(" ", "_")
     if key in PLACE_TYPES_96:
         return key
     for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
         if key.endswith(suffix) and key[: -len(suffix)] + repl in PLACE_TYPES_96:
             return key[: -len(suffix)] + repl
-    from openvirl.world.categories import resolve_category
+    from openvirl.world.categories import parse_category_query
 
-    resolved = resolve_category(key.replace("_", " ")) if key else None
-    for t in resolved or ():
-        if t in PLACE_TYPES_96:
-            return t
-    return None
+    # Free text ("it's a pharmacy"): the first place-type word in it.
+    types, _ = parse_category_query(key.replace("_", " ")) if key else ((), [])
+    return next((t for t in types if t in PLACE_TYPES_96), None)
 
 
 def parse_ranking(reply: str) -> list[str]:
