@@ -537,7 +537,7 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if not logs or not state.is_world_process_zero:
                 return
-            summary = "train_runtime" in logs  # the end-of-training summary row
+            summary = "train_loss" in logs and "loss" not in logs  # the end-of-training row
             row = {} if summary else {"charts/gflops": flops_of(state).gflops}
             for key, value in logs.items():
                 if isinstance(value, (int, float)) and key not in ("epoch", "step"):

@@ -257,7 +257,7 @@ def _make_callback(config: SFTRunConfig, n_params: int, logger: Any, history: li
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if not logs or not state.is_world_process_zero:
                 return
-            summary = "train_runtime" in logs  # the end-of-training summary row
+            summary = "train_loss" in logs and "loss" not in logs  # the end-of-training row
             row = {} if summary else {"charts/gflops": counter(state).gflops}
             for key, name in _LOG_NAMES.items():
                 if isinstance(logs.get(key), (int, float)):
