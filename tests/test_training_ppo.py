@@ -100,6 +100,7 @@ def test_answer_span_is_found_by_text_on_a_real_tokenizer(policy):
     assert token_weights(3, None, 0.5) == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_answer_span_on_the_embedded_gemma_tokenizer():
     from openvirl.policies import embedded
 
