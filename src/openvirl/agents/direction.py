@@ -15,6 +15,7 @@ there (with its current heading) and follows the new directions, up to `max_asks
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -221,12 +222,9 @@ class DirectionGiver:
             place_id=start.id,
         )
         key = f"{start.lat:.6f},{start.lon:.6f}>{destination.id or destination.name}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
         nav = route_from_world(
-            self.city,
-            route,
-            start=endpoint,
-            route_id=f"local-{abs(hash(key)) % 10**10:010d}",
-            meta={"source": "local"},
+            self.city, route, start=endpoint, route_id=f"local-{digest}", meta={"source": "local"}
         )
         nav.init_heading = int(init_heading) % 360
         nav.source = "local"

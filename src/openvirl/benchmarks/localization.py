@@ -211,7 +211,6 @@ def build_items(config: LocalizationConfig) -> list[dict[str, Any]]:
                     "fov": config.fov,
                     "signs": signs,
                     "truth": truth,
-                    "polygon": polygon if not items else None,
                 }
             )
     return items
