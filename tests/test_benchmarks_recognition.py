@@ -60,6 +60,7 @@ def test_run_oracle_perfect_random_near_chance(tmp_path):
 
 
 def test_a_vision_policy_gets_the_storefront_image(tmp_path):
+    pytest.importorskip("openvirl.world.streetview", reason="the street-view renderer")
     policy = Scripted("It's a pharmacy, obviously")
     from openvirl.benchmarks import recognition
 
