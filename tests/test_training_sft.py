@@ -94,3 +94,53 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path
     b = load_file(str(resumed.final_dir / "adapter_model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_vlm_sft_on_card_images_goes_through_the_processor(tmp_path):
+    from openvirl.training.data import vision_collator
+    from tiny_models import tiny_llava
+
+    path = tiny_llava(tmp_path / "models")
+    seen = {}
+    original = vision_collator
+
+    def spy(processor, pad_id):
+        collate = original(processor, pad_id)
+
+        def wrapped(rows):
+            batch = collate(rows)
+            seen.setdefault("batch", batch)
+            return batch
+
+        return wrapped
+
+    import openvirl.training.data as data_module
+
+    data_module.vision_collator = spy
+    try:
+        result = train_sft(
+            _config(
+                path,
+                tmp_path / "vl",
+                max_steps=2,
+                n_examples=8,
+                max_length=None,
+                env_kwargs={
+                    "rule": "id",
+                    "split": "train",
+                    "visual": True,
+                    "suits": "black",
+                    "image_size": 256,
+                },
+            )
+        )
+    finally:
+        data_module.vision_collator = original
+    batch = seen["batch"]
+    from transformers import AutoProcessor
+
+    image_token = AutoProcessor.from_pretrained(path).tokenizer.convert_tokens_to_ids("<image>")
+    per_row = (batch["input_ids"] == image_token).sum(-1)
+    assert batch["pixel_values"].shape[0] == 4 and (per_row == 4).all()  # 4 patches per image
+    assert (batch["labels"][batch["input_ids"] == image_token] == -100).all()
+    assert result.steps == 2 and (result.final_dir / "adapter_model.safetensors").is_file()

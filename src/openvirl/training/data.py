@@ -262,10 +262,11 @@ def prompt_format(processor: Any, *, chat_template: bool | None = None, name: st
 
 
 def _tokenize(fmt: Any, text: str, images: list[Any], *, add_special_tokens: bool) -> list[int]:
+    """Token ids of `text`; a VLM's processor expands each image token to its patch count."""
     if fmt.is_vlm:
         kwargs: dict[str, Any] = {"images": images} if images else {}
         batch = fmt.processor(text=[text], add_special_tokens=add_special_tokens, **kwargs)
-        return list(batch["input_ids"][0])
+        return [int(t) for t in batch["input_ids"][0]]
     return list(fmt.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 
@@ -292,7 +293,9 @@ def tokenize_conversation(
     Returns
     -------
     dict
-        ``input_ids`` and ``labels`` (same length; ``-100`` outside trained answers).
+        ``input_ids`` and ``labels`` (same length; ``-100`` outside trained answers); for a
+        VLM with images, also ``images`` (in conversation order; `vision_collator` turns them
+        into pixel tensors).
 
     Raises
     ------
@@ -308,6 +311,7 @@ def tokenize_conversation(
     trained = set(assistant if train_turns == "all" else assistant[-1:])
     input_ids: list[int] = []
     labels: list[int] = []
+    all_images: list[Any] = []
     consumed = ""
     for i in assistant:
         prefix = fmt.render(messages[:i], add_generation_prompt=True)
@@ -330,6 +334,8 @@ def tokenize_conversation(
             images[seen_images:],
             add_special_tokens=not consumed and fmt.add_special_tokens,
         )
+        if fmt.is_vlm:
+            all_images += images[seen_images:]
         answer = _tokenize(fmt, upto[len(prefix) :], [], add_special_tokens=False)
         if not fmt.uses_chat_template and i == assistant[-1]:
             answer.append(int(fmt.tokenizer.eos_token_id))
@@ -339,13 +345,21 @@ def tokenize_conversation(
         consumed = upto
     if max_length is not None:
         input_ids, labels = input_ids[:max_length], labels[:max_length]
-    return {"input_ids": input_ids, "labels": labels}
+    row: dict[str, Any] = {"input_ids": input_ids, "labels": labels}
+    if all_images:
+        row["images"] = [_rgb(image) for image in all_images]
+    return row
+
+
+def _rgb(image: Any) -> Any:
+    return image if getattr(image, "mode", "RGB") == "RGB" else image.convert("RGB")
 
 
 def tokenized_dataset(
     examples: Sequence[dict[str, Any]], fmt: Any, *, max_length: int | None = None
 ) -> Any:
-    """A `datasets.Dataset` of ``input_ids``/``labels`` (text models), ready for SFTTrainer.
+    """A `datasets.Dataset` of ``input_ids``/``labels`` (and ``images`` for image tasks on a
+    VLM, batched by `vision_collator`), ready for SFTTrainer.
 
     Examples left without any labelled token by `max_length` are dropped.
     """
@@ -359,6 +373,37 @@ def tokenized_dataset(
     ]
     rows = [r for r in rows if any(label != IGNORE_INDEX for label in r["labels"])]
     return Dataset.from_list(rows)
+
+
+def vision_collator(processor: Any, pad_id: int) -> Any:
+    """Batch image rows: right-pad ids and labels; pixel tensors from the image processor.
+
+    The ids already hold each image's expanded image tokens (the processor's own count), so
+    the images only need the image processor, in conversation order. This fits models that
+    splice image features at image tokens (LLaVA, Qwen2-VL, Gemma 3); models with
+    cross-attention image masks (Llama 3.2 Vision) also need the processor's text-dependent
+    mask, which this collator does not build.
+    """
+    import torch
+
+    def collate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        images = [_rgb(image) for r in rows for image in r.get("images") or []]
+        if images:
+            pixels = processor.image_processor(images=images, return_tensors="pt")
+            batch.update(dict(pixels.items()))
+        return batch
+
+    return collate
 
 
 def count_tokens(dataset: Any) -> int:
@@ -378,4 +423,5 @@ __all__ = [
     "steps_to_examples",
     "tokenize_conversation",
     "tokenized_dataset",
+    "vision_collator",
 ]

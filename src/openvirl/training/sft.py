@@ -297,6 +297,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         expert_examples,
         prompt_format,
         tokenized_dataset,
+        vision_collator,
     )
     from openvirl.training.logging import RunLogger
     from openvirl.training.models import apply_lora, load_model
@@ -334,13 +335,8 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         train_on_wrong_attempts=config.train_on_wrong_attempts,
     )
     examples = expert_examples(data_config)
-    if any(p.get("type") == "image" for e in examples for m in e["messages"] for p in m["content"]):
-        raise NotImplementedError(
-            "SFT on image observations (GP-VL, navigation-VL) is not wired yet: the expert-data "
-            "tokenizer expands image tokens, but the collator that adds pixel values is missing. "
-            "Text tasks work with any model, vision-language models included (text-only input)."
-        )
     dataset = tokenized_dataset(examples, fmt, max_length=config.max_length)
+    vision = "images" in dataset.column_names
     if len(dataset) == 0:
         raise ValueError(
             f"no expert example keeps an answer token within `max_length`={config.max_length}; "
@@ -379,6 +375,9 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not use_cuda,
+        # Image rows are batched by `vision_collator`; TRL must leave them as they are.
+        remove_unused_columns=not vision,
+        dataset_kwargs={"skip_prepare_dataset": True} if vision else None,
         **_checkpointing_option(SFTConfig, config.gradient_checkpointing),
     )
     logger = RunLogger(
@@ -396,7 +395,8 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         model=model,
         args=args,
         train_dataset=dataset,
-        processing_class=fmt.tokenizer,
+        processing_class=processor if fmt.is_vlm else fmt.tokenizer,
+        data_collator=vision_collator(processor, fmt.tokenizer.pad_token_id) if vision else None,
         callbacks=[_make_callback(config, params.total, logger, history)],
     )
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.csv, not stdout
