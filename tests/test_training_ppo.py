@@ -293,3 +293,32 @@ def test_kill_9_then_resume_from_the_command_line(tmp_path, model_path):
         assert torch.equal(a[key], b[key]), key
     steps = [s for s, _ in read_metrics(out / "metrics.csv")["losses/value_loss"]]
     assert steps == [1, 2, 3, 4]  # replayed updates replaced, not duplicated
+
+
+@pytest.mark.parametrize("kind", ["causal", "vlm"])
+def test_first_ratio_is_exactly_one_text_and_images(tmp_path, model_path, kind):
+    """Before the first optimizer step the new log-probs equal the old ones (no dropout, same
+    temperature), for a causal LM on GP-L and a LLaVA on GP-VL card images."""
+    env = {"rule": "id", "split": "train", "max_attempts": 1}
+    path = model_path
+    if kind == "vlm":
+        from tiny_models import tiny_llava
+
+        path = tiny_llava(tmp_path / "models")
+        env.update(visual=True, suits="black", image_size=256)
+    result = train_ppo(
+        _config(
+            path,
+            tmp_path / kind,
+            num_updates=1,
+            episodes_per_update=2,
+            num_envs=2,
+            minibatch_size=2,
+            grad_accum_steps=1,
+            update_epochs=1,
+            env_kwargs=env,
+        )
+    )
+    row = result.history[0]
+    assert row["losses/old_approx_kl"] == 0.0 and row["losses/clipfrac"] == 0.0
+    assert np.isfinite(row["losses/value_loss"])
