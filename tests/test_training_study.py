@@ -76,3 +76,34 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     again = run_study(config)
     assert [p.success for p in again.points] == [p.success for p in result.points]
     assert again.stages["init_s"] < 5
+
+
+def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
+    """The paper preset runs SFT and PPO through `accelerate launch` (8 GPUs, DeepSpeed)."""
+    import subprocess
+
+    from openvirl.training import study as study_module
+    from openvirl.training.config import CONFIGS_DIR, load_config
+    from openvirl.training.ppo import PPOConfig
+    from openvirl.training.sft import SFTRunConfig
+
+    config = load_study_config("gp-l", "paper", out=tmp_path)
+    commands = []
+
+    def fake_run(command, check):
+        commands.append(command)
+        out = tmp_path / "stage"
+        (out / "summary.json").write_text('{"flops": {"flops": 1.0}}')
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    sft = study_module._sft_config(config, output_dir=str(tmp_path / "stage"), max_steps=400)
+    assert isinstance(sft, SFTRunConfig) and sft.learning_rate == 1e-6 and not sft.lora
+    assert sft.deepspeed == "deepspeed/zero3.json" and sft.batch_size == 16
+    study_module._run_training("sft", sft, config)
+    ppo = PPOConfig(**{**config.ppo, "output_dir": str(tmp_path / "stage")})
+    study_module._run_training("ppo", ppo, config)
+    sft_cmd, ppo_cmd = commands
+    assert sft_cmd[:4] == ["accelerate", "launch", "--num_processes", "8"]
+    assert sft_cmd[-5:-1] == ["-m", "openvirl.training.cli", "sft", "--config"]
+    assert str(CONFIGS_DIR / "deepspeed" / "zero2-ppo.json") in ppo_cmd
+    assert load_config(PPOConfig, ppo_cmd[-1]).grad_accum_steps == 128
