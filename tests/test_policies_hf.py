@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from openvirl.policies.base import Policy, text_message  # noqa: E402
@@ -183,6 +184,8 @@ def test_lora_adapter_changes_outputs_and_merges(causal_path, policy, tmp_path):
     assert type(merged.model).__name__ == "LlamaForCausalLM"
     with_adapter = adapted.act(_requests())
     assert with_adapter != plain
+    assert adapted._can_split_prefill()  # peft forwards the cache: unpadded prefill applies
+    assert with_adapter == _padded_generate(adapted, _requests(), 12)
     assert merged.act(_requests()) == with_adapter
 
 
@@ -261,3 +264,212 @@ def test_plain_prompts_stop_at_the_next_user_turn_by_default(policy, plain_path)
         finally:
             del target.model.generate
     assert seen == [["\n\nUser:"], None, None, None]
+
+
+# ------------------------------------------------------------ batched-generation speed-ups
+def _padded_generate(policy, requests, max_new_tokens, stop=None):
+    """Answers of plain `model.generate` on the left-padded batch (no per-row prefill, no prefix
+    cache, no length sorting): what every speed-up must reproduce exactly."""
+    batch = policy.encode(requests)
+    with torch.inference_mode():
+        output = policy.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=policy.tokenizer.pad_token_id,
+        )
+    ends = policy._end_token_ids()
+    answers = []
+    for row in output[:, batch["input_ids"].shape[1] :].tolist():
+        length = next((i + 1 for i, t in enumerate(row) if t in ends), len(row))
+        row = row[:length]
+        if policy.tokenizer.pad_token_id in row:
+            row = row[: row.index(policy.tokenizer.pad_token_id)]
+        text = policy.tokenizer.decode(row, skip_special_tokens=True)
+        answers.append(truncate_at_stop(text, stop))
+    return answers
+
+
+def _next_turn(requests, answers, feedback="You failed this trial because it is wrong."):
+    """Each conversation continued by its answer and a feedback turn, as the environments do."""
+    return [
+        {
+            "messages": [
+                *request["messages"],
+                text_message("assistant", answer),
+                text_message("user", feedback),
+            ]
+        }
+        for request, answer in zip(requests, answers, strict=True)
+    ]
+
+
+def test_unpadded_prefill_and_prefix_cache_equal_padded_generate(causal_path):
+    policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=10, batch_size=8)
+    assert policy._can_split_prefill()  # a full-attention Llama: per-row prefill applies
+    requests = _requests()
+    for _turn in range(3):
+        answers = policy.act(requests)
+        assert answers == _padded_generate(policy, requests, 10)
+        requests = _next_turn(requests, answers)
+    # Turns 2 and 3 reuse the states of the turns before: at least each earlier prompt.
+    first = policy.encode(_requests())["attention_mask"].sum(dim=1)
+    assert policy.prefix_cache.reused_tokens >= 2 * int((first - 1).sum())
+    # The next turn of a conversation supersedes its previous entry: one entry each.
+    assert len(policy.prefix_cache) == len(PROMPTS)
+
+
+def test_decoding_past_the_caches_room_grows_it(causal_path, monkeypatch):
+    from openvirl.policies import hf
+
+    monkeypatch.setattr(hf, "GROWTH_STEP", 3)  # room for 3 tokens, then 3 more at a time
+    policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=11)
+    assert policy.act(_requests()) == _padded_generate(policy, _requests(), 11)
+
+
+def test_prefix_cache_off_gives_the_same_answers(causal_path):
+    cached = HFPolicy.from_pretrained(causal_path, max_new_tokens=10)
+    uncached = HFPolicy.from_pretrained(causal_path, max_new_tokens=10, prefix_cache_mb=0)
+    requests = _requests()
+    for _turn in range(2):
+        answers = cached.act(requests)
+        assert uncached.act(requests) == answers
+        requests = _next_turn(requests, answers)
+    assert uncached.prefix_cache.reused_tokens == 0 and len(uncached.prefix_cache) == 0
+    assert cached.prefix_cache.reused_tokens > 0
+    with pytest.raises(ValueError, match="prefix_cache_mb"):
+        HFPolicy(cached.model, cached.tokenizer, prefix_cache_mb=-1)
+
+
+def test_prefix_cache_is_dropped_when_the_weights_change(causal_path):
+    policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=8)
+    policy.act(_requests())
+    reused = policy.prefix_cache.reused_tokens
+    policy.act(_requests())
+    assert policy.prefix_cache.reused_tokens > reused  # same prompts: reused
+    with torch.no_grad():
+        policy.model.model.embed_tokens.weight.mul_(1.5)  # an optimizer step, in place
+    reused = policy.prefix_cache.reused_tokens
+    answers = policy.act(_requests())
+    assert policy.prefix_cache.reused_tokens == reused  # stale states were not used
+    assert answers == _padded_generate(policy, _requests(), 8)
+    policy.clear_prefix_cache()
+    assert len(policy.prefix_cache) == 0
+
+
+def test_length_sorting_keeps_request_order_and_greedy_answers(causal_path, policy):
+    small = HFPolicy.from_pretrained(causal_path, max_new_tokens=12, batch_size=2)
+    widths = []
+    original = small.model.generate
+
+    def spy(*args, **kwargs):
+        widths.append((kwargs["attention_mask"] == 0).sum().item())
+        return original(*args, **kwargs)
+
+    small.model.generate = spy
+    try:
+        assert (
+            small.act(_requests())
+            == policy.act(_requests())
+            == _padded_generate(policy, _requests(), 12)
+        )
+    finally:
+        del small.model.generate
+    # Grouped by length, the sub-batches carry less padding than in request order.
+    lengths = [len(policy.encode(_requests([p]))["input_ids"][0]) for p in PROMPTS]
+    in_order = sum(max(pair) - min(pair) for pair in (lengths[0:2], lengths[2:4]) if len(pair) == 2)
+    assert len(widths) == 3 and sum(widths) < in_order
+    assert small._chunks([5, 1, 4, 2, 3]) == [[1, 3], [4, 2], [0]]
+    assert policy._chunks([5, 1, 4]) == [[0, 1, 2]]  # one call: no reordering
+
+
+def test_generation_stops_once_every_row_hit_a_stop_string(policy):
+    free = policy.generate(_requests(), max_new_tokens=40)
+    # One stop string from early in each answer (ASCII, so it survives byte-level decoding).
+    stops = []
+    for answer in free:
+        start = next(i for i in range(len(answer) - 1) if answer[i : i + 2].isascii())
+        stops.append(answer[start : start + 2])
+    steps = []
+    original = policy.model.generate
+
+    def spy(*args, **kwargs):
+        output = original(*args, **kwargs)
+        steps.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    policy.model.generate = spy
+    try:
+        stopped = policy.generate(_requests(), max_new_tokens=40, stop=stops)
+    finally:
+        del policy.model.generate
+    # Same text as running to max_new_tokens and cutting at the first stop string ...
+    assert stopped == [truncate_at_stop(answer, stops) for answer in free]
+    # ... but the batch ended as soon as every row had written one.
+    assert steps[0] < 40
+
+
+def test_models_with_sliding_window_caches_use_the_padded_batch():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from tiny_models import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    policy = HFPolicy(MistralForCausalLM(config).eval(), tokenizer, max_new_tokens=6)
+    assert not policy._can_split_prefill()
+    assert policy.act(_requests()) == _padded_generate(policy, _requests(), 6)
+    assert len(policy.prefix_cache) == 0
+
+
+def test_prefix_cache_matching_and_eviction():
+    from openvirl.policies.hf import PrefixCache, _PrefixEntry, common_prefix_length
+
+    def entry(tokens, nbytes=10):
+        return _PrefixEntry(np.asarray(tokens), len(tokens), [], nbytes)
+
+    assert common_prefix_length(np.array([1, 2, 3]), np.array([1, 2, 4, 5])) == 2
+    assert common_prefix_length(np.array([1, 2]), np.array([1, 2, 4])) == 2
+    assert common_prefix_length(np.array([7]), np.array([1])) == 0
+    cache = PrefixCache(max_bytes=30, max_entries=3)
+    for tokens in ([1, 2, 3], [1, 2, 9, 9], [5, 6]):
+        cache.add(entry(tokens))
+    key, shared = cache.match(np.array([1, 2, 9, 8]))
+    assert shared == 3 and cache.entries[key].tokens.tolist() == [1, 2, 9, 9]
+    cache.add(entry([7]))  # over budget: the least recently used ([1, 2, 3]) goes
+    assert [e.tokens.tolist() for e in cache.entries.values()] == [[5, 6], [1, 2, 9, 9], [7]]
+    assert cache.nbytes == 30
+    cache.add(entry([8], nbytes=31))  # larger than the whole budget: not kept
+    assert len(cache) == 3
+    cache.discard(key)
+    assert cache.match(np.array([1, 2]))[1] == 0 and cache.nbytes == 20
+
+
+def test_growing_layer_writes_in_place_grows_and_falls_back():
+    from openvirl.policies import hf
+
+    room = torch.zeros(2, 1, 4, 2), torch.zeros(2, 1, 4, 2)
+    layer = hf._growing_layer_class()(*room, 2)
+    assert layer.get_seq_length() == 2
+    keys, _ = layer.update(torch.ones(2, 1, 1, 2), torch.ones(2, 1, 1, 2))
+    assert keys.shape[-2] == 3 and keys.data_ptr() == room[0].data_ptr()  # no copy
+    keys, values = layer.update(torch.full((2, 1, 2, 2), 2.0), torch.full((2, 1, 2, 2), 2.0))
+    assert keys.shape[-2] == 5 and keys.data_ptr() != room[0].data_ptr()  # out of room: grown
+    assert layer._room[0].shape[-2] == 5 + hf.GROWTH_STEP
+    assert keys[0, 0, :, 0].tolist() == [0, 0, 1, 2, 2] == values[1, 0, :, 0].tolist()
+    grown = layer._room[0].data_ptr()
+    assert layer.update(torch.ones(2, 1, 1, 2), torch.ones(2, 1, 1, 2))[0].data_ptr() == grown
+    layer.batch_select_indices(torch.tensor([1]))  # states replaced: plain concatenation
+    keys, _ = layer.update(torch.full((1, 1, 1, 2), 3.0), torch.full((1, 1, 1, 2), 3.0))
+    assert keys[0, 0, :, 0].tolist() == [0, 0, 1, 2, 2, 1, 3]

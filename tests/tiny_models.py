@@ -17,6 +17,7 @@ Building one takes well under a second; for many tests, build once in a session 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 # A chat template that accepts string content or lists of parts (images become the image
@@ -47,13 +48,20 @@ _CORPUS = [
 ]
 
 
-def tiny_tokenizer(*, vocab_size: int = 384, chat_template: str | None = CHAT_TEMPLATE):
+def tiny_tokenizer(
+    *,
+    vocab_size: int = 384,
+    chat_template: str | None = CHAT_TEMPLATE,
+    corpus: Sequence[str] | None = None,
+):
     """A byte-level BPE fast tokenizer with BOS/EOS/PAD tokens and an optional chat template.
 
     Byte-level means any text round-trips through encode/decode, which the policies' decoding
     relies on; `vocab_size` is small (256 byte symbols plus a few merges) so the embedding
     matrices stay tiny. Pass `chat_template=None` for a tokenizer without one (the plain-prompt
-    path).
+    path). With the default six-sentence corpus text costs about 1.5 characters a token; a
+    larger `vocab_size` trained on a `corpus` of real prompts (benchmarks) gets close to a
+    production tokenizer's 4, so sequence lengths, and attention costs, look like a real run's.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -67,7 +75,7 @@ def tiny_tokenizer(*, vocab_size: int = 384, chat_template: str | None = CHAT_TE
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_CORPUS, trainer=trainer)
+    backend.train_from_iterator(_CORPUS if corpus is None else list(corpus), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<s>",
@@ -89,13 +97,15 @@ def tiny_causal_lm(
     hidden_size: int = 32,
     num_layers: int = 2,
     seed: int = 0,
+    vocab_size: int = 384,
+    corpus: Sequence[str] | None = None,
 ) -> Path:
     """Write a tiny random Llama causal LM and its tokenizer to `tmp_path / name`.
 
     The weights are drawn with a wide initializer (std 0.2) so the logits are peaked: greedy
     decoding then has no near-ties, and batched and one-at-a-time runs agree exactly, as
     with a trained model. `<|end|>` is an extra end-of-turn id in the generation config, as
-    chat models have.
+    chat models have. `vocab_size` and `corpus` go to `tiny_tokenizer`.
 
     Returns
     -------
@@ -105,7 +115,7 @@ def tiny_causal_lm(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = tiny_tokenizer(chat_template=chat_template)
+    tokenizer = tiny_tokenizer(chat_template=chat_template, vocab_size=vocab_size, corpus=corpus)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

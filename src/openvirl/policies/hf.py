@@ -33,14 +33,46 @@ Sampling
 `temperature=0` is greedy decoding; any other value samples with the given `temperature`,
 `top_p` and `top_k`. `do_sample` is always passed explicitly, so a checkpoint's default
 sampling never applies silently (the reference's evaluation bug, spec §10.16).
+
+Batched generation
+------------------
+Evaluation sends one request per episode in flight, and a multi-turn episode resends its whole
+conversation (prompt, earlier answers, feedback) at every attempt. Four things keep that fast.
+None changes what is computed, only how: answers are those of plain left-padded
+`model.generate` up to floating-point rounding (greedy answers are identical in the tests).
+
+- *Unpadded prefill.* For text-only models whose cache is a plain full-attention
+  `DynamicCache` (Llama, Qwen, Mistral ...), each prompt is prefilled on its own (prompts of
+  equal length together), and only the decoding steps run as one left-padded batch. Batched
+  prefill over left-padded prompts goes through SDPA's masked path, which on a CPU costs two
+  to three times the unpadded causal kernel; decoding steps are what batching amortizes.
+- *Prefix cache.* The keys and values of every prompt and answer are kept (up to
+  ``prefix_cache_mb``) and a new prompt reuses those of its longest common token prefix with
+  any of them, so attempt k+1 prefills only the feedback and the re-tokenized edge of answer
+  k, and a new episode only what follows the shared instructions. Kept states are dropped
+  when the weights change (a trainer's step, an adapter switch), checked at every call.
+- *In-place decoding.* Those models decode into a cache with room for the answers, where
+  transformers' `DynamicCache` copies every key and value at every step (`_growing_layer_class`).
+- *Length sorting.* When a call holds more requests than ``batch_size``, they are grouped by
+  prompt length so each sub-batch carries little padding; answers come back in request order.
+
+Generation of a batch ends as soon as every row has produced an end-of-turn token or a stop
+string (transformers' `StopStringCriteria`), not at ``max_new_tokens``. Models outside the
+prefill conditions (VLMs, sliding-window or hybrid caches such as Gemma 3's) use plain
+`model.generate` on the padded batch.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 try:
     import torch
@@ -160,6 +192,91 @@ def truncate_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text if cut < 0 else text[:cut]
 
 
+def common_prefix_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading token ids two sequences share (vectorized: called per request and entry)."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if differ.size else n
+
+
+@dataclass
+class _PrefixEntry:
+    """The keys and values of one token sequence, one ``(keys, values)`` pair per layer."""
+
+    tokens: np.ndarray
+    """The token ids whose states are kept (a prompt and as much of its answer as was fed)."""
+    prompt_length: int
+    """How many of `tokens` were the prompt: reusing all of them means the conversation went on."""
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    """Per layer, keys and values shaped ``[kv_heads, len(tokens), head_dim]``."""
+    nbytes: int
+
+
+class PrefixCache:
+    """Key/value states of recent prompts and answers, for reuse by later prompts.
+
+    A transformer's keys and values at position i depend only on the tokens up to i, so a
+    prompt that starts with the same tokens as a kept sequence can skip computing those
+    positions. Entries are evicted least recently used first, beyond `max_bytes` or
+    `max_entries`; the entry cap bounds the cost of `match`, which compares a prompt with every
+    entry.
+
+    Parameters
+    ----------
+    max_bytes
+        Memory the kept states may use (on the model's device).
+    max_entries
+        Most sequences kept.
+    """
+
+    def __init__(self, max_bytes: int, max_entries: int = 64):
+        self.max_bytes = int(max_bytes)
+        self.max_entries = int(max_entries)
+        self.entries: OrderedDict[int, _PrefixEntry] = OrderedDict()
+        self.nbytes = 0
+        self.reused_tokens = 0
+        """Prompt tokens whose states came from the cache (cumulative)."""
+        self.computed_tokens = 0
+        """Prompt tokens prefilled by the model (cumulative)."""
+        self._next_key = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def clear(self) -> None:
+        """Drop every entry (the counters stay)."""
+        self.entries.clear()
+        self.nbytes = 0
+
+    def match(self, tokens: np.ndarray) -> tuple[int | None, int]:
+        """The entry sharing the longest token prefix with `tokens`, and that prefix's length."""
+        best_key, best = None, 0
+        for key, entry in self.entries.items():
+            shared = common_prefix_length(tokens, entry.tokens)
+            if shared > best:
+                best_key, best = key, shared
+        if best_key is not None:
+            self.entries.move_to_end(best_key)
+        return best_key, best
+
+    def add(self, entry: _PrefixEntry) -> None:
+        """Keep `entry` (when it fits at all), evicting the least recently used ones."""
+        if entry.nbytes > self.max_bytes or self.max_entries < 1:
+            return
+        self.entries[self._next_key] = entry
+        self._next_key += 1
+        self.nbytes += entry.nbytes
+        while self.nbytes > self.max_bytes or len(self.entries) > self.max_entries:
+            _, old = self.entries.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+    def discard(self, key: int) -> None:
+        """Drop one entry (superseded by a longer one of the same conversation)."""
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.nbytes -= entry.nbytes
+
+
 class HFPolicy:
     """A transformers model that answers chat requests (causal LM or image-text-to-text VLM).
 
@@ -193,10 +310,16 @@ class HFPolicy:
         None means `PLAIN_STOP` with plain prompts and nothing with a chat template; ``[]``
         disables stop strings.
     batch_size
-        Requests per `model.generate` call; larger lists are split.
+        Requests per `model.generate` call; larger lists are split, grouped by prompt length.
     chat_template
         None: use the model's chat template when it has one, else the plain prompt. True:
         require a template. False: always the plain prompt (`render_plain_prompt`).
+    prefix_cache_mb
+        Memory for the keys and values of earlier prompts and answers, reused by prompts that
+        start with the same tokens (a multi-turn conversation's next attempt, or shared
+        instructions); 0 disables it. Used only where unpadded prefill applies (see the module
+        docstring). Call `clear_prefix_cache` after changing the model in a way its weights do
+        not show (e.g. a peft adapter toggled in place).
     """
 
     def __init__(
@@ -213,9 +336,12 @@ class HFPolicy:
         stop: Sequence[str] | str | None = None,
         batch_size: int = 8,
         chat_template: bool | None = None,
+        prefix_cache_mb: float = 1024,
     ):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+        if prefix_cache_mb < 0:
+            raise ValueError(f"`prefix_cache_mb` must be >= 0, got {prefix_cache_mb}.")
         self.model = model
         self.processor = processor
         inner = getattr(processor, "tokenizer", None)
@@ -250,6 +376,13 @@ class HFPolicy:
         self.total_usage = Usage()
         self._calls = 0
         self._warned_images = False
+        # Room for a few rounds of `batch_size` conversations; `match` scans every entry.
+        self.prefix_cache = PrefixCache(
+            int(prefix_cache_mb * 2**20), max_entries=max(32, 3 * batch_size)
+        )
+        self._prefix_weights: Any = None
+        self._split_prefill: bool | None = None  # decided on first use (see `_can_split_prefill`)
+        self._cache_kwarg = "past_key_values"
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -289,7 +422,7 @@ class HFPolicy:
             See the class; the embedded base model defaults to False (plain prompts).
         **options
             Generation options of the class (temperature, top_p, top_k, max_new_tokens, seed,
-            stop, batch_size).
+            stop, batch_size, prefix_cache_mb).
         """
         from transformers import (
             AutoConfig,
@@ -389,10 +522,10 @@ class HFPolicy:
         a VLM's conversations hold images, in conversation order, every turn included.
         """
         texts = [self.render(request["messages"]) for request in requests]
-        images = [
-            [image for message in request["messages"] for image in message_images(message)]
-            for request in requests
-        ]
+        return self._encode_texts(texts, [_request_images(request) for request in requests])
+
+    def _encode_texts(self, texts: list[str], images: list[list[Any]]) -> Any:
+        """`encode` after rendering: one padded batch through the tokenizer or processor."""
         if self.is_vlm:
             kwargs: dict[str, Any] = {}
             if any(images):
@@ -405,12 +538,7 @@ class HFPolicy:
                 **kwargs,
             )
         else:
-            if any(images) and not self._warned_images:
-                warnings.warn(
-                    f"{self.name} is a text-only model: the images in the requests are dropped.",
-                    stacklevel=2,
-                )
-                self._warned_images = True
+            self._warn_dropped_images(images)
             batch = self.tokenizer(
                 texts,
                 padding=True,
@@ -418,13 +546,20 @@ class HFPolicy:
                 add_special_tokens=self.add_special_tokens,
             )
         dtype = self.model.dtype
+        device = self.device
         for key, value in batch.items():
             if isinstance(value, torch.Tensor):
                 is_float = torch.is_floating_point(value)
-                batch[key] = (
-                    value.to(self.device, dtype=dtype) if is_float else value.to(self.device)
-                )
+                batch[key] = value.to(device, dtype=dtype) if is_float else value.to(device)
         return batch
+
+    def _warn_dropped_images(self, images: list[list[Any]]) -> None:
+        if any(images) and not self._warned_images:
+            warnings.warn(
+                f"{self.name} is a text-only model: the images in the requests are dropped.",
+                stacklevel=4,
+            )
+            self._warned_images = True
 
     # ------------------------------------------------------------------ generation
     def act(self, requests: Sequence[Request]) -> list[str]:
@@ -469,7 +604,9 @@ class HFPolicy:
             seed = int(options["seed"]) + self._calls
         self._calls += 1
         usage = Usage(calls=1)
-        answers: list[str] = []
+        kwargs = self._generation_kwargs(options, stop)
+        end_ids = self._end_token_ids()
+        answers: list[str] = [""] * len(requests)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         # A trainer's model may be in train mode (dropout): generate in eval mode, then restore.
         was_training = self.model.training
@@ -477,27 +614,30 @@ class HFPolicy:
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(seed)
-                for start in range(0, len(requests), self.batch_size):
-                    chunk = requests[start : start + self.batch_size]
-                    answers.extend(self._generate_batch(chunk, options, stop, usage))
+                prompts = self._prepare(requests)
+                for chunk in self._chunks([prompt.length for prompt in prompts]):
+                    texts = self._generate_batch(
+                        [prompts[i] for i in chunk], kwargs, stop, end_ids, usage
+                    )
+                    for i, text in zip(chunk, texts, strict=True):
+                        answers[i] = text
         finally:
             self.model.train(was_training)
         self.last_usage = usage
         self.total_usage.add(usage)
         return answers
 
-    def _generate_batch(
-        self,
-        requests: Sequence[Request],
-        options: dict[str, Any],
-        stop: list[str] | None,
-        usage: Usage,
-    ) -> list[str]:
-        batch = self.encode(requests)
+    def clear_prefix_cache(self) -> None:
+        """Forget the kept keys and values (they are also dropped when the weights change)."""
+        self.prefix_cache.clear()
+
+    def _generation_kwargs(self, options: dict[str, Any], stop: list[str]) -> dict[str, Any]:
+        """`model.generate` arguments for one call (sampling always explicit, spec §10.16)."""
         kwargs: dict[str, Any] = {
             "max_new_tokens": int(options["max_new_tokens"]),
             "pad_token_id": self.tokenizer.pad_token_id,
             "num_beams": 1,
+            "use_cache": True,
         }
         if float(options["temperature"]) > 0:
             kwargs.update(
@@ -509,13 +649,69 @@ class HFPolicy:
         else:
             kwargs["do_sample"] = False
         if stop:
+            # Rows that reach a stop string finish like rows that reach EOS, and the batch ends
+            # when every row has finished, instead of running to `max_new_tokens`.
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        output = self.model.generate(**batch, **kwargs)
-        prompt_length = batch["input_ids"].shape[1]
-        new_tokens = output[:, prompt_length:].tolist()
-        end_ids = self._end_token_ids()
+        return kwargs
+
+    def _prepare(self, requests: Sequence[Request]) -> list[_Prompt]:
+        """Render every request once and, for text-only models, tokenize them in one call."""
+        texts = [self.render(request["messages"]) for request in requests]
+        images = [_request_images(request) for request in requests]
+        if self.is_vlm:
+            # Text length stands in for token length when grouping (images expand later).
+            return [
+                _Prompt(text, group, None, len(text))
+                for text, group in zip(texts, images, strict=True)
+            ]
+        self._warn_dropped_images(images)
+        ids = self.tokenizer(
+            texts, add_special_tokens=self.add_special_tokens, return_attention_mask=False
+        )["input_ids"]
+        return [
+            _Prompt(text, [], np.asarray(row, dtype=np.int64), len(row))
+            for text, row in zip(texts, ids, strict=True)
+        ]
+
+    def _chunks(self, lengths: list[int]) -> list[list[int]]:
+        """Request indices per `model.generate` call: in order when one call takes them all,
+        else sorted by prompt length so that each call pads its prompts little."""
+        order = list(range(len(lengths)))
+        if len(order) > self.batch_size:
+            order.sort(key=lengths.__getitem__)
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _generate_batch(
+        self,
+        prompts: list[_Prompt],
+        kwargs: dict[str, Any],
+        stop: list[str],
+        end_ids: set[int],
+        usage: Usage,
+    ) -> list[str]:
+        """Answer one sub-batch: split prefill and prefix cache where they apply, else plain
+        `generate` on the padded batch; decode only the new tokens, up to the end token."""
+        cache = None
+        sources: list[tuple[int | None, int]] = []
+        if self.is_vlm:
+            batch = self._encode_texts([p.text for p in prompts], [p.images for p in prompts])
+            width = batch["input_ids"].shape[1]
+            output = self.model.generate(**batch, **kwargs)
+        else:
+            rows = [prompt.ids for prompt in prompts if prompt.ids is not None]
+            width = max(len(row) for row in rows)
+            input_ids, attention_mask = self._left_pad(rows, width)
+            if width > 1 and self._can_split_prefill():
+                # Room for typical answers up front; longer ones grow it (see the layer).
+                room = min(int(kwargs["max_new_tokens"]), GROWTH_STEP)
+                cache, sources = self._prefill(rows, width, width - 1 + room)
+                kwargs = {**kwargs, self._cache_kwarg: cache}
+            output = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            )
+        new_tokens = output[:, width:].tolist()
         pad_id = self.tokenizer.pad_token_id
-        answers = []
+        answers, lengths = [], []
         for row in new_tokens:
             length = len(row)
             for i, token in enumerate(row):
@@ -525,12 +721,192 @@ class HFPolicy:
                 if token == pad_id:
                     length = i
                     break
-            usage.completion_tokens += length
+            lengths.append(length)
             text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
             answers.append(truncate_at_stop(text, stop))
-        usage.prompt_tokens += int(batch["attention_mask"].sum())
-        usage.requests += len(requests)
+        if cache is not None:
+            self._remember(rows, new_tokens, lengths, cache, width, sources)
+        usage.completion_tokens += sum(lengths)
+        if self.is_vlm:  # image tokens included, as the model sees them
+            usage.prompt_tokens += int(batch["attention_mask"].sum())
+        else:
+            usage.prompt_tokens += sum(prompt.length for prompt in prompts)
+        usage.requests += len(prompts)
         return answers
+
+    def _left_pad(self, rows: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token rows as one left-padded batch (what the tokenizer's `padding=True` makes)."""
+        ids = np.full((len(rows), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = row
+            mask[i, width - len(row) :] = 1
+        device = self.device
+        return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+    # ------------------------------------------------------------------ prefill and prefix cache
+    def _can_split_prefill(self) -> bool:
+        """Whether prompts can be prefilled one by one into a cache `generate` continues.
+
+        That needs a text-only decoder whose cache is transformers' `DynamicCache` of plain
+        full-attention layers (sliding-window, chunked or recurrent layers keep states that
+        cannot be re-aligned row by row), and a forward taking the cache and `logits_to_keep`.
+        Decided once per policy; anything else generates from the padded batch.
+        """
+        if self._split_prefill is None:
+            self._split_prefill = self._check_split_prefill()
+        return self._split_prefill
+
+    def _check_split_prefill(self) -> bool:
+        """`_can_split_prefill`, uncached; also picks the cache keyword this transformers uses."""
+        config = getattr(self.model, "config", None)
+        if self.is_vlm or config is None or getattr(config, "is_encoder_decoder", False):
+            return False
+        try:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+
+            layers = DynamicCache(config=config).layers
+        except Exception:  # an older transformers or an exotic config: no split prefill
+            return False
+        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            return False
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        try:
+            parameters = inspect.signature(type(base).forward).parameters
+        except (TypeError, ValueError):
+            return False
+        if "logits_to_keep" not in parameters:
+            return False
+        for name in ("cache", "past_key_values"):  # transformers >= 5.2x calls it `cache`
+            if name in parameters:
+                self._cache_kwarg = name
+                return True
+        return False
+
+    def _prefix_cache_enabled(self) -> bool:
+        """Whether to use the prefix cache this call; drops it when the weights changed.
+
+        The weights' storage and in-place version counters change with an optimizer step,
+        `load_state_dict`, merging an adapter or moving the model, so a trainer that evaluates
+        with the model it trains never reuses stale states.
+        """
+        if self.prefix_cache.max_bytes <= 0:
+            return False
+        adapter = getattr(self.model, "active_adapter", None)
+        # `_version` is torch's counter of in-place writes, the one autograd checks.
+        weights = (
+            None if callable(adapter) else repr(adapter),
+            tuple((p.data_ptr(), p._version) for p in self.model.parameters()),
+        )
+        if weights != self._prefix_weights:
+            self.prefix_cache.clear()
+            self._prefix_weights = weights
+        return True
+
+    def _prefill(
+        self, rows: list[np.ndarray], width: int, capacity: int
+    ) -> tuple[Any, list[tuple[int | None, int]]]:
+        """A left-padded `DynamicCache` holding every prompt but its last token.
+
+        Each prompt starts from the prefix cache's longest match and computes the rest without
+        padding (prompts with the same matched and total lengths in one forward), so attention
+        takes SDPA's causal kernel rather than the masked one. `generate` then feeds the last
+        prompt tokens as one batch; its layers have room for `capacity` positions, so decoding
+        writes in place (see `_growing_layer_class`). Returns the cache and, per row, the entry
+        it reused and how many tokens.
+        """
+        from transformers import DynamicCache
+
+        use_cache = self._prefix_cache_enabled()
+        sources: list[tuple[int | None, int]] = []
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, row in enumerate(rows):
+            key, reused = self.prefix_cache.match(row) if use_cache else (None, 0)
+            reused = min(reused, len(row) - 1)
+            sources.append((key if reused > 0 else None, reused))
+            groups.setdefault((reused, len(row)), []).append(i)
+        device = self.device
+        merged: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for (reused, length), members in groups.items():
+            self.prefix_cache.reused_tokens += reused * len(members)
+            self.prefix_cache.computed_tokens += (length - reused) * len(members)
+            if length == 1:
+                continue  # nothing before the last token
+            part = DynamicCache()
+            if reused:
+                keys_of = [sources[i][0] for i in members]
+                entries = [self.prefix_cache.entries[k] for k in keys_of if k is not None]
+                for layer in range(len(entries[0].layers)):
+                    part.update(
+                        torch.stack([e.layers[layer][0][:, :reused] for e in entries]),
+                        torch.stack([e.layers[layer][1][:, :reused] for e in entries]),
+                        layer,
+                    )
+            if length - 1 > reused:
+                ids = np.stack([rows[i][reused : length - 1] for i in members])
+                self.model(
+                    input_ids=torch.from_numpy(ids).to(device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{self._cache_kwarg: part},
+                )
+            index = torch.tensor(members)
+            for layer, (keys, values) in enumerate(_cache_layers(part)):
+                index = index.to(keys.device)  # layers may sit on several devices
+                if len(merged) <= layer:
+                    size = (len(rows), keys.shape[1], capacity)
+                    merged.append(
+                        (
+                            keys.new_zeros((*size, keys.shape[3])),
+                            values.new_zeros((*size, values.shape[3])),
+                        )
+                    )
+                merged[layer][0][index, :, width - length : width - 1] = keys
+                merged[layer][1][index, :, width - length : width - 1] = values
+        cache = DynamicCache()
+        layer_class = _growing_layer_class()
+        cache.layers.extend(layer_class(keys, values, width - 1) for keys, values in merged)
+        return cache, sources
+
+    def _remember(
+        self,
+        rows: list[np.ndarray],
+        new_tokens: list[list[int]],
+        lengths: list[int],
+        cache: Any,
+        width: int,
+        sources: list[tuple[int | None, int]],
+    ) -> None:
+        """Keep each row's prompt and answer states in the prefix cache.
+
+        The cache `generate` extended holds every position but the last generated token's. A
+        row whose prompt covered all of its source entry's prompt is that conversation's next
+        turn: the new entry supersedes the old one, which is dropped.
+        """
+        if self.prefix_cache.max_bytes <= 0:
+            return
+        layers = _cache_layers(cache)
+        steps = len(new_tokens[0]) if new_tokens else 0
+        if not layers or steps == 0 or layers[0][0].shape[2] != width + steps - 1:
+            return  # not the cache this call filled (another transformers' `generate`)
+        for i, row in enumerate(rows):
+            fed = min(lengths[i], steps - 1)
+            tokens = np.concatenate([row, np.asarray(new_tokens[i][:fed], dtype=np.int64)])
+            start = width - len(row)
+            kept = [
+                (
+                    keys[i, :, start : start + len(tokens)].clone(),
+                    values[i, :, start : start + len(tokens)].clone(),
+                )
+                for keys, values in layers
+            ]
+            nbytes = sum(k.nbytes + v.nbytes for k, v in kept)
+            key, reused = sources[i]
+            source = self.prefix_cache.entries.get(key) if key is not None else None
+            if source is not None and reused >= source.prompt_length:
+                self.prefix_cache.discard(key)  # type: ignore[arg-type]
+            self.prefix_cache.add(_PrefixEntry(tokens, len(row), kept, nbytes))
 
     def _end_token_ids(self) -> set[int]:
         """Token ids that end an answer: the generation config's EOS ids and the tokenizer's."""
@@ -563,13 +939,92 @@ def _rgb(image: Any) -> Any:
     return image if mode == "RGB" else image.convert("RGB")
 
 
+@dataclass
+class _Prompt:
+    """One request, rendered once per call (and tokenized once, for text-only models)."""
+
+    text: str
+    images: list[Any]
+    ids: np.ndarray | None
+    """Token ids (text-only models); a VLM's processor tokenizes with the images instead."""
+    length: int
+    """Tokens (or, for a VLM, characters): what `HFPolicy._chunks` sorts by."""
+
+
+def _request_images(request: Request) -> list[Any]:
+    """Every image of a conversation, in turn order."""
+    return [image for message in request["messages"] for image in message_images(message)]
+
+
+_GROWING_LAYER: type | None = None
+
+GROWTH_STEP = 256
+"""Positions a decoding cache gains when it runs out of room (one copy per this many steps)."""
+
+
+def _growing_layer_class() -> type:
+    """A `DynamicLayer` that decodes into spare room instead of concatenating at every step.
+
+    transformers' `DynamicLayer.update` concatenates the whole cache with each new token, which
+    copies every key and value at every step: O(batch x length) memory traffic per token, a
+    large part of a CPU decoding step over long batched conversations. This layer starts from
+    buffers with spare room and writes each step in place, growing the room by `GROWTH_STEP`
+    positions when it runs out (one copy per that many steps). It keeps `keys` and `values` as
+    views of the filled part, so the rest of `DynamicLayer` (lengths, masks, `crop`) works
+    unchanged, and falls back to concatenation if the states were replaced (e.g. by
+    `batch_select_indices`). Built on first use, so importing this module does not need a
+    transformers with `DynamicLayer`.
+    """
+    global _GROWING_LAYER
+    if _GROWING_LAYER is None:
+        from transformers.cache_utils import DynamicLayer
+
+        class GrowingLayer(DynamicLayer):
+            _layer_type = None  # never registered as transformers' layer for any layer type
+
+            def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+                super().__init__()
+                self.lazy_initialization(keys, values)
+                self._room = (keys, values)
+                self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
+            def update(
+                self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kw: Any
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                keys, values = self._room
+                start = self.keys.shape[-2]
+                stop = start + key_states.shape[-2]
+                if self.keys.data_ptr() != keys.data_ptr() or self.keys.shape[0] != keys.shape[0]:
+                    return super().update(key_states, value_states, *args, **kw)
+                if stop > keys.shape[-2]:
+                    size = (*keys.shape[:2], stop + GROWTH_STEP)
+                    keys = keys.new_zeros((*size, keys.shape[3]))
+                    values = values.new_zeros((*size, values.shape[3]))
+                    keys[:, :, :start], values[:, :, :start] = self.keys, self.values
+                    self._room = (keys, values)
+                keys[:, :, start:stop] = key_states
+                values[:, :, start:stop] = value_states
+                self.keys, self.values = keys[:, :, :stop], values[:, :, :stop]
+                return self.keys, self.values
+
+        _GROWING_LAYER = GrowingLayer
+    return _GROWING_LAYER
+
+
+def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A `DynamicCache`'s per-layer ``(keys, values)``, shaped ``[batch, heads, tokens, dim]``."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
 __all__ = [
     "GENERATION_DEFAULTS",
     "PLAIN_ROLE_LABELS",
     "PLAIN_STOP",
     "HFPolicy",
+    "PrefixCache",
     "auto_device",
     "auto_dtype",
+    "common_prefix_length",
     "is_vision_config",
     "render_plain_prompt",
     "truncate_at_stop",
