@@ -46,7 +46,7 @@ class RunLogger:
     Parameters
     ----------
     out_dir
-        The run folder; ``metrics.csv`` and ``config.json`` go there.
+        The run folder; ``metrics.csv``, ``config.json`` and ``versions.json`` go there.
     config
         The run's options, written once to ``config.json`` (and as a table to TensorBoard).
     tensorboard
@@ -81,6 +81,9 @@ class RunLogger:
             (self.out_dir / "config.json").write_text(
                 json.dumps(dict(config), indent=2, default=str) + "\n", encoding="utf-8"
             )
+        (self.out_dir / "versions.json").write_text(
+            json.dumps(_versions(), indent=2) + "\n", encoding="utf-8"
+        )
         self._tb = None
         self._wandb = None
         if tensorboard:
@@ -158,6 +161,21 @@ class RunLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _versions() -> dict[str, str | None]:
+    """Python and the versions of the packages that shape a training run's results."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in ("openvirl", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
+                 "deepspeed", "vllm"):  # fmt: skip
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def read_metrics_rows(path: Path) -> list[dict[str, str]]:
