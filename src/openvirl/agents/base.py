@@ -410,9 +410,9 @@ def draw_map(
     lats = np.array([p[0] for p in every])
     lons = np.array([p[1] for p in every])
     xs, ys = city.to_xy(lats, lons)
-    window = maps._square_window(xs.min(), ys.min(), xs.max(), ys.max(), MAP_MARGIN_M)
-    fig, ax = maps._figure(size_px)
-    maps._draw_base(ax, city, window)
+    window = maps.square_window(xs.min(), ys.min(), xs.max(), ys.max(), MAP_MARGIN_M)
+    fig, ax = maps.new_figure(size_px)
+    maps.draw_base(ax, city, window)
     if heat:
         hx, hy = city.to_xy(np.array([p[0] for p in heat]), np.array([p[1] for p in heat]))
         _heat_layer(ax, np.asarray(hx), np.asarray(hy), window, heat_cell_m)
@@ -450,11 +450,13 @@ def draw_map(
                 zorder=8,
             )
         if label:
-            maps._label(ax, x, y, label, window, fontsize=7, color="#222222", zorder=8, va="bottom")
+            maps.draw_label(
+                ax, x, y, label, window, fontsize=7, color="#222222", zorder=8, va="bottom"
+            )
     if start is not None:
         x, y = city.to_xy(start[0], start[1])
         ax.scatter([x], [y], s=200, color="#2e9b4e", zorder=9, edgecolors="white", linewidths=1.5)
-        maps._label(
+        maps.draw_label(
             ax,
             x,
             y,
@@ -470,7 +472,7 @@ def draw_map(
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.03), fontsize=8, framealpha=0.85)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # glyphs (CJK names) the map font lacks
-        return maps._finish(fig, ax, city, window, title, path)
+        return maps.finish_map(fig, ax, city, window, title, path)
 
 
 def _heat_layer(ax: Any, xs: Any, ys: Any, window: Sequence[float], cell_m: float) -> None:

@@ -444,7 +444,7 @@ class Tourist:
             drop_rate=cfg.drop_rate,
             order="fixed",
         )
-        env._cities[self.city.name] = self.city  # reuse the loaded city (visual views)
+        env.use_city(self.city)  # reuse the loaded city (visual views)
         _, info = env.reset(seed=seed, options={"route_index": 0})
         poses = [(info["lat"], info["lon"], info["heading"])]
         steps: list[dict[str, Any]] = []

@@ -204,7 +204,7 @@ def run_episodes(
                 env = envs[i]
                 entry = env.entry
                 assert entry is not None
-                position = env._pos
+                position = env.position
                 _, reward, term, trunc, info = env.step(reply)
                 infos[i] = info
                 records[i]["steps"].append(
@@ -222,7 +222,7 @@ def run_episodes(
                 )
                 if term or trunc:
                     records[i]["success"] = bool(info.get("success"))
-        active = [i for i in active if not envs[i]._done]
+        active = [i for i in active if not envs[i].done]
     return records
 
 

@@ -48,7 +48,8 @@ _COLORS = {
 }
 
 
-def _figure(size_px: int):
+def new_figure(size_px: int):
+    """A square Agg figure of `size_px` pixels with one frameless axis (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -63,13 +64,14 @@ def _figure(size_px: int):
     return fig, ax
 
 
-def _square_window(x0: float, y0: float, x1: float, y1: float, margin_m: float):
+def square_window(x0: float, y0: float, x1: float, y1: float, margin_m: float):
+    """The square (x0, y0, x1, y1) in local metres around a box, widened by `margin_m`."""
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half = max(x1 - x0, y1 - y0) / 2 + margin_m
     return cx - half, cy - half, cx + half, cy + half
 
 
-def _draw_base(ax, city: City, window: tuple[float, float, float, float]) -> None:
+def draw_base(ax, city: City, window: tuple[float, float, float, float]) -> None:
     """Buildings, streets and street names inside `window` (local metres)."""
     import shapely
     from matplotlib.collections import LineCollection, PolyCollection
@@ -154,7 +156,7 @@ def _draw_base(ax, city: City, window: tuple[float, float, float, float]) -> Non
         )
 
 
-def _label(ax, x: float, y: float, text: str, window, **kwargs: Any) -> None:
+def draw_label(ax, x: float, y: float, text: str, window, **kwargs: Any) -> None:
     """Write a label beside a marker, on the side that keeps it inside the map."""
     right_half = x > (window[0] + window[2]) / 2
     ax.text(
@@ -167,7 +169,9 @@ def _label(ax, x: float, y: float, text: str, window, **kwargs: Any) -> None:
     )
 
 
-def _finish(fig, ax, city: City, window, title: str | None, path: str | os.PathLike[str]) -> Path:
+def finish_map(
+    fig, ax, city: City, window, title: str | None, path: str | os.PathLike[str]
+) -> Path:
     ax.set_xlim(window[0], window[2])
     ax.set_ylim(window[1], window[3])
     ax.text(
@@ -256,9 +260,9 @@ def route_map(
     lats = np.array([p[0] for p in route.polyline])
     lons = np.array([p[1] for p in route.polyline])
     xs, ys = city.to_xy(lats, lons)
-    window = _square_window(xs.min(), ys.min(), xs.max(), ys.max(), margin_m)
-    fig, ax = _figure(size_px)
-    _draw_base(ax, city, window)
+    window = square_window(xs.min(), ys.min(), xs.max(), ys.max(), margin_m)
+    fig, ax = new_figure(size_px)
+    draw_base(ax, city, window)
     ax.plot(
         xs, ys, color=_COLORS["route"], linewidth=4, alpha=0.85, zorder=5, solid_capstyle="round"
     )
@@ -280,7 +284,7 @@ def route_map(
             lm = step.landmarks[0].place
             lx, ly = city.to_xy(lm.lat, lm.lon)
             ax.scatter([lx], [ly], s=90, marker="*", color=_COLORS["landmark"], zorder=7)
-            _label(
+            draw_label(
                 ax,
                 lx,
                 ly,
@@ -297,7 +301,7 @@ def route_map(
     ):
         px, py = city.to_xy(place.lat, place.lon)
         ax.scatter([px], [py], s=220, color=color, zorder=9, edgecolors="white", linewidths=1.5)
-        _label(
+        draw_label(
             ax,
             px,
             py,
@@ -311,7 +315,7 @@ def route_map(
         )
     if title is None:
         title = f"{route.origin.name} → {route.destination.name} ({route.length_m:.0f} m)"
-    return _finish(fig, ax, city, window, title, path)
+    return finish_map(fig, ax, city, window, title, path)
 
 
 def area_map(
@@ -359,15 +363,15 @@ def area_map(
     city.check_inside(lat, lon)
     cx, cy = city.to_xy(lat, lon)
     window = (cx - radius_m, cy - radius_m, cx + radius_m, cy + radius_m)
-    fig, ax = _figure(size_px)
-    _draw_base(ax, city, window)
+    fig, ax = new_figure(size_px)
+    draw_base(ax, city, window)
     places = city.nearby(lat, lon, radius_m * 1.42, category)  # the square's corners too
     if places:
         px, py = city.to_xy(np.array([p.lat for p in places]), np.array([p.lon for p in places]))
         ax.scatter(px, py, s=14, color=_COLORS["poi"], zorder=6, edgecolors="white", linewidths=0.4)
         order = sorted(range(len(places)), key=lambda i: (-places[i].prominence, places[i].id))
         for i in order[:MAX_POI_LABELS]:
-            _label(
+            draw_label(
                 ax,
                 px[i],
                 py[i],
@@ -382,7 +386,7 @@ def area_map(
     if title is None:
         what = category or "places"
         title = f"{city.name}: {what} within {radius_m:.0f} m of ({lat:.5f}, {lon:.5f})"
-    return _finish(fig, ax, city, window, title, path)
+    return finish_map(fig, ax, city, window, title, path)
 
 
 def _point(lat: float, lon: float) -> dict[str, Any]:

@@ -357,6 +357,20 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         return list(self._messages)
 
     @property
+    def position(self) -> int:
+        """Index of the current rail position (0 at the start)."""
+        return self._pos
+
+    @property
+    def done(self) -> bool:
+        """Whether the current episode has ended (call `reset`)."""
+        return self._done
+
+    def use_city(self, city: Any) -> None:
+        """Reuse an already loaded `City` (by its name) instead of loading it again."""
+        self._cities[city.name] = city
+
+    @property
     def route(self) -> NavRoute | None:
         """The route of the current episode."""
         return self._route
