@@ -112,3 +112,27 @@ def test_tokenized_dataset_columns(tokenizers):
     fmt = prompt_format(tokenizers["chat"])
     dataset = tokenized_dataset(expert_examples(ExpertDataConfig(n_examples=4)), fmt)
     assert dataset.column_names == ["input_ids", "labels"] and len(dataset) == 4
+
+
+def test_points_hands_deal_fewer_cards_within_the_split():
+    from openvirl.envs.points import check
+    from openvirl.training.data import make_env_factory
+
+    make = make_env_factory(
+        "openvirl/GeneralPoints-v0",
+        {"rule": "ood", "split": "test", "target": 12, "n_cards": 3, "ranks": [1, 13]},
+    )
+    env = make()
+    for seed in range(20):
+        _, info = env.reset(seed=seed)
+        assert len(info["cards"]) == 3 and info["split"] == "test"
+        assert any(c in ("J", "Q", "K") for c in info["cards"])  # the OOD rule's face card
+        formula = info["expert_answer"].split('"formula": "')[1].split("=")[0]
+        assert check(formula, info["numbers"], 12).outcome.value == "correct"
+    first = env.reset(seed=7)[1]["cards"]
+    assert env.reset(seed=7)[1]["cards"] == first  # a function of the seed only
+    assert "three playing cards" in env.unwrapped.messages()[0]["content"][0]["text"]
+    examples = expert_examples(
+        ExpertDataConfig(n_examples=3, env_kwargs={"split": "train", "target": 12, "n_cards": 3})
+    )
+    assert all(len(e["messages"]) == 2 for e in examples)

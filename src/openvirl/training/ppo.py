@@ -221,16 +221,14 @@ class PPOResult:
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], Any]:
-    """Thunk that builds one environment (CleanRL's `make_env`)."""
+    """Thunk that builds one environment (CleanRL's `make_env`).
 
-    def thunk() -> Any:
-        import gymnasium as gym
+    GeneralPoints' ``n_cards``/``ranks`` difficulty knobs are honoured (see
+    `openvirl.training.data.make_env_factory`).
+    """
+    from openvirl.training.data import make_env_factory
 
-        import openvirl  # noqa: F401  (registers the environments)
-
-        return gym.make(env_id, disable_env_checker=True, **env_kwargs)
-
-    return thunk
+    return make_env_factory(env_id, env_kwargs)
 
 
 class ValueHead(nn.Module):

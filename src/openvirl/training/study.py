@@ -88,6 +88,13 @@ class StudyConfig:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     # Difficulty (DESIGN.md: the CPU study needs an Init that solves >= 30% of ID hands)
     target: int = field(default=24, metadata={"help": "Value the formula must reach."})
+    n_cards: int = field(
+        default=4, metadata={"help": "Cards per hand (the game has 4; fewer is easier)."}
+    )
+    ranks: list[int] = field(
+        default_factory=lambda: [1, 13],
+        metadata={"help": "Rank range [lo, hi] of dealt cards (keep 13 for the face-card rule)."},
+    )
     train_max_attempts: int = field(
         default=5, metadata={"help": "Verified attempts per RL episode (sequential revision)."}
     )
@@ -139,8 +146,16 @@ class StudyConfig:
         return Path(self.out or f"runs/study/{self.task}-{self.preset}")
 
     def env_kwargs(self, rule: str, split: str, max_attempts: int) -> dict[str, Any]:
-        """GeneralPoints options of a split of this study."""
-        return {"rule": rule, "split": split, "target": self.target, "max_attempts": max_attempts}
+        """GeneralPoints options of a split of this study (with the hand difficulty knobs)."""
+        kwargs: dict[str, Any] = {
+            "rule": rule,
+            "split": split,
+            "target": self.target,
+            "max_attempts": max_attempts,
+        }
+        if self.n_cards != 4 or list(self.ranks) != [1, 13]:
+            kwargs.update(n_cards=self.n_cards, ranks=list(self.ranks))
+        return kwargs
 
 
 def load_study_config(
@@ -286,12 +301,12 @@ def evaluate_checkpoint(
     hands and deltas can be paired.
     """
     from openvirl.envs.points.dataset import episode_seed
-    from openvirl.envs.points.env import GeneralPointsEnv
     from openvirl.evaluation.evaluate import episode_to_dict
     from openvirl.evaluation.metrics import compute_metrics
     from openvirl.evaluation.rollout import run_episodes
     from openvirl.policies.hf import HFPolicy
     from openvirl.training.checkpoint import write_json_atomic
+    from openvirl.training.data import make_env_factory
 
     metrics_path = out / "metrics.json"
     if study.resume and metrics_path.exists():
@@ -315,9 +330,8 @@ def evaluate_checkpoint(
     seeds = [episode_seed(study.seed, "test", i) for i in range(study.eval_episodes)]
     t0 = time.perf_counter()
     records = []
-    for episode in run_episodes(
-        lambda: GeneralPointsEnv(**kwargs), policy, seeds, batch_size=study.eval_batch_size
-    ):
+    make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
+    for episode in run_episodes(make, policy, seeds, batch_size=study.eval_batch_size):
         records.append(episode_to_dict(episode, task=study.task, split=rule, policy=policy.name))
     records.sort(key=lambda r: r["index"])
     with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
@@ -630,7 +644,8 @@ def study_markdown(
         f"# Study: {study.task}, preset `{study.preset}`",
         "",
         f"Model `{study.model}` ({adaptation}), "
-        f"target {study.target}, {study.eval_episodes} held-out hands per split, "
+        f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-{study.ranks[1]}, "
+        f"{study.eval_episodes} held-out hands per split, "
         f"{study.eval_max_attempts} verified attempt(s) per hand at evaluation, "
         f"{study.train_max_attempts} per RL episode. Init: {study.init_steps} SFT steps. "
         f"RL: {study.rl_updates} PPO updates; SFT branch matched to the RL compute points.",
