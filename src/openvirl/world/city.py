@@ -1133,6 +1133,44 @@ class City:
 
         return area_map(self, lat, lon, path, **options)
 
+    # Street views (openvirl.world.streetview, openvirl.world.panoramas) -----------------------
+
+    def street_view(
+        self,
+        lat: float,
+        lon: float,
+        heading: float,
+        fov: float = 90.0,
+        pitch: float = 0.0,
+        size: tuple[int, int] | int = (512, 512),
+    ) -> Any:
+        """A street view (PIL image) at a point and heading; see `streetview.render_view`."""
+        from openvirl.world.streetview import render_view
+
+        return render_view(self, lat, lon, heading, fov=fov, pitch=pitch, size=size)
+
+    def visible(self, lat: float, lon: float, heading: float, fov: float = 90.0,
+                **options: Any) -> list[Any]:
+        """The POI and street-name signs that view shows (`VisibleObject`s, nearest first);
+        see `streetview.visible`."""
+        from openvirl.world.streetview import visible
+
+        return visible(self, lat, lon, heading, fov=fov, **options)
+
+    def view_grid(self, lat: float, lon: float, heading: float, **options: Any) -> Any:
+        """Four views [front, right; back, left] in a labelled 2x2 grid (PIL image); see
+        `streetview.view_grid`."""
+        from openvirl.world.streetview import view_grid
+
+        return view_grid(self, lat, lon, heading, **options)
+
+    @cached_property
+    def panoramas(self) -> Any:
+        """Virtual panoramas every ~10 m along `graph` (`panoramas.Panoramas`)."""
+        from openvirl.world.panoramas import Panoramas
+
+        return Panoramas(self)
+
     # Summary -----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
