@@ -318,4 +318,9 @@ def add_command(
     )
 
 
+# `openvirl city view` lives with the street-view renderer.
+from openvirl.world.streetview_cli import view_command  # noqa: E402
+
+app.command("view")(view_command)
+
 __all__ = ["app"]

@@ -144,6 +144,8 @@ SIGN_KIND_NAMES = ("fascia", "blade", "panel", "street_blade", "pole")
 FASCIA_HEIGHT_M = 1.6
 FASCIA_BASE_M = 3.1
 FASCIA_MAX_WIDTH_M = 6.5
+FASCIA_LONG_WIDTH_M = 14.0
+"""A name that fits no `FASCIA_MAX_WIDTH_M` sign may get one this long, metres."""
 FASCIA_MARGIN_M = 0.2
 ICON_GAP = 0.4
 """Gap between a sign's pictogram and its text, in single-line board heights (OCR engines
@@ -158,6 +160,7 @@ BLADE_GAP_M = 0.15
 PANEL_HEIGHT_M = 1.5
 PANEL_BASE_M = 0.9
 PANEL_MAX_WIDTH_M = 4.5
+PANEL_LONG_WIDTH_M = 7.0
 STREET_BLADE_HEIGHT_M = 0.5
 STREET_BLADE_BASE_M = (3.75, 3.2)
 STREET_POLE_TOP_M = 4.35
@@ -836,8 +839,13 @@ class Scene:
                 base = max(1.0, top_limit - board_h)
                 if base + board_h > top_limit + 0.01:
                     continue
-            max_w = min(FASCIA_MAX_WIDTH_M, length - 2 * FASCIA_MARGIN_M)
-            lay = layout_sign(label, board_h_m=board_h, max_w_m=max_w, max_lines=2, icon=True)
+            lay = None
+            for cap in (FASCIA_MAX_WIDTH_M, FASCIA_LONG_WIDTH_M):  # a long name: a long sign
+                max_w = min(cap, length - 2 * FASCIA_MARGIN_M)
+                lay = layout_sign(label, board_h_m=board_h, max_w_m=max_w, max_lines=2,
+                                  icon=True)
+                if lay is not None:
+                    break
             if lay is None or base + lay.height_m > top_limit + 0.01:
                 continue
             want = float(s[c]) * length
@@ -880,7 +888,9 @@ class Scene:
             return False
         cx, cy, fx, fy = where  # centre and the direction the panel faces (unit)
         lay = layout_sign(label, board_h_m=PANEL_HEIGHT_M, max_w_m=PANEL_MAX_WIDTH_M,
-                          max_lines=3, icon=True, min_scale=0.45)
+                          max_lines=3, icon=True, min_scale=0.45) or layout_sign(
+            label, board_h_m=PANEL_HEIGHT_M, max_w_m=PANEL_LONG_WIDTH_M, max_lines=3,
+            icon=True, min_scale=0.3)
         if lay is None:
             return False
         # Text reads p0 -> p1 seen from the front, which is to the right of p0 -> p1.
@@ -1154,7 +1164,10 @@ def _rasterise_tile(scene: Scene, tx: int, ty: int) -> list[np.ndarray]:
     arr = np.asarray(img, dtype=np.uint8)
     # Deterministic grain so large surfaces do not look flat.
     rng = np.random.default_rng(_hash(f"{scene.city_name}:{tx}:{ty}"))
-    grain = rng.integers(-6, 7, size=(size, size, 1), dtype=np.int16)
+    # Grain: fine speckle plus soft 2 m blotches (stains, patches), both faint.
+    coarse = rng.integers(-5, 6, size=(size // 8, size // 8, 1), dtype=np.int16)
+    grain = rng.integers(-3, 4, size=(size, size, 1), dtype=np.int16)
+    grain += np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)
     arr = np.clip(arr.astype(np.int16) + grain, 0, 255).astype(np.uint8)
     levels = [arr]
     for _ in range(1, GROUND_LEVELS):

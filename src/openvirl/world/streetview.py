@@ -498,7 +498,7 @@ def _shade_facades(scene: Scene, cam: Camera, r: _Raster, out: np.ndarray) -> No
     frac = np.where(upper, frac, 0.0).astype(np.float32)
     # Window detail fades out once a metre spans a few pixels only.
     mpp = t / cam.focal_px
-    detail = np.clip((0.22 - mpp) / 0.14, 0.0, 1.0)[:, None]
+    detail = np.clip((0.5 - mpp) / 0.25, 0.0, 1.0)[:, None]
     near_rgb = np.where(win[:, None], glass, base_rgb)
     near_rgb = np.where(shop[:, None], SHOPFRONT_RGB[None, :] + jitter[:, None] * 18, near_rgb)
     far_rgb = base_rgb * (1 - frac[:, None]) + GLASS_RGB[None, :] * frac[:, None]
@@ -561,9 +561,26 @@ def _shade_ground(scene: Scene, cam: Camera, r: _Raster, out: np.ndarray) -> Non
             L = int(level[k])
             img = tile[L]
             side = img.shape[0]
-            px = np.clip(((gx[sel] - tx[sel]) * side).astype(np.int64), 0, side - 1)
-            py = np.clip(((1.0 - (gy[sel] - ty[sel])) * side).astype(np.int64), 0, side - 1)
-            rgb[near[sel]] = img[py, px]
+            fx = (gx[sel] - tx[sel]) * side
+            fy = (1.0 - (gy[sel] - ty[sel])) * side
+            if L == 0:
+                # Near the camera a texel spans many pixels: interpolate (bilinear).
+                fx, fy = fx - 0.5, fy - 0.5
+                x0 = np.floor(fx)
+                y0 = np.floor(fy)
+                wx = (fx - x0)[:, None].astype(np.float32)
+                wy = (fy - y0)[:, None].astype(np.float32)
+                x0 = np.clip(x0.astype(np.int64), 0, side - 1)
+                y0 = np.clip(y0.astype(np.int64), 0, side - 1)
+                x1 = np.minimum(x0 + 1, side - 1)
+                y1 = np.minimum(y0 + 1, side - 1)
+                top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
+                bot = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
+                rgb[near[sel]] = top * (1 - wy) + bot * wy
+            else:
+                px = np.clip(fx.astype(np.int64), 0, side - 1)
+                py = np.clip(fy.astype(np.int64), 0, side - 1)
+                rgb[near[sel]] = img[py, px]
     fog = _fog(dist)[:, None]
     out[rows, cols] = rgb * (1 - fog) + HAZE_RGB[None, :] * fog
 
