@@ -49,8 +49,7 @@ def test_same_inputs_give_the_same_pixels(manhattan):
     lat, lon, heading = FIFTH_AVE
     first = sv.render_view(manhattan, lat, lon, heading, size=(160, 120))
     scene = scene_for(manhattan)
-    scene.textures.clear()
-    scene._tiles.clear()
+    scene.clear_caches()
     second = sv.render_view(manhattan, lat, lon, heading, size=(160, 120))
     assert first.tobytes() == second.tobytes()
     assert sv.observe(manhattan, lat, lon, heading, size=(160, 120))[0].tobytes() == (

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 import weakref
 import zlib
 from collections import OrderedDict, defaultdict
@@ -161,6 +162,8 @@ PANEL_HEIGHT_M = 1.5
 PANEL_BASE_M = 0.9
 PANEL_MAX_WIDTH_M = 4.5
 PANEL_LONG_WIDTH_M = 7.0
+PANEL_FACE_STREET_M = 40.0
+"""A free-standing panel faces the nearest street centre-line within this distance, metres."""
 STREET_BLADE_HEIGHT_M = 0.5
 STREET_BLADE_BASE_M = (3.75, 3.2)
 STREET_POLE_TOP_M = 4.35
@@ -595,6 +598,8 @@ class Scene:
             np.max(np.hypot(self.sx1 - self.sx0, self.sy1 - self.sy0)) / 2
         ) if len(self.sx0) else 0.0
         self._tiles: OrderedDict[tuple[int, int], list[np.ndarray]] = OrderedDict()
+        self.lock = threading.Lock()
+        """Guards the tile and texture caches (views may be drawn from several threads)."""
         self.textures: OrderedDict[tuple, Image.Image] = OrderedDict()
 
     # Facades -----------------------------------------------------------------------------
@@ -724,21 +729,29 @@ class Scene:
         self.street_kind = np.asarray(kinds, dtype=np.int8)
         geoms = [shapely.LineString(c) for c in lines]
         self.street_tree = shapely.STRtree(geoms)
-        self._street_geoms = geoms
+        self.street_geoms = geoms
 
     def ground_tile(self, tx: int, ty: int) -> list[np.ndarray]:
         """The ground raster of tile (`tx`, `ty`) as mip levels (RGB uint8; level k has
         `GROUND_TILE_PX >> k` pixels a side over `GROUND_TILE_M` metres; row 0 is north)."""
         key = (tx, ty)
-        tile = self._tiles.get(key)
-        if tile is not None:
-            self._tiles.move_to_end(key)
-            return tile
+        with self.lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+                return tile
         tile = _rasterise_tile(self, tx, ty)
-        self._tiles[key] = tile
-        while len(self._tiles) > GROUND_TILE_CACHE:
-            self._tiles.popitem(last=False)
+        with self.lock:
+            self._tiles[key] = tile
+            while len(self._tiles) > GROUND_TILE_CACHE:
+                self._tiles.popitem(last=False)
         return tile
+
+    def clear_caches(self) -> None:
+        """Drop the ground tiles and sign textures (they are rebuilt, identically, on use)."""
+        with self.lock:
+            self._tiles.clear()
+            self.textures.clear()
 
     # Signs ---------------------------------------------------------------------------------
 
@@ -1030,12 +1043,15 @@ class _SignBuilder:
 
 
 class _WalkSnap:
-    """Where a free-standing panel goes: near the POI, beside the nearest walkway."""
+    """Where a free-standing panel goes: near the POI, beside the nearest walkway, facing the
+    nearest street (within `PANEL_FACE_STREET_M`) so that passers-by on it can read it."""
 
     def __init__(self, city: City, scene: Scene) -> None:
         self.scene = scene
         self.tree = scene.street_tree
-        self.geoms = scene._street_geoms
+        self.geoms = scene.street_geoms
+        self.streets = np.nonzero(np.isin(scene.street_kind, (0, 3)))[0]
+        self.street_tree = shapely.STRtree([self.geoms[i] for i in self.streets])
 
     def panel_spot(self, x: float, y: float) -> tuple[float, float, float, float] | None:
         point = shapely.Point(x, y)
@@ -1063,7 +1079,17 @@ class _WalkSnap:
         # Stand at the POI if it is close to the walkway, else at the walkway's edge.
         stand = min(max(dist, clearance), clearance + 6.0)
         cx, cy = near.x + ux * stand, near.y + uy * stand
-        return cx, cy, -ux, -uy
+        fx, fy = -ux, -uy
+        spot = shapely.Point(cx, cy)
+        hit = self.street_tree.query_nearest(spot, max_distance=PANEL_FACE_STREET_M,
+                                             return_distance=True, all_matches=False)
+        if len(hit[0]):
+            street = self.geoms[int(self.streets[int(hit[0][0])])]
+            q = street.interpolate(street.project(spot))
+            d = math.hypot(q.x - cx, q.y - cy)
+            if d > 0.5:
+                fx, fy = (q.x - cx) / d, (q.y - cy) / d
+        return cx, cy, fx, fy
 
 
 def _free_slot(
@@ -1158,7 +1184,7 @@ def _rasterise_tile(scene: Scene, tx: int, ty: int) -> list[np.ndarray]:
     for i, w in zip(hits[kinds == 0], widths[kinds == 0], strict=True):
         if w >= 7.9:
             _dashes(draw, scene.street_lines[i], x0, y1, res, dash_m=3.0, gap_m=6.0,
-                    width_px=max(1, round(0.15 / res)))
+                    width_px=max(2, round(0.3 / res)))
     for i in hits[kinds == 2]:
         _zebra(draw, scene.street_lines[i], x0, y1, res)
     arr = np.asarray(img, dtype=np.uint8)

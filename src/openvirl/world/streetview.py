@@ -793,14 +793,16 @@ def _texture(scene: Scene, sign: int, height_px: float) -> Image.Image:
     em_px = float(scene.sem[sign]) / height_m * th
     with_text = em_px * (height_px / th) >= MIN_TEXT_PX
     key = (sign, th, with_text)
-    tex = scene.textures.get(key)
-    if tex is not None:
-        scene.textures.move_to_end(key)
-        return tex
+    with scene.lock:
+        tex = scene.textures.get(key)
+        if tex is not None:
+            scene.textures.move_to_end(key)
+            return tex
     tex = _make_texture(scene, sign, tw, th, em_px if with_text else 0.0)
-    scene.textures[key] = tex
-    while len(scene.textures) > TEXTURE_CACHE:
-        scene.textures.popitem(last=False)
+    with scene.lock:
+        scene.textures[key] = tex
+        while len(scene.textures) > TEXTURE_CACHE:
+            scene.textures.popitem(last=False)
     return tex
 
 
@@ -1511,6 +1513,9 @@ LEGIBILITY_FOV_DEG = 60.0
 LEGIBILITY_SIZE_PX = (640, 640)
 """Image size of legibility views, pixels (V-IRL's default Street View)."""
 
+AIMED_MAX_INCIDENCE_DEG = 70.0
+"""An aimed view is kept when its sign faces the camera within this angle, degrees."""
+
 OCR_MATCH_MIN = 80.0
 """A name counts as read when its fuzzy match score against the OCR text reaches this."""
 
@@ -1552,8 +1557,10 @@ def aimed_views(
 
     POIs are visited in a random order fixed by `seed`. For each, the camera stands at the
     point of a street centre-line (a carriageway, where Street View cars drive) nearest to the
-    POI's sign; the POI is kept when that point is `min_distance_m` to `max_distance_m` from
-    the sign and `visible()` reports the POI unoccluded from there, looking at the sign.
+    POI's sign (its storefront fascia or free-standing panel: where the view shows the POI);
+    the POI is kept when that point is `min_distance_m` to `max_distance_m` from the sign, the
+    sign faces the camera within `AIMED_MAX_INCIDENCE_DEG`, and `visible()` reports the POI
+    unoccluded from there, looking at the sign.
 
     Parameters
     ----------
@@ -1579,7 +1586,7 @@ def aimed_views(
 
     scene = scene_for(city)
     street = np.nonzero(np.isin(scene.street_kind, (0, 3)))[0]
-    tree = shapely.STRtree([scene._street_geoms[i] for i in street])
+    tree = shapely.STRtree([scene.street_geoms[i] for i in street])
     pois = [i for i, o in enumerate(scene.objects) if o.kind == "poi" and scene.object_signs[i]]
     order = np.random.default_rng(seed).permutation(len(pois))
     views: list[AimedView] = []
@@ -1594,8 +1601,17 @@ def aimed_views(
         hit, dist = tree.query_nearest(point, max_distance=max_distance_m, return_distance=True)
         if len(hit) == 0 or not min_distance_m <= float(dist[0]) <= max_distance_m:
             continue
-        line = scene._street_geoms[int(street[int(hit[0])])]
+        line = scene.street_geoms[int(street[int(hit[0])])]
         cam = line.interpolate(line.project(point))
+        # The sign must face the camera (within AIMED_MAX_INCIDENCE_DEG), not show its edge.
+        ex = float(scene.sx1[sign] - scene.sx0[sign])
+        ey = float(scene.sy1[sign] - scene.sy0[sign])
+        cx, cy = cam.x - sx, cam.y - sy
+        facing = (ey * cx - ex * cy) / max(math.hypot(ex, ey) * math.hypot(cx, cy), 1e-9)
+        if scene.sdouble[sign]:
+            facing = abs(facing)
+        if facing < math.cos(math.radians(AIMED_MAX_INCIDENCE_DEG)):
+            continue
         lat, lon = city.to_latlon(cam.x, cam.y)
         heading = xy_bearing_deg(sx - cam.x, sy - cam.y)
         o = scene.objects[obj]
