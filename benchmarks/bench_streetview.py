@@ -5,6 +5,7 @@ Run it from the repository root::
     .venv/bin/python benchmarks/bench_streetview.py               # everything (~6 min)
     .venv/bin/python benchmarks/bench_streetview.py --views 30    # a quicker legibility run
     .venv/bin/python benchmarks/bench_streetview.py --skip-ocr    # speed and memory only
+    .venv/bin/python benchmarks/bench_streetview.py --gallery docs/gallery   # redraw the gallery
 
 Speed, on one core (BLAS/OpenMP threads pinned to 1): the median time of a 512x512 view and of
 a 2x2 grid of 512x512 views at seeded panoramas and headings in Manhattan (warm: the city's
@@ -159,6 +160,66 @@ def _legibility(n_per_city: int, seed: int, fov: float, size: int) -> dict:
     }
 
 
+def _gallery(folder: str) -> list[str]:
+    """Draw docs/gallery/streetview_*.png: Manhattan, Helsinki, Monaco, a grid, an aimed view."""
+    import math
+    from pathlib import Path
+
+    from openvirl.world import City
+    from openvirl.world.geometry import xy_bearing_deg
+    from openvirl.world.scene import scene_for
+    from openvirl.world.streetview import (
+        LEGIBILITY_FOV_DEG,
+        LEGIBILITY_SIZE_PX,
+        aimed_views,
+        render_view,
+        view_grid,
+    )
+
+    def at_place(city, query: str, heading: float) -> tuple[float, float, float]:
+        p = city.geocode(query)
+        pano = city.panoramas.nearest_pano(p.lat, p.lon, radius_m=60)
+        return pano.lat, pano.lon, heading
+
+    def facing_sign(city, name: str, back_m: float, turn_deg: float):
+        scene = scene_for(city)
+        obj = next(i for i, o in enumerate(scene.objects) if o.name == name)
+        s = scene.object_signs[obj][0]
+        sx, sy = (scene.sx0[s] + scene.sx1[s]) / 2, (scene.sy0[s] + scene.sy1[s]) / 2
+        ex, ey = scene.sx1[s] - scene.sx0[s], scene.sy1[s] - scene.sy0[s]
+        n = math.hypot(ex, ey)
+        cx, cy = sx + ey / n * back_m, sy - ex / n * back_m
+        lat, lon = city.to_latlon(cx, cy)
+        return float(lat), float(lon), xy_bearing_deg(sx - cx, sy - cy) + turn_deg
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    manhattan = City.load("manhattan", progress=False)
+    helsinki = City.load("helsinki", progress=False)
+    monaco = City.load("monaco", progress=False)
+    fifth = at_place(manhattan, "5th Ave & E 42nd St", 29.0)
+    shots = {
+        "streetview_manhattan_5th_ave.png": (manhattan, fifth),
+        "streetview_manhattan_times_square.png": (
+            manhattan, at_place(manhattan, "Times Square", 200.0)),
+        "streetview_manhattan_bryant_park.png": (
+            manhattan, at_place(manhattan, "W 42nd St & 6th Ave", 209.0)),
+        "streetview_helsinki_aleksanterinkatu.png": (helsinki, (60.168897, 24.9455496, 80.0)),
+        "streetview_monaco_casino.png": (
+            monaco, facing_sign(monaco, "Monte-Carlo Casino and Opera House", 30.0, 20.0)),
+    }
+    written = []
+    for name, (city, pose) in shots.items():
+        render_view(city, *pose).save(out / name, optimize=True)
+        written.append(name)
+    view_grid(manhattan, *fifth, size=(320, 320)).save(
+        out / "streetview_grid_manhattan.png", optimize=True)
+    v = aimed_views(helsinki, 1, seed=3)[0]
+    render_view(helsinki, v.lat, v.lon, v.heading, fov=LEGIBILITY_FOV_DEG,
+                size=LEGIBILITY_SIZE_PX).save(out / "streetview_aimed_helsinki.png", optimize=True)
+    return [*written, "streetview_grid_manhattan.png", "streetview_aimed_helsinki.png"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--views", type=int, default=120, help="aimed views per city (OCR)")
@@ -168,7 +229,11 @@ def main() -> None:
     parser.add_argument("--speed-grids", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-ocr", action="store_true")
+    parser.add_argument("--gallery", metavar="DIR", help="only redraw the gallery PNGs in DIR")
     args = parser.parse_args()
+    if args.gallery:
+        print(json.dumps({"gallery": _gallery(args.gallery)}, indent=2))
+        return
     result: dict = {"python": platform.python_version(), "machine": platform.machine()}
     result["speed"] = _speed(args.speed_views, args.speed_grids, args.seed)
     if not args.skip_ocr:
