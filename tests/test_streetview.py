@@ -272,3 +272,21 @@ def test_every_bundled_city_renders(name):
     assert pano is not None
     image = sv.render_view(city, pano.lat, pano.lon, pano.headings_deg[0], size=(64, 48))
     assert np.asarray(image).std() > 5
+
+
+def test_a_tiny_city_with_one_street_and_no_buildings(tmp_path):
+    from openvirl.world import City
+    from world_fixtures import private_cache, write_osm
+
+    nodes = [(i + 1, 60.0, 24.0 + i * 0.001, {}) for i in range(3)]
+    nodes.append((9, 60.0002, 24.001, {"amenity": "cafe", "name": "Kahvila"}))
+    path = write_osm(tmp_path / "tiny.osm", nodes=nodes,
+                     ways=[(1, [1, 2, 3], {"highway": "residential", "name": "Katu"})])
+    with private_cache(tmp_path):
+        city = City.load(path, progress=False)
+    image, objects = sv.observe(city, 60.0, 24.0005, 90.0, size=(256, 256))
+    a = np.asarray(image, dtype=float)
+    assert a[0, :, 2].mean() > a[0, :, 0].mean()  # sky
+    assert [o.label for o in objects] == ["Kahvila"]  # its free-standing panel
+    assert scene_for(city).stats()["facades"] == 0
+    assert len(city.panoramas) > 3

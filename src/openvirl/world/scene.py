@@ -578,7 +578,13 @@ class Scene:
     Sign arrays (one entry per sign quad): `skind`, `sx0, sy0, sx1, sy1` (bottom edge, text
     reads p0 → p1 seen from the front, which is to the right of p0 → p1), `sbase, stop`,
     `sobject` (index into `objects`), `sdouble` (double-sided), `sbg, sfg` (RGB), plus
-    the lists `slines` (text lines) and `sicon` (pictogram key).
+    the lists `slines` (text lines) and `sicon` (pictogram key); `sem` is the font size (em)
+    in metres. `objects` lists what the signs belong to and `object_signs` maps an object's
+    index to its signs.
+
+    Street ground: `street_lines` (centre-line vertices, metres), `street_geoms` (the same as
+    shapely LineStrings, indexed by `street_tree`), `street_width_m` and `street_kind`
+    (0 carriageway, 1 footpath, 2 zebra crossing, 3 pedestrian street).
     """
 
     def __init__(self, city: City) -> None:

@@ -26,6 +26,11 @@ Pitch is rendered by shifting the horizon (y-shearing, as Doom does), exact for 
 lines, and limited to ±`MAX_RENDER_PITCH_DEG`. The bearing of an image column follows the
 pinhole model (`atan`); V-IRL's linear box-to-bearing rule is `box_to_bearing(model="linear")`.
 
+Legibility is measured with a real OCR engine: `aimed_views` samples views aimed at POI signs
+from the nearest street, `ocr_text` reads them with Tesseract and `name_read_score` matches the
+names (`benchmarks/bench_streetview.py`: 87.5% of 240 names read in Manhattan and Helsinki at
+V-IRL's default 640x640, fov 60).
+
 A user who owns panoramas plugs them in with `PanoramaViewSource` (V-IRL's offline layout:
 `<pano_id>.jpg` + `<pano_id>.metadata.json` with `rotation`, and a GPS→pano mapping) and gets
 pinhole crops from the same `render_view` call.
