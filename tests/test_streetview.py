@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -290,3 +291,28 @@ def test_a_tiny_city_with_one_street_and_no_buildings(tmp_path):
     assert [o.label for o in objects] == ["Kahvila"]  # its free-standing panel
     assert scene_for(city).stats()["facades"] == 0
     assert len(city.panoramas) > 3
+
+
+def test_the_view_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app
+    from world_fixtures import private_cache, session_cache
+
+    runner = CliRunner()
+    out = tmp_path / "view.png"
+    with private_cache(session_cache()):
+        result = runner.invoke(app, ["city", "view", "--city", "helsinki", "--at",
+                                     f"{ALEKSI[0]},{ALEKSI[1]}", "--heading", "440", "--out",
+                                     str(out), "--size", "96x64", "--json"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["heading"] == 80.0 and data["size"] == [96, 64] and data["panorama"]
+        assert Image.open(out).size == (96, 64)
+        grid = runner.invoke(app, ["city", "view", "-c", "helsinki", "--at", "Esplanadi",
+                                   "--grid", "--size", "48", "--out", str(tmp_path / "g.png")])
+        assert grid.exit_code == 0, grid.output
+        assert Image.open(tmp_path / "g.png").size == (101, 101)
+        bad = runner.invoke(app, ["city", "view", "-c", "helsinki", "--at", "Esplanadi",
+                                  "--fov", "150", "--out", str(tmp_path / "b.png")])
+        assert bad.exit_code == 2 and "`fov`" in bad.output
