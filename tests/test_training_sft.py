@@ -60,22 +60,29 @@ def test_full_sft_lowers_loss_moves_weights_and_logs_flops(tmp_path, model_path)
     assert (latest_checkpoint(result.output_dir / "checkpoints") / "trainer_state.json").exists()
 
 
-def test_lora_sft_trains_only_adapter_on_completion_tokens(tmp_path, model_path):
+def test_lora_sft_trains_only_adapter_on_completion_tokens(tmp_path, model_path, monkeypatch):
     from trl import SFTTrainer
 
+    from openvirl.training import sft as sft_module
+
     seen = {}
-    original = SFTTrainer.compute_loss
+    base = sft_module._completion_trainer_class()
 
-    def spy(self, model, inputs, *args, **kwargs):
-        seen.setdefault("labels", inputs["labels"].clone())
-        seen.setdefault("input_ids", inputs["input_ids"].clone())
-        return original(self, model, inputs, *args, **kwargs)
+    class Spy(base):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            loss = super().compute_loss(model, inputs, *args, **kwargs)
+            if "labels" not in seen:
+                seen.update(labels=inputs["labels"].clone(), input_ids=inputs["input_ids"].clone())
+                # The answer-only LM head gives TRL's own loss on the same batch.
+                with torch.no_grad():
+                    theirs = SFTTrainer.compute_loss(self, model, dict(inputs), *args, **kwargs)
+                seen["losses"] = (float(loss), float(theirs))
+            return loss
 
-    SFTTrainer.compute_loss = spy
-    try:
-        result = train_sft(_config(model_path, tmp_path / "lora", max_steps=2))
-    finally:
-        SFTTrainer.compute_loss = original
+    monkeypatch.setattr(sft_module, "_completion_trainer_class", lambda: Spy)
+    result = train_sft(_config(model_path, tmp_path / "lora", max_steps=2))
+    mine, theirs = seen["losses"]
+    assert mine == pytest.approx(theirs, rel=1e-5)
     labels, ids = seen["labels"], seen["input_ids"]
     assert (labels[:, :40] == -100).all()  # the prompt (far longer than 40 tokens) is masked
     trained = labels != -100

@@ -227,6 +227,49 @@ _LOG_NAMES = {
 """HF Trainer log keys and the CleanRL-style names they get in metrics.csv."""
 
 
+def _completion_trainer_class() -> type:
+    """TRL's SFTTrainer with a loss that projects only answer positions through the LM head.
+
+    TRL 1.x computes the loss with a tiled "fused" LM head that also derives entropy and token
+    accuracy for its logs; on CPU that roughly doubled the step time of Gemma-3-270M (262k
+    vocabulary). Here the model is asked for logits only at the positions whose next token
+    carries a label (``logits_to_keep`` as an index tensor, which transformers supports for
+    every causal LM and VLM), and the loss is their summed cross-entropy over the labelled
+    tokens, normalized exactly as TRL does (by ``num_items_in_batch`` across accumulation).
+    """
+    import torch
+    from trl import SFTTrainer
+
+    class CompletionLossSFTTrainer(SFTTrainer):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            labels = inputs["labels"]
+            targets = labels[:, 1:]
+            keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
+            model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            outputs = model(**model_inputs, logits_to_keep=keep, use_cache=False)
+            logits = outputs.logits.float()
+            kept = targets[:, keep]
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                kept.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            count = (kept != -100).sum() if num_items_in_batch is None else num_items_in_batch
+            loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
+
+    return CompletionLossSFTTrainer
+
+
 def _checkpointing_option(args_class: type, enabled: bool) -> dict[str, bool]:
     """Activation checkpointing under its current name (transformers 5 renamed it)."""
     import dataclasses
@@ -286,7 +329,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
     """
     import torch
     from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
@@ -391,7 +434,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         logger.truncate(int(resume_from.name.split("-")[-1]))
     save_config(config, out / "config.yaml")
     history: list[dict[str, float]] = []
-    trainer = SFTTrainer(
+    trainer = _completion_trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,
