@@ -322,3 +322,18 @@ def test_first_ratio_is_exactly_one_text_and_images(tmp_path, model_path, kind):
     row = result.history[0]
     assert row["losses/old_approx_kl"] == 0.0 and row["losses/clipfrac"] == 0.0
     assert np.isfinite(row["losses/value_loss"])
+
+
+def test_value_loss_reaches_the_model_only_when_it_shares_the_trunk(policy):
+    from openvirl.training.ppo import Agent
+
+    transitions = _transitions(policy, ["Cards: 1 2 3 4"], ["{1+2"])
+    batch = collate(transitions, policy.tokenizer.pad_token_id, "cpu")
+    for shares in (False, True):
+        agent = Agent(policy.model, ValueHead(32, [8]), value_shares_trunk=shares)
+        policy.model.zero_grad(set_to_none=True)
+        agent(batch, 1.0)["values"].sum().backward()
+        model_grads = [p.grad for p in policy.model.parameters() if p.grad is not None]
+        assert bool(model_grads) == shares
+        assert agent.value_head.mlp[0].weight.grad is not None
+    policy.model.zero_grad(set_to_none=True)

@@ -108,6 +108,9 @@ class PPOConfig:
     """modules LoRA adapts"""
     value_head_sizes: list[int] = field(default_factory=lambda: [1024, 512])
     """hidden sizes of the value MLP (paper: hidden→1024→ReLU→512→ReLU→1)"""
+    value_shares_trunk: bool = False
+    """let value-loss gradients flow into the model (paper: yes); False trains the head alone on
+    detached features, so a fresh head's large errors cannot move the policy"""
 
     # Environment arguments
     env_id: str = "openvirl/GeneralPoints-v0"
@@ -380,10 +383,11 @@ class Agent(nn.Module):
     One module also means one `accelerator.prepare` call, which DeepSpeed requires.
     """
 
-    def __init__(self, model: Any, value_head: ValueHead):
+    def __init__(self, model: Any, value_head: ValueHead, *, value_shares_trunk: bool = False):
         super().__init__()
         self.model = model
         self.value_head = value_head
+        self.value_shares_trunk = value_shares_trunk
 
     def forward(
         self,
@@ -405,6 +409,7 @@ class Agent(nn.Module):
             batch,
             temperature,
             with_entropy=with_entropy,
+            detach_value=not self.value_shares_trunk,
         )
 
 
@@ -415,8 +420,12 @@ def score(
     temperature: float,
     *,
     with_entropy: bool = False,
+    detach_value: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Per-token completion log-probs at `temperature` (and values, entropy) of a model."""
+    """Per-token completion log-probs at `temperature` (and values, entropy) of a model.
+
+    With `detach_value` the value head reads the hidden state without gradient into the model.
+    """
     P = int(batch["prompt_length"])
     C = batch["completion_ids"].shape[1]
     inputs = {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
@@ -432,7 +441,7 @@ def score(
     result = {"token_logprobs": token_logprobs * batch["mask"]}
     if value_head is not None:
         hidden = output.hidden_states[-1][:, P - 1]
-        result["values"] = value_head(hidden)
+        result["values"] = value_head(hidden.detach() if detach_value else hidden)
     if with_entropy:
         entropy = -(logprobs.exp() * logprobs).sum(-1)
         result["entropy"] = (entropy * batch["mask"]).sum(-1) / batch["mask"].sum(-1).clamp(min=1)
@@ -510,7 +519,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         import copy
 
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-    agent = Agent(model, value_head)
+    agent = Agent(model, value_head, value_shares_trunk=config.value_shares_trunk)
     policy_params = [p for p in model.parameters() if p.requires_grad]
     value_lr = config.value_learning_rate or config.learning_rate
     optimizer = torch.optim.Adam(
