@@ -202,6 +202,7 @@ class StudyResult:
     points: list[EvalPoint]
     deltas: list[dict[str, Any]]
     stages: dict[str, float]
+    """Seconds per stage in this session (``timings.json`` sums every session)."""
 
     def summary_lines(self) -> list[str]:
         """One line per branch end: ID and OOD success and deltas from the Init."""
@@ -528,6 +529,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         evaluate_both(model_dir, "sft", f"s{steps}", flops / 1e9)
     stages["eval_branches_s"] = time.perf_counter() - t0
     stages["total_s"] = time.perf_counter() - t_study
+    all_sessions = _accumulate_timings(out / "timings.json", stages)
 
     # 5. Report
     deltas = _deltas(points)
@@ -538,12 +540,22 @@ def run_study(study: StudyConfig) -> StudyResult:
         "init_gflops": init_flops / 1e9,
         "points": [{k: v for k, v in p.__dict__.items() if k != "successes"} for p in points],
         "deltas": deltas,
-        "stages_s": stages,
+        "stages_s": all_sessions,
+        "this_session_s": stages,
     }
     (out / "study.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", "utf-8")
     plot_study(points, out / "study.png", title=f"{study.task} · {study.model} · {study.preset}")
-    (out / "study.md").write_text(study_markdown(study, points, deltas, stages), "utf-8")
+    (out / "study.md").write_text(study_markdown(study, points, deltas, all_sessions), "utf-8")
     return result
+
+
+def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, float]:
+    """Stage wall times summed over every session of the study (a resumed stage adds up)."""
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    total = {k: float(previous.get(k, 0.0)) + float(v) for k, v in session.items()}
+    total["sessions"] = float(previous.get("sessions", 0.0)) + 1
+    path.write_text(json.dumps(total, indent=2) + "\n", encoding="utf-8")
+    return total
 
 
 def _deltas(points: list[EvalPoint]) -> list[dict[str, Any]]:
@@ -679,7 +691,7 @@ def study_markdown(
         "Rule collapse: share of OOD answers that count a J, Q or K as 10, the ID rule's value.",
         "Compute: 6N per trained token plus 2N per token generated or scored (N = all parameters).",
         "",
-        "Stage wall times (s): "
+        "Stage wall times, summed over sessions (s): "
         + ", ".join(f"{k.removesuffix('_s')} {v:.0f}" for k, v in stages.items()),
         "",
     ]
