@@ -400,6 +400,30 @@ def _write_reports(
     (out / "report.html").write_text("\n".join(parts) + "\n", encoding="utf-8")
 
 
+def headline_and_breakdown_plots(
+    out: Path,
+    results: Mapping[str, Mapping[str, Any]],
+    *,
+    key: str,
+    caption: str,
+    title: str,
+    ylabel: str,
+    breakdown_key: str,
+    breakdown_caption: str,
+    breakdown_title: str,
+) -> list[tuple[str, Path]]:
+    """The two plots every benchmark report shows: the headline rate per policy, then the
+    same rate broken down (per place type, per city) when the results have that breakdown.
+    """
+    plots = [(caption, plot_headline(out, results, key, title=title, ylabel=ylabel))]
+    per = plot_per_type(
+        out, results, breakdown_key, title=breakdown_title, filename=f"{breakdown_key}.png"
+    )
+    if per is not None:
+        plots.append((breakdown_caption, per))
+    return plots
+
+
 def plot_headline(
     out: Path, results: Mapping[str, Mapping[str, Any]], key: str, *, title: str, ylabel: str
 ) -> Path:

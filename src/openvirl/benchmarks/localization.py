@@ -29,9 +29,8 @@ import numpy as np
 from openvirl.benchmarks.common import (
     act_batched,
     default_out,
+    headline_and_breakdown_plots,
     load_or_build,
-    plot_headline,
-    plot_per_type,
     policies_for,
     rate,
     request,
@@ -416,19 +415,12 @@ def run(config: LocalizationConfig, *, out: str | Path | None = None) -> dict[st
         replies = act_batched(policy, reqs, batch=config.batch)
         results[label] = score(items, replies, config)
     folder = Path(out) if out is not None else default_out(NAME, config.policy, config.seed)
-    plots = [
-        (
-            "Recall by policy",
-            plot_headline(
-                folder, results, "recall", title="Place localization (all places)", ylabel="recall"
-            ),
-        )
-    ]
-    per = plot_per_type(
-        folder, results, "per_type", title="Recall per place type", filename="per_type.png"
+    plots = headline_and_breakdown_plots(
+        folder, results, key="recall", caption="Recall by policy",
+        title="Place localization (all places)", ylabel="recall",
+        breakdown_key="per_type", breakdown_caption="Per place type",
+        breakdown_title="Recall per place type",
     )
-    if per is not None:
-        plots.append(("Per place type", per))
     return write_bench_run(
         folder,
         name=NAME,

@@ -28,9 +28,8 @@ import numpy as np
 from openvirl.benchmarks.common import (
     act_batched,
     default_out,
+    headline_and_breakdown_plots,
     load_or_build,
-    plot_headline,
-    plot_per_type,
     policies_for,
     rate,
     request,
@@ -399,19 +398,12 @@ def run(config: RecognitionConfig, *, out: str | Path | None = None) -> dict[str
         replies = act_batched(policy, reqs, batch=config.batch)
         results[label] = score(items, replies, present)
     folder = Path(out) if out is not None else default_out(NAME, config.policy, config.seed)
-    plots = [
-        (
-            "Top-1 accuracy by policy",
-            plot_headline(
-                folder, results, "top1", title="Place recognition (top-1)", ylabel="accuracy"
-            ),
-        )
-    ]
-    per = plot_per_type(
-        folder, results, "per_type", title="Top-1 accuracy per place type", filename="per_type.png"
+    plots = headline_and_breakdown_plots(
+        folder, results, key="top1", caption="Top-1 accuracy by policy",
+        title="Place recognition (top-1)", ylabel="accuracy",
+        breakdown_key="per_type", breakdown_caption="Per place type",
+        breakdown_title="Top-1 accuracy per place type",
     )
-    if per is not None:
-        plots.append(("Per place type", per))
     return write_bench_run(
         folder,
         name=NAME,

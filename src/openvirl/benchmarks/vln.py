@@ -27,9 +27,8 @@ from typing import Any
 
 from openvirl.benchmarks.common import (
     default_out,
+    headline_and_breakdown_plots,
     load_or_build,
-    plot_headline,
-    plot_per_type,
     policies_for,
     rate,
     write_bench_run,
@@ -297,19 +296,12 @@ def run(config: VLNConfig, *, out: str | Path | None = None) -> dict[str, Any]:
         if out is not None
         else default_out(f"{NAME}-{config.split}", config.policy, config.seed)
     )
-    plots = [
-        (
-            "Success by policy",
-            plot_headline(
-                folder, results, "success", title=f"VLN-{config.split} success", ylabel="success"
-            ),
-        )
-    ]
-    per = plot_per_type(
-        folder, results, "per_city", title="Success per city", filename="per_city.png"
+    plots = headline_and_breakdown_plots(
+        folder, results, key="success", caption="Success by policy",
+        title=f"VLN-{config.split} success", ylabel="success",
+        breakdown_key="per_city", breakdown_caption="Per city",
+        breakdown_title="Success per city",
     )
-    if per is not None:
-        plots.append(("Per city", per))
     notes = [
         f"{len(routes)} routes ({config.split}) in {len(config.cities)} cities; actions "
         f"`{config.actions}`, {'street-view grids' if config.visual else 'landmark text'},"

@@ -27,9 +27,8 @@ import numpy as np
 from openvirl.benchmarks.common import (
     act_batched,
     default_out,
+    headline_and_breakdown_plots,
     load_or_build,
-    plot_headline,
-    plot_per_type,
     policies_for,
     rate,
     request,
@@ -523,23 +522,12 @@ def run(config: VQAConfig, *, out: str | Path | None = None) -> dict[str, Any]:
             k += m
         results[label] = score(items, grouped)
     folder = Path(out) if out is not None else default_out(NAME, config.policy, config.seed)
-    plots = [
-        (
-            "Circular accuracy by policy",
-            plot_headline(
-                folder, results, "accuracy", title="Place VQA (circular)", ylabel="accuracy"
-            ),
-        )
-    ]
-    per = plot_per_type(
-        folder,
-        results,
-        "per_type",
-        title="Circular accuracy per place type",
-        filename="per_type.png",
+    plots = headline_and_breakdown_plots(
+        folder, results, key="accuracy", caption="Circular accuracy by policy",
+        title="Place VQA (circular)", ylabel="accuracy",
+        breakdown_key="per_type", breakdown_caption="Per place type",
+        breakdown_title="Circular accuracy per place type",
     )
-    if per is not None:
-        plots.append(("Per place type", per))
     return write_bench_run(
         folder,
         name=NAME,
