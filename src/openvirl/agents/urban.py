@@ -525,6 +525,32 @@ def resample(xy: np.ndarray, step_m: float) -> np.ndarray:
     return np.column_stack([np.interp(s, cum, xy[:, 0]), np.interp(s, cum, xy[:, 1])])
 
 
+def _survey_for(
+    cfg: UrbanCounterConfig | UrbanPlannerConfig,
+    policy: Policy | None,
+    city: City | None,
+    *,
+    agent: str,
+) -> tuple[City, _Survey]:
+    """The city and the street-object survey both urban agents walk with (options checked)."""
+    if cfg.perception == "policy" and policy is None:
+        raise ValueError("`perception='policy'` needs a policy (e.g. 'oracle' or 'hf:...').")
+    city = city if city is not None else load_city(cfg.city)
+    survey = _Survey(
+        city,
+        _kinds(cfg.kinds),
+        policy,
+        perception=cfg.perception,
+        sight_radius_m=cfg.sight_radius_m,
+        dedup_radius_m=cfg.dedup_radius_m,
+        fov=cfg.fov,
+        images=cfg.images,
+        image_size=cfg.image_size,
+        agent=agent,
+    )
+    return city, survey
+
+
 class UrbanCounter:
     """RX-399: walk a route and count street objects along it.
 
@@ -554,23 +580,8 @@ class UrbanCounter:
     ) -> None:
         self.config = config or UrbanCounterConfig()
         self.config.validate()
-        cfg = self.config
-        if cfg.perception == "policy" and policy is None:
-            raise ValueError("`perception='policy'` needs a policy (e.g. 'oracle' or 'hf:...').")
         self.policy = policy
-        self.city = city if city is not None else load_city(cfg.city)
-        self.survey = _Survey(
-            self.city,
-            _kinds(cfg.kinds),
-            policy,
-            perception=cfg.perception,
-            sight_radius_m=cfg.sight_radius_m,
-            dedup_radius_m=cfg.dedup_radius_m,
-            fov=cfg.fov,
-            images=cfg.images,
-            image_size=cfg.image_size,
-            agent=COUNTER,
-        )
+        self.city, self.survey = _survey_for(self.config, policy, city, agent=COUNTER)
 
     def run(self, *, out_dir: str | Path | None = None) -> AgentResult:
         """Walk and count; write the run folder, map and heatmaps when `out_dir` is given.
@@ -744,23 +755,8 @@ class UrbanPlanner:
     ) -> None:
         self.config = config or UrbanPlannerConfig()
         self.config.validate()
-        cfg = self.config
-        if cfg.perception == "policy" and policy is None:
-            raise ValueError("`perception='policy'` needs a policy (e.g. 'oracle' or 'hf:...').")
         self.policy = policy
-        self.city = city if city is not None else load_city(cfg.city)
-        self.survey = _Survey(
-            self.city,
-            _kinds(cfg.kinds),
-            policy,
-            perception=cfg.perception,
-            sight_radius_m=cfg.sight_radius_m,
-            dedup_radius_m=cfg.dedup_radius_m,
-            fov=cfg.fov,
-            images=cfg.images,
-            image_size=cfg.image_size,
-            agent=PLANNER,
-        )
+        self.city, self.survey = _survey_for(self.config, policy, city, agent=PLANNER)
 
     def polygon(self) -> list[tuple[float, float]]:
         """The area's (lat, lon) vertices: the config's polygon or the default square."""
