@@ -64,16 +64,25 @@ def main() -> None:
         warm.append((time.perf_counter() - t0) * 1000)
     GeneralPointsEnv(rule="ood").reset(seed=0)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({
-        "reset_per_s": round(reset_rate),
-        "check_per_s": round(check_rate),
-        "episode_per_s": round(episode_rate),
-        "image_ms_warm_median": round(statistics.median(warm), 3),
-        "image_ms_cold_first": round(cold_ms, 1),
-        "peak_rss_mb": round(peak_mb, 1),
-        "targets": {"reset_per_s": 20000, "check_per_s": 50000, "episode_per_s": 12000,
-                    "image_ms": 20, "peak_rss_mb": 300},
-    }))
+    print(
+        json.dumps(
+            {
+                "reset_per_s": round(reset_rate),
+                "check_per_s": round(check_rate),
+                "episode_per_s": round(episode_rate),
+                "image_ms_warm_median": round(statistics.median(warm), 3),
+                "image_ms_cold_first": round(cold_ms, 1),
+                "peak_rss_mb": round(peak_mb, 1),
+                "targets": {
+                    "reset_per_s": 20000,
+                    "check_per_s": 50000,
+                    "episode_per_s": 12000,
+                    "image_ms": 20,
+                    "peak_rss_mb": 300,
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def _poses(city, n: int, seed: int) -> list[tuple[float, float, float]]:
     for i in rng.choice(len(panos), size=n, replace=False):
         p = panos.get(panos.ids[int(i)])
         heading = p.headings_deg[int(rng.integers(len(p.headings_deg)))] + float(
-            rng.choice([0.0, 45.0, 90.0, -90.0]))
+            rng.choice([0.0, 45.0, 90.0, -90.0])
+        )
         out.append((p.lat, p.lon, heading % 360.0))
     return out
 
@@ -95,7 +96,7 @@ def _speed(n_views: int, n_grids: int, seed: int) -> dict:
         vis.append((time.perf_counter() - start) * 1e3)
     out["visible_median_ms"] = round(statistics.median(vis), 1)
     grids = []
-    for pose in poses[n_views:n_views + n_grids]:
+    for pose in poses[n_views : n_views + n_grids]:
         start = time.perf_counter()
         view_grid(city, *pose, size=(512, 512))
         grids.append((time.perf_counter() - start) * 1e3)
@@ -145,8 +146,12 @@ def _legibility(n_per_city: int, seed: int, fov: float, size: int) -> dict:
                 ok += 1
             else:
                 missed.append(v.label)
-        per_city[name] = {"views": len(views), "read": ok, "rate": round(ok / len(views), 3),
-                          "missed": missed[:15]}
+        per_city[name] = {
+            "views": len(views),
+            "read": ok,
+            "rate": round(ok / len(views), 3),
+            "missed": missed[:15],
+        }
         read += ok
         total += len(views)
     return {
@@ -201,30 +206,42 @@ def _gallery(folder: str) -> list[str]:
     shots = {
         "streetview_manhattan_5th_ave.png": (manhattan, fifth),
         "streetview_manhattan_times_square.png": (
-            manhattan, at_place(manhattan, "Times Square", 200.0)),
+            manhattan,
+            at_place(manhattan, "Times Square", 200.0),
+        ),
         "streetview_manhattan_bryant_park.png": (
-            manhattan, at_place(manhattan, "W 42nd St & 6th Ave", 209.0)),
+            manhattan,
+            at_place(manhattan, "W 42nd St & 6th Ave", 209.0),
+        ),
         "streetview_helsinki_aleksanterinkatu.png": (helsinki, (60.168897, 24.9455496, 80.0)),
         "streetview_monaco_casino.png": (
-            monaco, facing_sign(monaco, "Monte-Carlo Casino and Opera House", 30.0, 20.0)),
+            monaco,
+            facing_sign(monaco, "Monte-Carlo Casino and Opera House", 30.0, 20.0),
+        ),
     }
     written = []
     for name, (city, pose) in shots.items():
         render_view(city, *pose).save(out / name, optimize=True)
         written.append(name)
     view_grid(manhattan, *fifth, size=(320, 320)).save(
-        out / "streetview_grid_manhattan.png", optimize=True)
+        out / "streetview_grid_manhattan.png", optimize=True
+    )
     v = aimed_views(helsinki, 1, seed=3)[0]
-    render_view(helsinki, v.lat, v.lon, v.heading, fov=LEGIBILITY_FOV_DEG,
-                size=LEGIBILITY_SIZE_PX).save(out / "streetview_aimed_helsinki.png", optimize=True)
+    render_view(
+        helsinki, v.lat, v.lon, v.heading, fov=LEGIBILITY_FOV_DEG, size=LEGIBILITY_SIZE_PX
+    ).save(out / "streetview_aimed_helsinki.png", optimize=True)
     return [*written, "streetview_grid_manhattan.png", "streetview_aimed_helsinki.png"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--views", type=int, default=120, help="aimed views per city (OCR)")
-    parser.add_argument("--views-90", type=int, default=60,
-                        help="aimed 512x512 fov-90 views per city (OCR); 0 skips them")
+    parser.add_argument(
+        "--views-90",
+        type=int,
+        default=60,
+        help="aimed 512x512 fov-90 views per city (OCR); 0 skips them",
+    )
     parser.add_argument("--speed-views", type=int, default=40)
     parser.add_argument("--speed-grids", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

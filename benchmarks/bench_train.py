@@ -19,7 +19,8 @@ The first step of each run (warm-up) is left out of the medians.
 
 Run: ``python benchmarks/bench_train.py [--model tiny|gemma-3-270m|PATH] [--batch 8]
 [--steps 4] [--new-tokens 32] [--threads N]``. Peak memory is the process's peak RSS
-(model, optimizer, activations and the Python runtime), read from ``getrusage``.
+(model, optimizer, activations and the Python runtime), read from ``getrusage``; on a GPU
+also ``peak_cuda_mb``, torch's peak allocated CUDA memory.
 """
 
 from __future__ import annotations
@@ -151,6 +152,9 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         }
     figures["wall_s"] = time.perf_counter() - t0
     figures["peak_rss_mb"] = _peak_rss_mb()
+    if torch.cuda.is_available():  # on a GPU the model, optimizer and activations live there
+        figures["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        figures["device"] = torch.cuda.get_device_name()
     figures["n_params"] = result.n_params
     return figures
 

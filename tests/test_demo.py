@@ -11,8 +11,9 @@ from openvirl.cli import app
 
 def test_demo_writes_summary_report_and_pictures(tmp_path) -> None:
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--hands", "6",
-                                      "--model-hands", "0"])
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--hands", "6", "--model-hands", "0"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     rows = report["stages"]["baselines"]

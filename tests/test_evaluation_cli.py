@@ -169,13 +169,25 @@ def test_server_failure_keeps_finished_episodes(tmp_path: Path, flaky_server: st
 
 def test_language_suite_includes_navigation(tmp_path: Path) -> None:
     out = tmp_path / "suite"
-    code, text = run("--suite", "paper-language", "--policy", "oracle", "--episodes", "2",
-                     "--out", str(out), "--no-report")
+    code, text = run(
+        "--suite",
+        "paper-language",
+        "--policy",
+        "oracle",
+        "--episodes",
+        "2",
+        "--out",
+        str(out),
+        "--no-report",
+    )
     assert code == 0, text
     suite = json.loads((out / "suite.json").read_text())
     settings = [(r["task"], r["split"]) for r in suite["rows"]]
     assert settings == [
-        ("gp-l", "id"), ("gp-l", "rule-ood"), ("nav-l", "id"), ("nav-l", "rule-ood")
+        ("gp-l", "id"),
+        ("gp-l", "rule-ood"),
+        ("nav-l", "id"),
+        ("nav-l", "rule-ood"),
     ]
     assert all(r["value"] == 1.0 for r in suite["rows"])
     assert suite["rows"][2]["metric"] == "eval/per_step_accuracy"  # the paper's V-IRL metric

@@ -32,8 +32,10 @@ def test_ids_cover_nodes_and_edge_points(city, panos):
     assert city.panoramas is panos  # cached on the City
     nodes = city.graph.number_of_nodes()
     assert all(str(n) in panos for n in city.graph.nodes)
-    inside = sum(max(1, round(d["geometry"].length / PANO_SPACING_M)) - 1
-                 for _, _, d in city.graph.edges(data=True))
+    inside = sum(
+        max(1, round(d["geometry"].length / PANO_SPACING_M)) - 1
+        for _, _, d in city.graph.edges(data=True)
+    )
     assert len(panos) == nodes + inside
     for pid in _sample(panos):
         parts = pid.split("-")
@@ -78,8 +80,7 @@ def test_move_follows_the_closest_heading_and_back(panos):
     assert moved > 50
     pano = panos.get(_sample(panos, 1)[0])
     h = pano.headings_deg[0]
-    assert panos.move(pano.id, h + 120, max_turn_deg=30) in (None, *map(panos.get,
-                                                                        pano.neighbours))
+    assert panos.move(pano.id, h + 120, max_turn_deg=30) in (None, *map(panos.get, pano.neighbours))
 
 
 def test_nearest_pano_and_virl_relocation(panos):

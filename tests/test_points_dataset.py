@@ -38,8 +38,16 @@ def test_dataset_is_disjoint_replayable_and_loadable(tmp_path) -> None:
 
 
 def test_visual_dataset_loads_as_imagefolder(tmp_path) -> None:
-    build_dataset(tmp_path, n_test=4, n_train=4, seed=1, visual=True, suits="red",
-                  image_size=128, progress=False)
+    build_dataset(
+        tmp_path,
+        n_test=4,
+        n_train=4,
+        seed=1,
+        visual=True,
+        suits="red",
+        image_size=128,
+        progress=False,
+    )
     import datasets
 
     loaded = datasets.load_dataset("imagefolder", data_dir=str(tmp_path))
@@ -49,8 +57,9 @@ def test_visual_dataset_loads_as_imagefolder(tmp_path) -> None:
 
 def test_cli_dataset_solve_and_play(tmp_path) -> None:
     out = tmp_path / "gp"
-    result = runner.invoke(app, ["points", "dataset", "--out", str(out), "--n", "5",
-                                 "--n-train", "5", "--rule", "ood"])
+    result = runner.invoke(
+        app, ["points", "dataset", "--out", str(out), "--n", "5", "--n-train", "5", "--rule", "ood"]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "manifest.json").is_file()
     result = runner.invoke(app, ["points", "solve", "3", "3", "8", "8", "--json"])
@@ -59,14 +68,21 @@ def test_cli_dataset_solve_and_play(tmp_path) -> None:
     assert bad.exit_code == 2 and "`rule`" in bad.output
     env = GeneralPointsEnv()
     _, info = env.reset(seed=11)
-    played = runner.invoke(app, ["points", "play", "--seed", "11"],
-                           input=f"1+1\n{info['solutions'][0]}\n")
+    played = runner.invoke(
+        app, ["points", "play", "--seed", "11"], input=f"1+1\n{info['solutions'][0]}\n"
+    )
     assert played.exit_code == 0, played.output
     assert "correct" in played.output and "solved 1/1" in played.output
 
 
 def test_every_command_has_help() -> None:
-    for args in (["--help"], ["points", "--help"], ["points", "dataset", "--help"],
-                 ["points", "play", "--help"], ["points", "solve", "--help"], ["demo", "--help"]):
+    for args in (
+        ["--help"],
+        ["points", "--help"],
+        ["points", "dataset", "--help"],
+        ["points", "play", "--help"],
+        ["points", "solve", "--help"],
+        ["demo", "--help"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "Usage" in result.output, args

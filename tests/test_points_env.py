@@ -78,8 +78,14 @@ def test_revision_loop_feedback_and_exhaustion() -> None:
     assert step["episode_outcome"] == "attempts_exhausted"
     messages = env.messages()
     # prompt, then (answer, feedback) twice, then the final answer: no discarded generation
-    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user",
-                                             "assistant"]
+    assert [m["role"] for m in messages] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
     feedback = messages[2]["content"][0]["text"]
     assert feedback.startswith(FEEDBACK_PREFIX) and len(feedback) > len(FEEDBACK_PREFIX)
 
@@ -87,8 +93,16 @@ def test_revision_loop_feedback_and_exhaustion() -> None:
 def test_garbage_answers_get_feedback_not_exceptions() -> None:
     env = GeneralPointsEnv(max_attempts=10)
     env.reset(seed=2)
-    for text in ["", "null", '{"formula": 24}', '{"formula": null}', "\x00\xff" * 50,
-                 "__import__('os').system('echo hacked')", "(" * 10_000, "9" * 100_000]:
+    for text in [
+        "",
+        "null",
+        '{"formula": 24}',
+        '{"formula": null}',
+        "\x00\xff" * 50,
+        "__import__('os').system('echo hacked')",
+        "(" * 10_000,
+        "9" * 100_000,
+    ]:
         _, reward, terminated, _, step = env.step(text)
         assert reward < 0 and step["feedback"], text[:20]
         if terminated:
@@ -118,6 +132,62 @@ def test_split_restriction_and_disjointness() -> None:
             _, info = env.reset(seed=seed)
             assert info["split"] == split
             assert split_of(tuple(sorted(info["numbers"])), 24) == split
+
+
+RANK_OF = {"A": 1, "J": 11, "Q": 12, "K": 13}
+
+
+def _ranks(info: dict) -> tuple[int, ...]:
+    return tuple(sorted(RANK_OF.get(label, 0) or int(label) for label in info["cards"]))
+
+
+def test_split_by_ranks_keeps_prompts_apart_but_shares_problems() -> None:
+    """`split_by="ranks"`: no rank multiset (so no prompt) is on both sides; value multisets
+    (arithmetic problems) may be, which is what the strict default forbids."""
+    sides: dict[str, set] = {"train": set(), "test": set()}
+    problems: dict[str, set] = {"train": set(), "test": set()}
+    for split in sides:
+        env = GeneralPointsEnv(split=split, split_by="ranks", n_cards=3, target=12)
+        for seed in range(300):
+            _, info = env.reset(seed=seed)
+            assert info["split"] == split and len(info["cards"]) == 3
+            assert split_of(_ranks(info), 12) == split
+            sides[split].add(_ranks(info))
+            problems[split].add(tuple(sorted(info["numbers"])))
+    assert not sides["train"] & sides["test"]
+    assert problems["train"] & problems["test"]  # e.g. K 3 6 trained, Q 3 6 tested
+    strict: dict[str, set] = {"train": set(), "test": set()}
+    for split in strict:
+        env = GeneralPointsEnv(split=split, n_cards=3, target=12)
+        for seed in range(300):
+            strict[split].add(tuple(sorted(env.reset(seed=seed)[1]["numbers"])))
+    assert not strict["train"] & strict["test"]
+
+
+def test_difficulty_knobs_deal_fewer_cards_from_a_rank_range() -> None:
+    env = gym.make("openvirl/GeneralPoints-v0", n_cards=3, ranks=[1, 6], target=12)
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        assert len(info["cards"]) == 3 and all(1 <= n <= 6 for n in info["numbers"])
+        assert check(info["solutions"][0] + "=12", info["numbers"], 12).outcome == Outcome.CORRECT
+    obs, _ = env.reset(seed=1)
+    assert "three playing cards" in obs["prompt"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("n_cards", 0),
+        ("n_cards", 5),
+        ("ranks", [0, 13]),
+        ("ranks", [9, 3]),
+        ("ranks", [1]),
+        ("split_by", "suits"),
+    ],
+)
+def test_bad_difficulty_options_name_the_option(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        GeneralPointsEnv(**{option: value})
 
 
 def test_fixed_hand_option_and_unsolvable_hands() -> None:

@@ -184,7 +184,7 @@ def test_lora_adapter_changes_outputs_and_merges(causal_path, policy, tmp_path):
     assert type(merged.model).__name__ == "LlamaForCausalLM"
     with_adapter = adapted.act(_requests())
     assert with_adapter != plain
-    assert adapted._can_split_prefill()  # peft forwards the cache: unpadded prefill applies
+    assert adapted._can_split_prefill(64)  # peft forwards the cache: unpadded prefill applies
     assert with_adapter == _padded_generate(adapted, _requests(), 12)
     assert merged.act(_requests()) == with_adapter
 
@@ -307,7 +307,7 @@ def _next_turn(requests, answers, feedback="You failed this trial because it is 
 
 def test_unpadded_prefill_and_prefix_cache_equal_padded_generate(causal_path):
     policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=10, batch_size=8)
-    assert policy._can_split_prefill()  # a full-attention Llama: per-row prefill applies
+    assert policy._can_split_prefill(10**6)  # a full-attention Llama: per-row prefill applies
     requests = _requests()
     for _turn in range(3):
         answers = policy.act(requests)
@@ -410,27 +410,47 @@ def test_generation_stops_once_every_row_hit_a_stop_string(policy):
     assert steps[0] < 40
 
 
-def test_models_with_sliding_window_caches_use_the_padded_batch():
-    from transformers import MistralConfig, MistralForCausalLM
+def _sliding_window_model(kind: str, window: int):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig, MistralForCausalLM
 
     from tiny_models import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    config = MistralConfig(
+    common = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        sliding_window=16,
+        sliding_window=window,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    policy = HFPolicy(MistralForCausalLM(config).eval(), tokenizer, max_new_tokens=6)
-    assert not policy._can_split_prefill()
-    assert policy.act(_requests()) == _padded_generate(policy, _requests(), 6)
-    assert len(policy.prefix_cache) == 0
+    if kind == "mistral":  # every layer slides
+        return MistralForCausalLM(MistralConfig(**common)).eval(), tokenizer
+    # Gemma-3 interleaves sliding and full layers (the embedded model's architecture)
+    config = Gemma3TextConfig(
+        **common, head_dim=8, layer_types=["sliding_attention", "full_attention"]
+    )
+    return Gemma3ForCausalLM(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("kind", ["mistral", "gemma3"])
+@pytest.mark.parametrize("window", [8, 256])
+def test_sliding_window_models_split_prefill_only_while_the_window_holds_everything(kind, window):
+    model, tokenizer = _sliding_window_model(kind, window)
+    policy = HFPolicy(model, tokenizer, max_new_tokens=6)
+    requests = _requests()
+    width = int(policy.encode(requests)["attention_mask"].sum(dim=1).max())
+    fits = width + 6 <= window
+    assert width > 8 and policy._can_split_prefill(width + 6) == fits
+    for _turn in range(2):  # the second turn reuses the first's states when they were kept
+        answers = policy.act(requests)
+        assert answers == _padded_generate(policy, requests, 6)
+        requests = _next_turn(requests, answers)
+    assert (len(policy.prefix_cache) > 0) == fits
+    assert (policy.prefix_cache.reused_tokens > 0) == fits
 
 
 def test_prefix_cache_matching_and_eviction():

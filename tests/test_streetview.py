@@ -111,8 +111,8 @@ def test_the_grid_is_front_right_back_left(manhattan):
     for k, (_, offset) in enumerate(sv.GRID_LAYOUT):
         x, y = (k % 2) * (w + sep), (k // 2) * (h + sep)
         view = sv.render_view(manhattan, lat, lon, heading + offset, size=(w, h))
-        assert np.array_equal(a[y:y + h, x:x + w], np.asarray(view))
-    assert a[:, w:w + sep].max() == 0 and a[h:h + sep].max() == 0
+        assert np.array_equal(a[y : y + h, x : x + w], np.asarray(view))
+    assert a[:, w : w + sep].max() == 0 and a[h : h + sep].max() == 0
     assert [name for name, _ in sv.GRID_LAYOUT] == ["front", "right", "back", "left"]
     assert [o for _, o in sv.GRID_LAYOUT] == [0.0, 90.0, 180.0, 270.0]
     labelled = sv.view_grid(manhattan, lat, lon, heading, size=(w, h))
@@ -177,10 +177,10 @@ def test_unoccluded_signs_are_drawn_inside_their_bearing_range(name, lat, lon, h
         assert o.x_min_px <= cols.min() and cols.max() < o.x_max_px
         cam = sv.make_camera(city, lat, lon, heading, size=size)
         for c in (cols.min(), cols.max() + 1):
-            assert _in_range(float(cam.column_bearing_deg(c)), o.bearing_min_deg,
-                             o.bearing_max_deg), o
-        linear = sv.box_to_bearing(cols.min(), cols.max() + 1, heading, fov=90,
-                                   width_px=size[0])
+            assert _in_range(
+                float(cam.column_bearing_deg(c)), o.bearing_min_deg, o.bearing_max_deg
+            ), o
+        linear = sv.box_to_bearing(cols.min(), cols.max() + 1, heading, fov=90, width_px=size[0])
         assert all(_in_range(b, o.bearing_min_deg, o.bearing_max_deg, tol=6.0) for b in linear)
 
 
@@ -228,8 +228,13 @@ def test_scene_is_compact_and_complete(manhattan):
 
 
 def test_sign_labels_fall_back_to_latin_text():
-    place = Place(name="渋谷駅", lat=0, lon=0, category="train_station",
-                  tags={"name": "渋谷駅", "name:en": "Shibuya Station"})
+    place = Place(
+        name="渋谷駅",
+        lat=0,
+        lon=0,
+        category="train_station",
+        tags={"name": "渋谷駅", "name:en": "Shibuya Station"},
+    )
     assert sign_label(place) == "Shibuya Station"
     bare = Place(name="渋谷", lat=0, lon=0, category="cafe", tags={"name": "渋谷"})
     assert sign_label(bare) == "Cafe"
@@ -281,8 +286,11 @@ def test_a_tiny_city_with_one_street_and_no_buildings(tmp_path):
 
     nodes = [(i + 1, 60.0, 24.0 + i * 0.001, {}) for i in range(3)]
     nodes.append((9, 60.0002, 24.001, {"amenity": "cafe", "name": "Kahvila"}))
-    path = write_osm(tmp_path / "tiny.osm", nodes=nodes,
-                     ways=[(1, [1, 2, 3], {"highway": "residential", "name": "Katu"})])
+    path = write_osm(
+        tmp_path / "tiny.osm",
+        nodes=nodes,
+        ways=[(1, [1, 2, 3], {"highway": "residential", "name": "Katu"})],
+    )
     with private_cache(tmp_path):
         city = City.load(path, progress=False)
     image, objects = sv.observe(city, 60.0, 24.0005, 90.0, size=(256, 256))
@@ -302,17 +310,59 @@ def test_the_view_command(tmp_path):
     runner = CliRunner()
     out = tmp_path / "view.png"
     with private_cache(session_cache()):
-        result = runner.invoke(app, ["city", "view", "--city", "helsinki", "--at",
-                                     f"{ALEKSI[0]},{ALEKSI[1]}", "--heading", "440", "--out",
-                                     str(out), "--size", "96x64", "--json"])
+        result = runner.invoke(
+            app,
+            [
+                "city",
+                "view",
+                "--city",
+                "helsinki",
+                "--at",
+                f"{ALEKSI[0]},{ALEKSI[1]}",
+                "--heading",
+                "440",
+                "--out",
+                str(out),
+                "--size",
+                "96x64",
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert data["heading"] == 80.0 and data["size"] == [96, 64] and data["panorama"]
         assert Image.open(out).size == (96, 64)
-        grid = runner.invoke(app, ["city", "view", "-c", "helsinki", "--at", "Esplanadi",
-                                   "--grid", "--size", "48", "--out", str(tmp_path / "g.png")])
+        grid = runner.invoke(
+            app,
+            [
+                "city",
+                "view",
+                "-c",
+                "helsinki",
+                "--at",
+                "Esplanadi",
+                "--grid",
+                "--size",
+                "48",
+                "--out",
+                str(tmp_path / "g.png"),
+            ],
+        )
         assert grid.exit_code == 0, grid.output
         assert Image.open(tmp_path / "g.png").size == (101, 101)
-        bad = runner.invoke(app, ["city", "view", "-c", "helsinki", "--at", "Esplanadi",
-                                  "--fov", "150", "--out", str(tmp_path / "b.png")])
+        bad = runner.invoke(
+            app,
+            [
+                "city",
+                "view",
+                "-c",
+                "helsinki",
+                "--at",
+                "Esplanadi",
+                "--fov",
+                "150",
+                "--out",
+                str(tmp_path / "b.png"),
+            ],
+        )
         assert bad.exit_code == 2 and "`fov`" in bad.output

@@ -16,8 +16,9 @@ from world_fixtures import load_city
 
 pytesseract = pytest.importorskip("pytesseract", reason="pytesseract (the `ocr` extra)")
 if shutil.which("tesseract") is None:
-    pytest.skip("Debian's tesseract-ocr is not installed (`make test` installs it)",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian's tesseract-ocr is not installed (`make test` installs it)", allow_module_level=True
+    )
 
 PER_CITY = 12
 MIN_RATE = 0.75
@@ -41,8 +42,9 @@ def test_views_aimed_at_pois_are_readable():
         assert views == sv.aimed_views(city, PER_CITY, seed=0)  # a fixed sample
         for v in views:
             assert 5.0 <= v.distance_m <= 40.0
-            image = sv.render_view(city, v.lat, v.lon, v.heading, fov=sv.LEGIBILITY_FOV_DEG,
-                                   size=sv.LEGIBILITY_SIZE_PX)
+            image = sv.render_view(
+                city, v.lat, v.lon, v.heading, fov=sv.LEGIBILITY_FOV_DEG, size=sv.LEGIBILITY_SIZE_PX
+            )
             if sv.name_read_score(v.label, sv.ocr_text(image)) >= sv.OCR_MATCH_MIN:
                 read += 1
             else:

@@ -39,14 +39,15 @@ def pano_dir(tmp_path):
 def _column_of(view: np.ndarray) -> float:
     """The panorama column seen at the view's centre."""
     h, w = view.shape[:2]
-    red = view[h // 2 - 1:h // 2 + 1, w // 2 - 1:w // 2 + 1, 0].astype(float).mean()
+    red = view[h // 2 - 1 : h // 2 + 1, w // 2 - 1 : w // 2 + 1, 0].astype(float).mean()
     return red / 255 * (W - 1)
 
 
 @pytest.mark.parametrize("heading", [0.0, 45.0, 90.0, 200.0, 300.0])
 def test_the_crop_follows_virls_north_rotation(heading):
-    view = sv.equirect_to_pinhole(_panorama(), heading, fov=60, pitch=0, size=(64, 64),
-                                  rotation_deg=ROTATION_DEG)
+    view = sv.equirect_to_pinhole(
+        _panorama(), heading, fov=60, pitch=0, size=(64, 64), rotation_deg=ROTATION_DEG
+    )
     expected = ((heading + ROTATION_DEG) / 360.0) % 1.0 * (W - 1)
     diff = abs(_column_of(view) - expected)
     assert min(diff, W - diff) <= 3.0  # within 1.5 degrees
@@ -73,8 +74,10 @@ def test_panorama_source_serves_render_view(pano_dir, tmp_path):
     # A point 10 m away uses the same panorama; 50 m away there is none.
     near = destination_point(*POINT, 45.0, 10.0)
     assert source.relocate(*near) == (POINT, "pano1")
-    assert np.array_equal(np.asarray(sv.render_view(city, *near, 90.0, fov=60, size=(48, 40),
-                                                    source=source)), np.asarray(view))
+    assert np.array_equal(
+        np.asarray(sv.render_view(city, *near, 90.0, fov=60, size=(48, 40), source=source)),
+        np.asarray(view),
+    )
     far = destination_point(*POINT, 45.0, 50.0)
     assert source.relocate(*far) == (None, None)
     with pytest.raises(sv.PanoramaNotFoundError, match="20 m"):

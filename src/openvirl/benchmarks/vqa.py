@@ -523,9 +523,14 @@ def run(config: VQAConfig, *, out: str | Path | None = None) -> dict[str, Any]:
         results[label] = score(items, grouped)
     folder = Path(out) if out is not None else default_out(NAME, config.policy, config.seed)
     plots = headline_and_breakdown_plots(
-        folder, results, key="accuracy", caption="Circular accuracy by policy",
-        title="Place VQA (circular)", ylabel="accuracy",
-        breakdown_key="per_type", breakdown_caption="Per place type",
+        folder,
+        results,
+        key="accuracy",
+        caption="Circular accuracy by policy",
+        title="Place VQA (circular)",
+        ylabel="accuracy",
+        breakdown_key="per_type",
+        breakdown_caption="Per place type",
         breakdown_title="Circular accuracy per place type",
     )
     return write_bench_run(

@@ -454,7 +454,12 @@ def _data_description(spec: TaskSpec) -> dict[str, Any]:
     if spec.env_id == GP_ENV_ID:
         from openvirl.envs.points.splits import describe_split
 
-        return {"points_split": describe_split()}
+        kwargs = spec.env_kwargs
+        return {
+            "points_split": describe_split(
+                kwargs.get("test_percent", 20), kwargs.get("split_by", "values")
+            )
+        }
     return {}
 
 

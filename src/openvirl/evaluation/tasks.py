@@ -204,12 +204,27 @@ register_task(
 NAV_ENV_ID = "openvirl/Navigation-v0"
 _NAV_SPLITS = (
     ("id", "id", 48, "eval/per_step_accuracy", "held-out Manhattan routes, compass actions"),
-    ("rule-ood", "rule-ood", 48, "eval/per_step_accuracy",
-     "held-out Manhattan routes, relative actions (left/right/slightly)"),
-    ("rule-ood-hard", "rule-ood-hard", 48, "eval/per_step_accuracy",
-     "relative actions; the instruction gives headings, not relative words"),
-    ("human", "human", 100, "eval/success",
-     "RUN human instructions on Manhattan; stop within 30 m of the goal"),
+    (
+        "rule-ood",
+        "rule-ood",
+        48,
+        "eval/per_step_accuracy",
+        "held-out Manhattan routes, relative actions (left/right/slightly)",
+    ),
+    (
+        "rule-ood-hard",
+        "rule-ood-hard",
+        48,
+        "eval/per_step_accuracy",
+        "relative actions; the instruction gives headings, not relative words",
+    ),
+    (
+        "human",
+        "human",
+        100,
+        "eval/success",
+        "RUN human instructions on Manhattan; stop within 30 m of the goal",
+    ),
 )
 for _task, _visual, _kind in (("nav-l", False, "text"), ("nav-vl", True, "street views")):
     for _split, _preset, _episodes, _headline, _description in _NAV_SPLITS:

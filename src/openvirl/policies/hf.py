@@ -382,6 +382,7 @@ class HFPolicy:
         )
         self._prefix_weights: Any = None
         self._split_prefill: bool | None = None  # decided on first use (see `_can_split_prefill`)
+        self._sliding_window: int | None = None  # the smallest sliding window, if any
         self._cache_kwarg = "past_key_values"
 
     # ------------------------------------------------------------------ loading
@@ -701,7 +702,7 @@ class HFPolicy:
             rows = [prompt.ids for prompt in prompts if prompt.ids is not None]
             width = max(len(row) for row in rows)
             input_ids, attention_mask = self._left_pad(rows, width)
-            if width > 1 and self._can_split_prefill():
+            if width > 1 and self._can_split_prefill(width + int(kwargs["max_new_tokens"])):
                 # Room for typical answers up front; longer ones grow it (see the layer).
                 room = min(int(kwargs["max_new_tokens"]), GROWTH_STEP)
                 cache, sources = self._prefill(rows, width, width - 1 + room)
@@ -745,17 +746,21 @@ class HFPolicy:
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
     # ------------------------------------------------------------------ prefill and prefix cache
-    def _can_split_prefill(self) -> bool:
+    def _can_split_prefill(self, positions: int) -> bool:
         """Whether prompts can be prefilled one by one into a cache `generate` continues.
 
-        That needs a text-only decoder whose cache is transformers' `DynamicCache` of plain
-        full-attention layers (sliding-window, chunked or recurrent layers keep states that
-        cannot be re-aligned row by row), and a forward taking the cache and `logits_to_keep`.
-        Decided once per policy; anything else generates from the padded batch.
+        That needs a text-only decoder whose cache is transformers' `DynamicCache` of
+        full-attention layers, and a forward taking the cache and `logits_to_keep`. Chunked or
+        recurrent layers keep states that cannot be re-aligned row by row. Sliding-window
+        layers (Gemma-3 interleaves them) qualify while the whole sequence, `positions` long,
+        fits in the window: no key is ever out of it, so they attend exactly like full
+        layers and a full layer can hold their states. The model check is made once per
+        policy; anything else generates from the padded batch.
         """
         if self._split_prefill is None:
             self._split_prefill = self._check_split_prefill()
-        return self._split_prefill
+        window = self._sliding_window
+        return self._split_prefill and (window is None or positions <= window)
 
     def _check_split_prefill(self) -> bool:
         """`_can_split_prefill`, uncached; also picks the cache keyword this transformers uses."""
@@ -764,13 +769,16 @@ class HFPolicy:
             return False
         try:
             from transformers import DynamicCache
-            from transformers.cache_utils import DynamicLayer
+            from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
             layers = DynamicCache(config=config).layers
         except Exception:  # an older transformers or an exotic config: no split prefill
             return False
-        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        kinds = {type(layer) for layer in layers}
+        if not layers or not kinds <= {DynamicLayer, DynamicSlidingWindowLayer}:
             return False
+        windows = [layer.sliding_window for layer in layers if type(layer) is not DynamicLayer]
+        self._sliding_window = min(windows) if windows else None
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         try:
             parameters = inspect.signature(type(base).forward).parameters

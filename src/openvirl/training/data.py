@@ -109,95 +109,18 @@ class ExpertStep:
     episode: int
 
 
-HAND_OPTIONS = ("n_cards", "ranks")
-"""GeneralPoints difficulty knobs of the dealer that `PointsConfig` does not expose; given in
-``env_kwargs``, they make `make_env_factory` wrap the env in `PointsHands`."""
-
-
 def make_env_factory(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], Any]:
-    """A thunk that builds the environment (registering openvirl's envs first).
-
-    For GeneralPoints, ``n_cards`` and ``ranks`` in `env_kwargs` select easier hands
-    (`PointsHands`); everything else goes to `gym.make`.
-    """
+    """A thunk that builds the environment (registering openvirl's envs first)."""
     kwargs = dict(env_kwargs)
-    hands = {k: kwargs.pop(k) for k in HAND_OPTIONS if k in kwargs}
 
     def make() -> Any:
         import gymnasium as gym
 
         import openvirl  # noqa: F401  (registers the environments)
 
-        env = gym.make(env_id, disable_env_checker=True, **kwargs)
-        return PointsHands(env, **hands) if hands else env
+        return gym.make(env_id, disable_env_checker=True, **kwargs)
 
     return make
-
-
-def _points_hands_class() -> type:
-    import gymnasium as gym
-
-    class _PointsHands(gym.Wrapper):
-        """GeneralPoints with fewer cards or a narrower rank range: an easier difficulty.
-
-        The env's own dealer (`openvirl.envs.points.cards.deal_hand`) takes ``n_cards`` and
-        ``ranks``; this wrapper deals with them from a generator seeded by the `reset` seed,
-        keeps the env's rule, suits, target and hashed ``split`` (train and test hands stay
-        disjoint), and hands the cards to the env through ``reset(options={"cards": ...})``.
-        Everything else (prompt, verifier, rewards, feedback) is the env's.
-        """
-
-        def __init__(self, env: Any, *, n_cards: int = 4, ranks: Sequence[int] = (1, 13)):
-            super().__init__(env)
-            lo, hi = (int(r) for r in ranks)
-            if not 1 <= n_cards <= 4:
-                raise ValueError(f"`n_cards` must be 1..4, got {n_cards}.")
-            if not 1 <= lo <= hi <= 13:
-                raise ValueError(f"`ranks` must be (lo, hi) within 1..13, got {ranks}.")
-            self.n_cards = int(n_cards)
-            self.ranks = (lo, hi)
-
-        def messages(self) -> Any:
-            return self.env.unwrapped.messages()
-
-        def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-            import numpy as np
-
-            from openvirl.envs.points.cards import card_value, deal_hand
-            from openvirl.envs.points.splits import split_of
-
-            options = dict(options or {})
-            if options.get("cards") is None:
-                cfg = self.env.unwrapped.config
-                rng = np.random.default_rng(seed)
-                for _ in range(10_000):
-                    cards = deal_hand(
-                        rng,
-                        rule=cfg.rule,
-                        suits=cfg.suits,
-                        deal=cfg.deal,
-                        target=cfg.target,
-                        allow_unsolvable=cfg.allow_unsolvable,
-                        n_cards=self.n_cards,
-                        ranks=self.ranks,
-                    )
-                    values = tuple(sorted(card_value(c.rank, cfg.rule) for c in cards))
-                    if cfg.split is None or split_of(values, cfg.target, cfg.test_percent) == (
-                        cfg.split
-                    ):
-                        break
-                options["cards"] = cards
-            return self.env.reset(seed=seed, options=options)
-
-    return _PointsHands
-
-
-def PointsHands(env: Any, *, n_cards: int = 4, ranks: Sequence[int] = (1, 13)) -> Any:  # noqa: N802
-    """Wrap a GeneralPoints env so it deals ``n_cards`` cards with ranks in ``ranks``.
-
-    (A factory, so gymnasium is imported only when a wrapper is made.)
-    """
-    return _points_hands_class()(env, n_cards=n_cards, ranks=ranks)
 
 
 def play_expert(
@@ -490,11 +413,9 @@ def count_tokens(dataset: Any) -> int:
 
 
 __all__ = [
-    "HAND_OPTIONS",
     "IGNORE_INDEX",
     "ExpertDataConfig",
     "ExpertStep",
-    "PointsHands",
     "count_tokens",
     "expert_examples",
     "make_env_factory",

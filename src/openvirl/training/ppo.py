@@ -224,11 +224,8 @@ class PPOResult:
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], Any]:
-    """Thunk that builds one environment (CleanRL's `make_env`).
-
-    GeneralPoints' ``n_cards``/``ranks`` difficulty knobs are honoured (see
-    `openvirl.training.data.make_env_factory`).
-    """
+    """Thunk that builds one environment (CleanRL's `make_env`); `env_kwargs` go to `gym.make`
+    (GeneralPoints' difficulty knobs ``n_cards``, ``ranks`` and ``split_by`` included)."""
     from openvirl.training.data import make_env_factory
 
     return make_env_factory(env_id, env_kwargs)

@@ -95,6 +95,13 @@ class StudyConfig:
         default_factory=lambda: [1, 13],
         metadata={"help": "Rank range [lo, hi] of dealt cards (keep 13 for the face-card rule)."},
     )
+    split_by: str = field(
+        default="values",
+        metadata={
+            "help": "Held-out unit of hands: 'values' (strict: unseen arithmetic) or 'ranks' "
+            "(the paper's ID: unseen prompts, whose problems may have been trained)."
+        },
+    )
     train_max_attempts: int = field(
         default=5, metadata={"help": "Verified attempts per RL episode (sequential revision)."}
     )
@@ -155,6 +162,8 @@ class StudyConfig:
         }
         if self.n_cards != 4 or list(self.ranks) != [1, 13]:
             kwargs.update(n_cards=self.n_cards, ranks=list(self.ranks))
+        if self.split_by != "values":
+            kwargs["split_by"] = self.split_by
         return kwargs
 
 

@@ -1149,8 +1149,9 @@ class City:
 
         return render_view(self, lat, lon, heading, fov=fov, pitch=pitch, size=size)
 
-    def visible(self, lat: float, lon: float, heading: float, fov: float = 90.0,
-                **options: Any) -> list[Any]:
+    def visible(
+        self, lat: float, lon: float, heading: float, fov: float = 90.0, **options: Any
+    ) -> list[Any]:
         """The POI and street-name signs that view shows (`VisibleObject`s, nearest first);
         see `streetview.visible`."""
         from openvirl.world.streetview import visible

@@ -214,10 +214,16 @@ class Panoramas:
         headings = []
         for nb in neighbours:
             j = self._row[nb]
-            headings.append(round(xy_bearing_deg(float(self.xs[j]) - x, float(self.ys[j]) - y),
-                                  3))
-        return Panorama(self.ids[row], float(self.lats[row]), float(self.lons[row]), x, y,
-                        tuple(headings), tuple(neighbours))
+            headings.append(round(xy_bearing_deg(float(self.xs[j]) - x, float(self.ys[j]) - y), 3))
+        return Panorama(
+            self.ids[row],
+            float(self.lats[row]),
+            float(self.lons[row]),
+            x,
+            y,
+            tuple(headings),
+            tuple(neighbours),
+        )
 
     def nearest_pano(
         self, lat: float, lon: float, radius_m: float = MAPPING_RADIUS_M
@@ -251,8 +257,7 @@ class Panoramas:
             return None
         return self.get(self.ids[int(idx[k])])
 
-    def move(self, pano_id: str, heading: float, *, max_turn_deg: float = 180.0
-             ) -> Panorama | None:
+    def move(self, pano_id: str, heading: float, *, max_turn_deg: float = 180.0) -> Panorama | None:
         """Step from `pano_id` to the neighbour along the navigable heading closest to `heading`.
 
         This is V-IRL's `move`: the agent follows the Street View arrow nearest to where it

@@ -316,8 +316,16 @@ def drawable(text: str) -> bool:
     return all(ord(ch) in chars or ch.isspace() for ch in text)
 
 
-_FALLBACK_TAGS = ("name:en", "int_name", "name:latin", "name:ja-Latn", "name:ja_rm", "brand:en",
-                  "brand", "operator:en")
+_FALLBACK_TAGS = (
+    "name:en",
+    "int_name",
+    "name:latin",
+    "name:ja-Latn",
+    "name:ja_rm",
+    "brand:en",
+    "brand",
+    "operator:en",
+)
 MAX_LABEL_CHARS = 48
 """Longer names are cut at a word boundary (with "…") to fit a sign."""
 
@@ -357,9 +365,11 @@ def _wrap(text: str, n_lines: int) -> list[str]:
         remaining_words = len(words) - i
         remaining_lines = n_lines - len(lines)
         trial = " ".join([*current, word])
-        if current and (
-            text_em(trial) > total / n_lines * 1.08 or remaining_words < remaining_lines
-        ) and len(lines) < n_lines - 1:
+        if (
+            current
+            and (text_em(trial) > total / n_lines * 1.08 or remaining_words < remaining_lines)
+            and len(lines) < n_lines - 1
+        ):
             lines.append(" ".join(current))
             current = [word]
         else:
@@ -421,16 +431,32 @@ _PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "brick": ((152, 78, 58), (170, 96, 72), (128, 72, 56), (182, 112, 86), (140, 92, 74)),
     "stone": ((206, 196, 172), (190, 180, 158), (216, 208, 190), (176, 166, 146)),
     "concrete": ((168, 168, 162), (150, 154, 158), (186, 184, 176), (132, 134, 136)),
-    "plaster": ((228, 214, 180), (222, 190, 150), (232, 226, 212), (214, 176, 150),
-                (205, 214, 196), (236, 204, 140)),
+    "plaster": (
+        (228, 214, 180),
+        (222, 190, 150),
+        (232, 226, 212),
+        (214, 176, 150),
+        (205, 214, 196),
+        (236, 204, 140),
+    ),
     "glass": ((92, 108, 124), (110, 126, 140), (80, 94, 110), (120, 132, 128)),
 }
 _CSS_COLOURS = {
-    "white": (235, 235, 230), "black": (40, 40, 40), "grey": (150, 150, 150),
-    "gray": (150, 150, 150), "red": (170, 60, 50), "brown": (130, 85, 60),
-    "yellow": (230, 205, 120), "beige": (215, 200, 165), "orange": (220, 150, 80),
-    "pink": (225, 170, 165), "blue": (90, 120, 170), "green": (110, 150, 100),
-    "tan": (210, 180, 140), "silver": (190, 190, 195), "cream": (240, 230, 200),
+    "white": (235, 235, 230),
+    "black": (40, 40, 40),
+    "grey": (150, 150, 150),
+    "gray": (150, 150, 150),
+    "red": (170, 60, 50),
+    "brown": (130, 85, 60),
+    "yellow": (230, 205, 120),
+    "beige": (215, 200, 165),
+    "orange": (220, 150, 80),
+    "pink": (225, 170, 165),
+    "blue": (90, 120, 170),
+    "green": (110, 150, 100),
+    "tan": (210, 180, 140),
+    "silver": (190, 190, 195),
+    "cream": (240, 230, 200),
 }
 
 WINDOW_NONE, WINDOW_PUNCHED, WINDOW_CURTAIN, WINDOW_ARCHED = 0, 1, 2, 3
@@ -462,8 +488,22 @@ def _building_look(
     colour = parse_colour(tags.get("building:colour"))
     if btype in ("church", "cathedral", "chapel", "mosque", "synagogue", "temple"):
         family, style = "stone", WINDOW_ARCHED
-    elif btype in ("garage", "garages", "carport", "shed", "hut", "roof", "construction",
-                   "ruins", "transformer_tower", "kiosk") or height_m < 3.5:
+    elif (
+        btype
+        in (
+            "garage",
+            "garages",
+            "carport",
+            "shed",
+            "hut",
+            "roof",
+            "construction",
+            "ruins",
+            "transformer_tower",
+            "kiosk",
+        )
+        or height_m < 3.5
+    ):
         family, style = "concrete", WINDOW_NONE
     elif (btype in ("office", "commercial") and height_m >= 35) or height_m >= 90:
         family, style = ("glass", WINDOW_CURTAIN) if h % 3 else ("concrete", WINDOW_PUNCHED)
@@ -600,9 +640,11 @@ class Scene:
         self.sign_grid = GridIndex(
             (self.sx0 + self.sx1) / 2, (self.sy0 + self.sy1) / 2, cell_m=GRID_CELL_M
         )
-        self.sign_reach_m = float(
-            np.max(np.hypot(self.sx1 - self.sx0, self.sy1 - self.sy0)) / 2
-        ) if len(self.sx0) else 0.0
+        self.sign_reach_m = (
+            float(np.max(np.hypot(self.sx1 - self.sx0, self.sy1 - self.sy0)) / 2)
+            if len(self.sx0)
+            else 0.0
+        )
         self._tiles: OrderedDict[tuple[int, int], list[np.ndarray]] = OrderedDict()
         self.lock = threading.Lock()
         """Guards the tile and texture caches (views may be drawn from several threads)."""
@@ -627,8 +669,11 @@ class Scene:
                 base = max(2.4, top - 1.0)  # a canopy on pillars
             top = max(top, base + 0.5)
             levels = b.levels if b.levels and b.levels > 0 else None
-            storey = (top - base) / levels if levels else (3.6 if btype in ("office",
-                                                                            "commercial") else 3.2)
+            storey = (
+                (top - base) / levels
+                if levels
+                else (3.6 if btype in ("office", "commercial") else 3.2)
+            )
             storey = float(np.clip(storey, 2.6, 5.0))
             colour, style, pitch = _building_look(b.id, btype, top, b.tags)
             heights[i], bases[i], storeys[i] = top, base, storey
@@ -804,8 +849,15 @@ class Scene:
             icon, bg, fg = sign_style(place)
             obj = len(self.objects)
             self.objects.append(
-                SceneObject(place.id, place.name, label, place.category or "point_of_interest",
-                            "poi", place.lat, place.lon)
+                SceneObject(
+                    place.id,
+                    place.name,
+                    label,
+                    place.category or "point_of_interest",
+                    "poi",
+                    place.lat,
+                    place.lon,
+                )
             )
             x, y = float(px[k]), float(py[k])
             panel = _wants_panel(place)
@@ -820,8 +872,18 @@ class Scene:
                 self.unplaced_pois += 1
 
     def _place_fascia(
-        self, b: _SignBuilder, obj: int, label: str, icon: str, bg, fg, x: float, y: float,
-        building: int, grid: GridIndex, reach: float,
+        self,
+        b: _SignBuilder,
+        obj: int,
+        label: str,
+        icon: str,
+        bg,
+        fg,
+        x: float,
+        y: float,
+        building: int,
+        grid: GridIndex,
+        reach: float,
         occupied: dict[int, list[tuple[float, float]]],
     ) -> bool:
         idx = grid.query(x, y, FASCIA_SNAP_M + reach)
@@ -861,15 +923,15 @@ class Scene:
             lay = None
             for cap in (FASCIA_MAX_WIDTH_M, FASCIA_LONG_WIDTH_M):  # a long name: a long sign
                 max_w = min(cap, length - 2 * FASCIA_MARGIN_M)
-                lay = layout_sign(label, board_h_m=board_h, max_w_m=max_w, max_lines=2,
-                                  icon=True)
+                lay = layout_sign(label, board_h_m=board_h, max_w_m=max_w, max_lines=2, icon=True)
                 if lay is not None:
                     break
             if lay is None or base + lay.height_m > top_limit + 0.01:
                 continue
             want = float(s[c]) * length
-            a = _free_slot(occupied[f], want, lay.width_m, FASCIA_MARGIN_M,
-                           length - FASCIA_MARGIN_M)
+            a = _free_slot(
+                occupied[f], want, lay.width_m, FASCIA_MARGIN_M, length - FASCIA_MARGIN_M
+            )
             if a is None:
                 continue
             occupied[f].append((a - 0.25, a + lay.width_m + 0.25))
@@ -879,37 +941,103 @@ class Scene:
             ax, ay = fx0 + ux * a + nx * SIGN_OFFSET_M, fy0 + uy * a + ny * SIGN_OFFSET_M
             bx, by = ax + ux * lay.width_m, ay + uy * lay.width_m
             top = base + lay.height_m
-            b.add(FASCIA, (ax, ay, bx, by), base, top, obj, False, bg, fg, lay.lines, icon,
-                  lay.em_m)
-            self._add_blade(b, obj, label, bg, fg, ax, ay, ux, uy, nx, ny,
-                            base=top + BLADE_ABOVE_M, top_limit=top_limit)
+            b.add(
+                FASCIA, (ax, ay, bx, by), base, top, obj, False, bg, fg, lay.lines, icon, lay.em_m
+            )
+            self._add_blade(
+                b,
+                obj,
+                label,
+                bg,
+                fg,
+                ax,
+                ay,
+                ux,
+                uy,
+                nx,
+                ny,
+                base=top + BLADE_ABOVE_M,
+                top_limit=top_limit,
+            )
             return True
         return False
 
-    def _add_blade(self, b: _SignBuilder, obj: int, label: str, bg, fg, ax: float, ay: float,
-                   ux: float, uy: float, nx: float, ny: float, *, base: float,
-                   top_limit: float) -> None:
+    def _add_blade(
+        self,
+        b: _SignBuilder,
+        obj: int,
+        label: str,
+        bg,
+        fg,
+        ax: float,
+        ay: float,
+        ux: float,
+        uy: float,
+        nx: float,
+        ny: float,
+        *,
+        base: float,
+        top_limit: float,
+    ) -> None:
         """A double-sided blade sign above the fascia's start, standing out from the wall."""
-        lay = layout_sign(label, board_h_m=BLADE_HEIGHT_M, max_w_m=BLADE_MAX_WIDTH_M,
-                          max_lines=3, icon=False, min_scale=0.4)
+        lay = layout_sign(
+            label,
+            board_h_m=BLADE_HEIGHT_M,
+            max_w_m=BLADE_MAX_WIDTH_M,
+            max_lines=3,
+            icon=False,
+            min_scale=0.4,
+        )
         if lay is None or base + lay.height_m > top_limit:
             return
         px, py = ax + ux * 0.2 - nx * SIGN_OFFSET_M, ay + uy * 0.2 - ny * SIGN_OFFSET_M
         s0x, s0y = px + nx * BLADE_GAP_M, py + ny * BLADE_GAP_M
         s1x, s1y = s0x + nx * lay.width_m, s0y + ny * lay.width_m
-        b.add(BLADE, (s0x, s0y, s1x, s1y), base, base + lay.height_m, obj, True, bg, fg,
-              lay.lines, "", lay.em_m)
+        b.add(
+            BLADE,
+            (s0x, s0y, s1x, s1y),
+            base,
+            base + lay.height_m,
+            obj,
+            True,
+            bg,
+            fg,
+            lay.lines,
+            "",
+            lay.em_m,
+        )
 
-    def _place_panel(self, b: _SignBuilder, obj: int, label: str, icon: str, bg, fg,
-                     x: float, y: float, walk: _WalkSnap) -> bool:
+    def _place_panel(
+        self,
+        b: _SignBuilder,
+        obj: int,
+        label: str,
+        icon: str,
+        bg,
+        fg,
+        x: float,
+        y: float,
+        walk: _WalkSnap,
+    ) -> bool:
         where = walk.panel_spot(x, y)
         if where is None:
             return False
         cx, cy, fx, fy = where  # centre and the direction the panel faces (unit)
-        lay = layout_sign(label, board_h_m=PANEL_HEIGHT_M, max_w_m=PANEL_MAX_WIDTH_M,
-                          max_lines=3, icon=True, min_scale=0.45) or layout_sign(
-            label, board_h_m=PANEL_HEIGHT_M, max_w_m=PANEL_LONG_WIDTH_M, max_lines=3,
-            icon=True, min_scale=0.3)
+        lay = layout_sign(
+            label,
+            board_h_m=PANEL_HEIGHT_M,
+            max_w_m=PANEL_MAX_WIDTH_M,
+            max_lines=3,
+            icon=True,
+            min_scale=0.45,
+        ) or layout_sign(
+            label,
+            board_h_m=PANEL_HEIGHT_M,
+            max_w_m=PANEL_LONG_WIDTH_M,
+            max_lines=3,
+            icon=True,
+            min_scale=0.3,
+        )
         if lay is None:
             return False
         # Text reads p0 -> p1 seen from the front, which is to the right of p0 -> p1.
@@ -917,12 +1045,34 @@ class Scene:
         half = lay.width_m / 2
         x0, y0 = cx - ux * half, cy - uy * half
         x1, y1 = cx + ux * half, cy + uy * half
-        b.add(PANEL, (x0, y0, x1, y1), PANEL_BASE_M, PANEL_BASE_M + lay.height_m, obj, True,
-              bg, fg, lay.lines, icon, lay.em_m)
+        b.add(
+            PANEL,
+            (x0, y0, x1, y1),
+            PANEL_BASE_M,
+            PANEL_BASE_M + lay.height_m,
+            obj,
+            True,
+            bg,
+            fg,
+            lay.lines,
+            icon,
+            lay.em_m,
+        )
         for t in (0.12, 0.88):
             qx, qy = x0 + (x1 - x0) * t, y0 + (y1 - y0) * t
-            b.add(POLE, (qx, qy, qx, qy), 0.0, PANEL_BASE_M + 0.05, obj, True, (70, 72, 76),
-                  (70, 72, 76), (), "", 0.0)
+            b.add(
+                POLE,
+                (qx, qy, qx, qy),
+                0.0,
+                PANEL_BASE_M + 0.05,
+                obj,
+                True,
+                (70, 72, 76),
+                (70, 72, 76),
+                (),
+                "",
+                0.0,
+            )
         return True
 
     def _place_street_signs(self, city: City, b: _SignBuilder) -> None:
@@ -973,21 +1123,57 @@ class Scene:
                 if not label:
                     continue
                 vx, vy = streets[name][0], streets[name][1]
-                lay = layout_sign(label, board_h_m=STREET_BLADE_HEIGHT_M, max_w_m=2.8,
-                                  max_lines=1, icon=False, min_scale=0.5)
+                lay = layout_sign(
+                    label,
+                    board_h_m=STREET_BLADE_HEIGHT_M,
+                    max_w_m=2.8,
+                    max_lines=1,
+                    icon=False,
+                    min_scale=0.5,
+                )
                 if lay is None:
                     continue
                 obj = len(self.objects)
-                self.objects.append(SceneObject(f"street_sign/{node}/{k}", name, label,
-                                                "street_sign", "street_sign", lat, lon))
+                self.objects.append(
+                    SceneObject(
+                        f"street_sign/{node}/{k}",
+                        name,
+                        label,
+                        "street_sign",
+                        "street_sign",
+                        lat,
+                        lon,
+                    )
+                )
                 half = lay.width_m / 2
                 base = STREET_BLADE_BASE_M[k]
-                b.add(STREET_BLADE, (qx - vx * half, qy - vy * half, qx + vx * half,
-                                     qy + vy * half), base, base + lay.height_m, obj, True,
-                      (0, 108, 60), (255, 255, 255), lay.lines, "", lay.em_m)
+                b.add(
+                    STREET_BLADE,
+                    (qx - vx * half, qy - vy * half, qx + vx * half, qy + vy * half),
+                    base,
+                    base + lay.height_m,
+                    obj,
+                    True,
+                    (0, 108, 60),
+                    (255, 255, 255),
+                    lay.lines,
+                    "",
+                    lay.em_m,
+                )
             if len(self.objects) > first:
-                b.add(POLE, (qx, qy, qx, qy), 0.0, STREET_POLE_TOP_M, first, True,
-                      (60, 64, 60), (60, 64, 60), (), "", 0.0)
+                b.add(
+                    POLE,
+                    (qx, qy, qx, qy),
+                    0.0,
+                    STREET_POLE_TOP_M,
+                    first,
+                    True,
+                    (60, 64, 60),
+                    (60, 64, 60),
+                    (),
+                    "",
+                    0.0,
+                )
 
     # Sizes -------------------------------------------------------------------------------
 
@@ -1032,9 +1218,20 @@ class _SignBuilder:
         self.icon: list[str] = []
         self.em: list[float] = []
 
-    def add(self, kind: int, xy: Sequence[float], base: float, top: float, obj: int,
-            double: bool, bg: Sequence[int], fg: Sequence[int], lines: Sequence[str], icon: str,
-            em: float) -> None:
+    def add(
+        self,
+        kind: int,
+        xy: Sequence[float],
+        base: float,
+        top: float,
+        obj: int,
+        double: bool,
+        bg: Sequence[int],
+        fg: Sequence[int],
+        lines: Sequence[str],
+        icon: str,
+        em: float,
+    ) -> None:
         self.kind.append(kind)
         self.xy.extend(float(v) for v in xy)
         self.base.append(float(base))
@@ -1061,8 +1258,9 @@ class _WalkSnap:
 
     def panel_spot(self, x: float, y: float) -> tuple[float, float, float, float] | None:
         point = shapely.Point(x, y)
-        hit = self.tree.query_nearest(point, max_distance=400.0, return_distance=True,
-                                      all_matches=False)
+        hit = self.tree.query_nearest(
+            point, max_distance=400.0, return_distance=True, all_matches=False
+        )
         if len(hit[0]) == 0:
             return None
         i = int(hit[0][0])
@@ -1087,8 +1285,9 @@ class _WalkSnap:
         cx, cy = near.x + ux * stand, near.y + uy * stand
         fx, fy = -ux, -uy
         spot = shapely.Point(cx, cy)
-        hit = self.street_tree.query_nearest(spot, max_distance=PANEL_FACE_STREET_M,
-                                             return_distance=True, all_matches=False)
+        hit = self.street_tree.query_nearest(
+            spot, max_distance=PANEL_FACE_STREET_M, return_distance=True, all_matches=False
+        )
         if len(hit[0]):
             street = self.geoms[int(self.streets[int(hit[0][0])])]
             q = street.interpolate(street.project(spot))
@@ -1131,7 +1330,9 @@ def _wants_panel(place: Place) -> bool:
     if place.tags.get("historic") in PANEL_HISTORIC or place.tags.get("tourism") == "artwork":
         return True
     if place.tags.get("highway") == "bus_stop" or place.tags.get("railway") in (
-        "subway_entrance", "tram_stop", "halt"
+        "subway_entrance",
+        "tram_stop",
+        "halt",
     ):
         return True
     return (place.category or "") in PANEL_CATEGORIES
@@ -1169,28 +1370,53 @@ def _rasterise_tile(scene: Scene, tx: int, ty: int) -> list[np.ndarray]:
     hits = np.sort(scene.street_tree.query(box))
 
     def to_px(c: np.ndarray) -> list[tuple[float, float]]:
-        return list(zip(((c[:, 0] - x0) / res).tolist(), ((y1 - c[:, 1]) / res).tolist(),
-                        strict=True))
+        return list(
+            zip(((c[:, 0] - x0) / res).tolist(), ((y1 - c[:, 1]) / res).tolist(), strict=True)
+        )
 
     kinds = scene.street_kind[hits]
     widths = scene.street_width_m[hits]
     # Footpaths, then curbs, plazas, carriageways, markings, crossings.
     for i in hits[kinds == 1]:
-        draw.line(to_px(scene.street_lines[i]), fill=FOOTPATH_RGB,
-                  width=max(1, round(scene.street_width_m[i] / res)), joint="curve")
+        draw.line(
+            to_px(scene.street_lines[i]),
+            fill=FOOTPATH_RGB,
+            width=max(1, round(scene.street_width_m[i] / res)),
+            joint="curve",
+        )
     for i in hits[kinds == 0]:
-        draw.line(to_px(scene.street_lines[i]), fill=CURB_RGB,
-                  width=max(1, round((scene.street_width_m[i] + 0.5) / res)), joint="curve")
+        draw.line(
+            to_px(scene.street_lines[i]),
+            fill=CURB_RGB,
+            width=max(1, round((scene.street_width_m[i] + 0.5) / res)),
+            joint="curve",
+        )
     for i in hits[kinds == 3]:
-        draw.line(to_px(scene.street_lines[i]), fill=PLAZA_RGB,
-                  width=max(1, round(scene.street_width_m[i] / res)), joint="curve")
+        draw.line(
+            to_px(scene.street_lines[i]),
+            fill=PLAZA_RGB,
+            width=max(1, round(scene.street_width_m[i] / res)),
+            joint="curve",
+        )
     for i in hits[kinds == 0]:
-        draw.line(to_px(scene.street_lines[i]), fill=ASPHALT_RGB,
-                  width=max(1, round(scene.street_width_m[i] / res)), joint="curve")
+        draw.line(
+            to_px(scene.street_lines[i]),
+            fill=ASPHALT_RGB,
+            width=max(1, round(scene.street_width_m[i] / res)),
+            joint="curve",
+        )
     for i, w in zip(hits[kinds == 0], widths[kinds == 0], strict=True):
         if w >= 7.9:
-            _dashes(draw, scene.street_lines[i], x0, y1, res, dash_m=3.0, gap_m=6.0,
-                    width_px=max(2, round(0.3 / res)))
+            _dashes(
+                draw,
+                scene.street_lines[i],
+                x0,
+                y1,
+                res,
+                dash_m=3.0,
+                gap_m=6.0,
+                width_px=max(2, round(0.3 / res)),
+            )
     for i in hits[kinds == 2]:
         _zebra(draw, scene.street_lines[i], x0, y1, res)
     arr = np.asarray(img, dtype=np.uint8)
@@ -1227,16 +1453,24 @@ def _walk_polyline(coords: np.ndarray, step_m: float):
         yield coords[k, 0] + seg[k, 0] * t, coords[k, 1] + seg[k, 1] * t, ux, uy
 
 
-def _dashes(draw: ImageDraw.ImageDraw, coords: np.ndarray, x0: float, y1: float, res: float,
-            *, dash_m: float, gap_m: float, width_px: int) -> None:
+def _dashes(
+    draw: ImageDraw.ImageDraw,
+    coords: np.ndarray,
+    x0: float,
+    y1: float,
+    res: float,
+    *,
+    dash_m: float,
+    gap_m: float,
+    width_px: int,
+) -> None:
     for x, y, ux, uy in _walk_polyline(coords, dash_m + gap_m):
         a = ((x - ux * dash_m / 2 - x0) / res, (y1 - (y - uy * dash_m / 2)) / res)
         b = ((x + ux * dash_m / 2 - x0) / res, (y1 - (y + uy * dash_m / 2)) / res)
         draw.line([a, b], fill=MARKING_RGB, width=width_px)
 
 
-def _zebra(draw: ImageDraw.ImageDraw, coords: np.ndarray, x0: float, y1: float,
-           res: float) -> None:
+def _zebra(draw: ImageDraw.ImageDraw, coords: np.ndarray, x0: float, y1: float, res: float) -> None:
     """Zebra stripes along a crossing: bars across the walking line, 0.5 m wide, 1 m apart."""
     half = 1.6
     width_px = max(1, round(0.5 / res))

@@ -253,8 +253,9 @@ class Camera:
 
     def column_bearing_deg(self, x_px: np.ndarray | float) -> np.ndarray | float:
         """Bearing of image column position `x_px` (pixels from the left edge), degrees."""
-        return (self.heading_deg + np.degrees(np.arctan((np.asarray(x_px) - self.cx)
-                                                        / self.focal_px))) % 360.0
+        return (
+            self.heading_deg + np.degrees(np.arctan((np.asarray(x_px) - self.cx) / self.focal_px))
+        ) % 360.0
 
 
 # Validation ----------------------------------------------------------------------------------
@@ -266,9 +267,7 @@ def _check_size(size: tuple[int, int] | int) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in size)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise InvalidViewError(
-            f"`size` must be (width, height) in pixels, got {size!r}."
-        ) from None
+        raise InvalidViewError(f"`size` must be (width, height) in pixels, got {size!r}.") from None
     lo, hi = MIN_VIEW_SIDE_PX, MAX_VIEW_SIDE_PX
     if not (lo <= w <= hi and lo <= h <= hi):
         raise InvalidViewError(
@@ -400,7 +399,10 @@ def _raycast(scene: Scene, cam: Camera) -> _Raster:
         t = (pax * pey - pay * pex) / den
         s = (pax * dy - pay * dx) / den
     ok = (
-        np.isfinite(t) & (t > NEAR_PLANE_M) & (s > -1e-6) & (s < 1 + 1e-6)
+        np.isfinite(t)
+        & (t > NEAR_PLANE_M)
+        & (s > -1e-6)
+        & (s < 1 + 1e-6)
         & (t * norms[col] < RENDER_DISTANCE_M)
     )
     if not ok.any():
@@ -443,7 +445,7 @@ def _raycast(scene: Scene, cam: Camera) -> _Raster:
     if len(raised):
         raised = raised[np.argsort(-t[runs[raised]], kind="stable")]
         for k in raised:
-            pid[run_top[k]:run_bot[k], run_col[k]] = run_ids[k]
+            pid[run_top[k] : run_bot[k], run_col[k]] = run_ids[k]
     run_seg = seg[runs]
     run_t = t[runs]
     run_u = scene.fu0[run_seg] + s[runs] * scene.flen[run_seg]
@@ -489,13 +491,21 @@ def _shade_facades(scene: Scene, cam: Camera, r: _Raster, out: np.ndarray) -> No
     punched = (fu > 0.27) & (fu < 0.73) & (fv > 0.22) & (fv < 0.76)
     curtain = (fv > 0.1) & (np.mod(u, 1.5) > 0.09)
     arched = (fu > 0.4) & (fu < 0.6) & (fv > 0.12) & (fv < 0.86)
-    win = upper & np.select([style == 1, style == 2, style == 3], [punched, curtain, arched],
-                            False)
-    shop = (style != 0) & (v > 0.35) & (v < 2.6) & (np.mod(u, 5.0) > 0.45) & (
-        np.mod(u, 5.0) < 4.55) & (top > 4.5)
+    win = upper & np.select([style == 1, style == 2, style == 3], [punched, curtain, arched], False)
+    shop = (
+        (style != 0)
+        & (v > 0.35)
+        & (v < 2.6)
+        & (np.mod(u, 5.0) > 0.45)
+        & (np.mod(u, 5.0) < 4.55)
+        & (top > 4.5)
+    )
     # Window panes vary a little (reflections, blinds), deterministic per pane.
-    pane = (np.floor(u / pitch).astype(np.int64) * 73856093
-            ^ np.floor((v - gf) / storey).astype(np.int64) * 19349663 ^ seg * 83492791)
+    pane = (
+        np.floor(u / pitch).astype(np.int64) * 73856093
+        ^ np.floor((v - gf) / storey).astype(np.int64) * 19349663
+        ^ seg * 83492791
+    )
     jitter = ((pane >> 7) & 15).astype(np.float32) / 15.0
     sky_mix = np.clip(v / np.maximum(top, 1.0), 0, 1)[:, None] * 0.55 + jitter[:, None] * 0.25
     glass = GLASS_RGB[None, :] * (1 - sky_mix) + GLASS_SKY_RGB[None, :] * sky_mix
@@ -539,8 +549,11 @@ def _shade_ground(scene: Scene, cam: Camera, r: _Raster, out: np.ndarray) -> Non
     across = t_row / f
     along = t_row * t_row / (f * eye)
     m = np.sqrt(across * along)
-    level_row = np.clip(np.floor(np.log2(np.maximum(m, 1e-6) / (GROUND_TILE_M / GROUND_TILE_PX))
-                                 + 0.5), 0, GROUND_LEVELS - 1).astype(np.int64)
+    level_row = np.clip(
+        np.floor(np.log2(np.maximum(m, 1e-6) / (GROUND_TILE_M / GROUND_TILE_PX)) + 0.5),
+        0,
+        GROUND_LEVELS - 1,
+    ).astype(np.int64)
     t = t_row[ri]
     level = level_row[ri]
     dxs, dys, norms = _ray_dirs(cam)
@@ -641,10 +654,18 @@ def _sign_candidates(scene: Scene, cam: Camera):
     keep &= (np.maximum(za, zb) > NEAR_PLANE_M) & (mid < RENDER_DISTANCE_M)
     # Rough frustum test on the projected extent.
     half_w = math.tan(math.radians(cam.fov_deg) / 2)
-    keep &= ~((xa > half_w * np.maximum(za, 1e-3)) & (xb > half_w * np.maximum(zb, 1e-3))
-              & (za > 0) & (zb > 0))
-    keep &= ~((xa < -half_w * np.maximum(za, 1e-3)) & (xb < -half_w * np.maximum(zb, 1e-3))
-              & (za > 0) & (zb > 0))
+    keep &= ~(
+        (xa > half_w * np.maximum(za, 1e-3))
+        & (xb > half_w * np.maximum(zb, 1e-3))
+        & (za > 0)
+        & (zb > 0)
+    )
+    keep &= ~(
+        (xa < -half_w * np.maximum(za, 1e-3))
+        & (xb < -half_w * np.maximum(zb, 1e-3))
+        & (za > 0)
+        & (zb > 0)
+    )
     # Big enough to see.
     zmin = np.maximum(np.minimum(za, zb), NEAR_PLANE_M)
     height = (scene.stop[idx] - scene.sbase[idx]) * cam.focal_px / zmin
@@ -654,9 +675,7 @@ def _sign_candidates(scene: Scene, cam: Camera):
     return [(int(idx[k]), ax[k], ay[k], bx[k], by[k], za[k], zb[k], xa[k], xb[k]) for k in order]
 
 
-def _sign_pass(
-    scene: Scene, cam: Camera, r: _Raster, canvas: np.ndarray | None
-) -> list[_SignHit]:
+def _sign_pass(scene: Scene, cam: Camera, r: _Raster, canvas: np.ndarray | None) -> list[_SignHit]:
     """Test every candidate sign against the depth buffer (and draw it on `canvas`)."""
     W, H = cam.width_px, cam.height_px
     f, cx, cy, eye = cam.focal_px, cam.cx, cam.cy, cam.eye_height_m
@@ -700,7 +719,7 @@ def _sign_pass(
         total = int(cover.sum())
         if total == 0:
             continue
-        window = zb[r0:r1, c0:c1 + 1]
+        window = zb[r0:r1, c0 : c1 + 1]
         tt = t[None, :].astype(np.float32)
         vis = cover & (window >= tt - 0.02)
         visible = int(vis.sum())
@@ -709,15 +728,32 @@ def _sign_pass(
         mx, my = (ax + bx) / 2, (ay + by) / 2
         centre_t = mx * cam.forward[0] + my * cam.forward[1]
         vcols = np.nonzero(vis.any(axis=0))[0]
-        hits.append(_SignHit(
-            sign, visible, total, c0, c1 + 1,
-            c0 + int(vcols[0]) if len(vcols) else c0,
-            c0 + int(vcols[-1]) + 1 if len(vcols) else c1 + 1,
-            float(math.hypot(mx, my)), float(max(centre_t, NEAR_PLANE_M)),
-        ))
+        hits.append(
+            _SignHit(
+                sign,
+                visible,
+                total,
+                c0,
+                c1 + 1,
+                c0 + int(vcols[0]) if len(vcols) else c0,
+                c0 + int(vcols[-1]) + 1 if len(vcols) else c1 + 1,
+                float(math.hypot(mx, my)),
+                float(max(centre_t, NEAR_PLANE_M)),
+            )
+        )
         if canvas is not None and visible:
-            _draw_sign(scene, cam, canvas, sign, kind, (ua, ub), (pxa, pza, pxb, pzb),
-                       (r0, r1, c0, c1 + 1), vis, float(np.nanmin(t)))
+            _draw_sign(
+                scene,
+                cam,
+                canvas,
+                sign,
+                kind,
+                (ua, ub),
+                (pxa, pza, pxb, pzb),
+                (r0, r1, c0, c1 + 1),
+                vis,
+                float(np.nanmin(t)),
+            )
     return hits
 
 
@@ -734,9 +770,16 @@ def _homography(src: np.ndarray, dst: np.ndarray) -> list[float]:
 
 
 def _draw_sign(
-    scene: Scene, cam: Camera, canvas: np.ndarray, sign: int, kind: int,
-    urange: tuple[float, float], ends: tuple[float, float, float, float],
-    box: tuple[int, int, int, int], vis: np.ndarray, t_near: float,
+    scene: Scene,
+    cam: Camera,
+    canvas: np.ndarray,
+    sign: int,
+    kind: int,
+    urange: tuple[float, float],
+    ends: tuple[float, float, float, float],
+    box: tuple[int, int, int, int],
+    vis: np.ndarray,
+    t_near: float,
 ) -> None:
     f, cx, cy, eye = cam.focal_px, cam.cx, cam.cy, cam.eye_height_m
     top, base = float(scene.stop[sign]), float(scene.sbase[sign])
@@ -753,12 +796,14 @@ def _draw_sign(
     tw, th = tex.size
     ua, ub = urange
     # Screen corners: bottom-left, bottom-right, top-right, top-left.
-    dst = np.array([
-        (cx + f * xa / za - c0, cy + f * (eye - base) / za - r0),
-        (cx + f * xb / zb - c0, cy + f * (eye - base) / zb - r0),
-        (cx + f * xb / zb - c0, cy - f * (top - eye) / zb - r0),
-        (cx + f * xa / za - c0, cy - f * (top - eye) / za - r0),
-    ])
+    dst = np.array(
+        [
+            (cx + f * xa / za - c0, cy + f * (eye - base) / za - r0),
+            (cx + f * xb / zb - c0, cy + f * (eye - base) / zb - r0),
+            (cx + f * xb / zb - c0, cy - f * (top - eye) / zb - r0),
+            (cx + f * xa / za - c0, cy - f * (top - eye) / za - r0),
+        ]
+    )
     src = np.array([(ua * tw, th), (ub * tw, th), (ub * tw, 0.0), (ua * tw, 0.0)])
     try:
         coeffs = _homography(src, dst)
@@ -766,8 +811,13 @@ def _draw_sign(
         return
     bw, bh = c1 - c0, r1 - r0
     patch = np.asarray(
-        tex.transform((bw, bh), Image.Transform.PERSPECTIVE, coeffs,
-                      resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0, 0)),
+        tex.transform(
+            (bw, bh),
+            Image.Transform.PERSPECTIVE,
+            coeffs,
+            resample=Image.Resampling.BILINEAR,
+            fillcolor=(0, 0, 0, 0),
+        ),
         dtype=np.float32,
     )
     alpha = patch[..., 3:4] / 255.0 * vis[..., None]
@@ -784,8 +834,9 @@ TEXTURE_CACHE = 512
 
 def _texture(scene: Scene, sign: int, height_px: float) -> Image.Image:
     """The sign's RGBA texture at about 1.3x its on-screen height (cached by size step)."""
-    width_m = float(math.hypot(scene.sx1[sign] - scene.sx0[sign],
-                               scene.sy1[sign] - scene.sy0[sign]))
+    width_m = float(
+        math.hypot(scene.sx1[sign] - scene.sx0[sign], scene.sy1[sign] - scene.sy0[sign])
+    )
     height_m = float(scene.stop[sign] - scene.sbase[sign])
     want = max(8.0, min(320.0, height_px * 1.3))
     step = 2 ** (round(math.log2(want) * 3) / 3)
@@ -828,8 +879,7 @@ def _make_texture(scene: Scene, sign: int, tw: int, th: int, em_px: float) -> Im
         side = 0.76 * single_h
         x0 = 0.16 * single_h
         y0 = (th - side) / 2
-        draw.rounded_rectangle([x0, y0, x0 + side, y0 + side], radius=side * 0.18,
-                               fill=(*fg, 255))
+        draw.rounded_rectangle([x0, y0, x0 + side, y0 + side], radius=side * 0.18, fill=(*fg, 255))
         _draw_icon(draw, icon, (x0, y0, x0 + side, y0 + side), bg)
         x_text0 = x0 + side + (ICON_GAP - 0.16) * single_h
     if em_px <= 0 or not lines:
@@ -843,8 +893,12 @@ def _make_texture(scene: Scene, sign: int, tw: int, th: int, em_px: float) -> Im
     return img
 
 
-def _draw_icon(draw: ImageDraw.ImageDraw, key: str, box: tuple[float, float, float, float],
-               colour: tuple[int, ...]) -> None:
+def _draw_icon(
+    draw: ImageDraw.ImageDraw,
+    key: str,
+    box: tuple[float, float, float, float],
+    colour: tuple[int, ...],
+) -> None:
     """Draw pictogram `key` in `colour` inside the square `box` (x0, y0, x1, y1)."""
     x0, y0, x1, _y1 = box
     s = x1 - x0
@@ -953,8 +1007,9 @@ def _render(scene: Scene, cam: Camera) -> tuple[Image.Image, list[_SignHit]]:
     return Image.fromarray(canvas, "RGB"), hits
 
 
-def _objects(scene: Scene, cam: Camera, hits: list[_SignHit],
-             max_distance_m: float) -> list[VisibleObject]:
+def _objects(
+    scene: Scene, cam: Camera, hits: list[_SignHit], max_distance_m: float
+) -> list[VisibleObject]:
     """Group sign hits by the object they belong to."""
     by_obj: dict[int, list[_SignHit]] = {}
     for h in hits:
@@ -979,24 +1034,26 @@ def _objects(scene: Scene, cam: Camera, hits: list[_SignHit],
         fraction = best.visible_px / best.total_px
         bearing = float(cam.column_bearing_deg((bx0 + bx1) / 2))
         em_m = float(scene.sem[best.sign])
-        result.append(VisibleObject(
-            id=o.id,
-            name=o.name,
-            label=o.label,
-            category=o.category,
-            kind=o.kind,
-            bearing_deg=round(bearing, 2),
-            bearing_min_deg=round(float(cam.column_bearing_deg(x_lo)), 2),
-            bearing_max_deg=round(float(cam.column_bearing_deg(x_hi)), 2),
-            distance_m=round(best.distance_m, 2),
-            side=egocentric_relation(bearing, cam.heading_deg),
-            occluded=fraction < OCCLUDED_BELOW,
-            visible_fraction=round(fraction, 3),
-            x_min_px=int(x_lo),
-            x_max_px=int(x_hi),
-            text_height_px=round(0.73 * em_m * cam.focal_px / best.centre_t, 2),
-            sign=SIGN_KIND_NAMES[int(scene.skind[best.sign])],
-        ))
+        result.append(
+            VisibleObject(
+                id=o.id,
+                name=o.name,
+                label=o.label,
+                category=o.category,
+                kind=o.kind,
+                bearing_deg=round(bearing, 2),
+                bearing_min_deg=round(float(cam.column_bearing_deg(x_lo)), 2),
+                bearing_max_deg=round(float(cam.column_bearing_deg(x_hi)), 2),
+                distance_m=round(best.distance_m, 2),
+                side=egocentric_relation(bearing, cam.heading_deg),
+                occluded=fraction < OCCLUDED_BELOW,
+                visible_fraction=round(fraction, 3),
+                x_min_px=int(x_lo),
+                x_max_px=int(x_hi),
+                text_height_px=round(0.73 * em_m * cam.focal_px / best.centre_t, 2),
+                sign=SIGN_KIND_NAMES[int(scene.skind[best.sign])],
+            )
+        )
     result.sort(key=lambda v: (v.distance_m, v.id))
     return result
 
@@ -1012,8 +1069,16 @@ class ViewSource(Protocol):
     [0, 360) degrees, fov in degrees, pitch in degrees, size (width, height) in pixels.
     """
 
-    def view(self, lat: float, lon: float, heading: float, *, fov: float, pitch: float,
-             size: tuple[int, int]) -> Image.Image:
+    def view(
+        self,
+        lat: float,
+        lon: float,
+        heading: float,
+        *,
+        fov: float,
+        pitch: float,
+        size: tuple[int, int],
+    ) -> Image.Image:
         """Return the view as an RGB image of `size`."""
         ...
 
@@ -1032,8 +1097,16 @@ class RenderedViewSource:
     def __init__(self, city: City) -> None:
         self._city = weakref.ref(city)
 
-    def view(self, lat: float, lon: float, heading: float, *, fov: float, pitch: float,
-             size: tuple[int, int]) -> Image.Image:
+    def view(
+        self,
+        lat: float,
+        lon: float,
+        heading: float,
+        *,
+        fov: float,
+        pitch: float,
+        size: tuple[int, int],
+    ) -> Image.Image:
         """Render the view (see `render_view`)."""
         city = self._city()
         if city is None:
@@ -1131,8 +1204,16 @@ class PanoramaViewSource:
         self._cache[pano_id] = (arr, rotation)
         return arr, rotation
 
-    def view(self, lat: float, lon: float, heading: float, *, fov: float, pitch: float,
-             size: tuple[int, int]) -> Image.Image:
+    def view(
+        self,
+        lat: float,
+        lon: float,
+        heading: float,
+        *,
+        fov: float,
+        pitch: float,
+        size: tuple[int, int],
+    ) -> Image.Image:
         """Crop the pinhole view from the nearest panorama (see the class docstring)."""
         _, pano_id = self.relocate(lat, lon)
         if pano_id is None:
@@ -1143,8 +1224,12 @@ class PanoramaViewSource:
                 "pass a mapped point, a larger `mapping_radius_m`, or a `fallback` source."
             )
         pano, rotation = self._panorama(pano_id)
-        return Image.fromarray(equirect_to_pinhole(pano, heading, fov=fov, pitch=pitch,
-                                                   size=size, rotation_deg=rotation), "RGB")
+        return Image.fromarray(
+            equirect_to_pinhole(
+                pano, heading, fov=fov, pitch=pitch, size=size, rotation_deg=rotation
+            ),
+            "RGB",
+        )
 
 
 def equirect_to_pinhole(
@@ -1223,8 +1308,10 @@ def set_view_source(city: City, source: ViewSource | None) -> None:
         _SOURCES.pop(city, None)
         return
     if not isinstance(source, ViewSource):
-        raise InvalidViewError("`source` must have a `view(lat, lon, heading, *, fov, pitch, "
-                               "size)` method (see `ViewSource`).")
+        raise InvalidViewError(
+            "`source` must have a `view(lat, lon, heading, *, fov, pitch, "
+            "size)` method (see `ViewSource`)."
+        )
     _SOURCES[city] = source
 
 
@@ -1295,13 +1382,18 @@ def render_view(
     """
     src = _source(city, source)
     max_pitch = float(getattr(src, "max_pitch_deg", MAX_RENDER_PITCH_DEG))
-    cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size,
-                      max_pitch=max_pitch)
+    cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size, max_pitch=max_pitch)
     if isinstance(src, RenderedViewSource) and src._city() is city:
         image, _ = _render(scene_for(city), cam)
         return image
-    return src.view(float(lat), float(lon), cam.heading_deg, fov=cam.fov_deg,
-                    pitch=cam.pitch_deg, size=(cam.width_px, cam.height_px))
+    return src.view(
+        float(lat),
+        float(lon),
+        cam.heading_deg,
+        fov=cam.fov_deg,
+        pitch=cam.pitch_deg,
+        size=(cam.width_px, cam.height_px),
+    )
 
 
 def visible(
@@ -1360,9 +1452,7 @@ def observe(
     """The rendered view and what it shows, from one pass (`render_view` + `visible`)."""
     cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size)
     if not 0 < max_distance_m <= RENDER_DISTANCE_M:
-        raise InvalidViewError(
-            f"`max_distance_m` must be in (0, {RENDER_DISTANCE_M:g}] metres."
-        )
+        raise InvalidViewError(f"`max_distance_m` must be in (0, {RENDER_DISTANCE_M:g}] metres.")
     scene = scene_for(city)
     image, hits = _render(scene, cam)
     return image, _objects(scene, cam, hits, max_distance_m)
@@ -1406,8 +1496,9 @@ def view_grid(
     grid = Image.new("RGB", (2 * w + sep, 2 * h + sep), (0, 0, 0))
     for k, (name, offset) in enumerate(GRID_LAYOUT):
         view_heading = (heading + offset) % 360.0
-        view = render_view(city, lat, lon, view_heading, fov=fov, pitch=pitch, size=(w, h),
-                           source=source)
+        view = render_view(
+            city, lat, lon, view_heading, fov=fov, pitch=pitch, size=(w, h), source=source
+        )
         if labels:
             _label(view, f"{name} {view_heading:.0f}°")
         grid.paste(view, ((k % 2) * (w + sep), (k // 2) * (h + sep)))
@@ -1458,8 +1549,10 @@ def box_to_bearing(
     tuple[float, float]
         (bearing at `x_min_px`, bearing at `x_max_px`), degrees in [0, 360).
     """
-    return (_x_to_bearing(x_min_px, heading, fov, width_px, model),
-            _x_to_bearing(x_max_px, heading, fov, width_px, model))
+    return (
+        _x_to_bearing(x_min_px, heading, fov, width_px, model),
+        _x_to_bearing(x_max_px, heading, fov, width_px, model),
+    )
 
 
 def _x_to_bearing(x: float, heading: float, fov: float, width: int, model: str) -> float:
@@ -1620,14 +1713,15 @@ def aimed_views(
         lat, lon = city.to_latlon(cam.x, cam.y)
         heading = xy_bearing_deg(sx - cam.x, sy - cam.y)
         o = scene.objects[obj]
-        seen = visible(city, lat, lon, heading, fov=fov, size=size,
-                       max_distance_m=max_distance_m + 10.0)
+        seen = visible(
+            city, lat, lon, heading, fov=fov, size=size, max_distance_m=max_distance_m + 10.0
+        )
         # Keep it when its main sign (not just a blade seen edge-on) shows.
-        if not any(v.id == o.id and not v.occluded and v.sign in ("fascia", "panel")
-                   for v in seen):
+        if not any(v.id == o.id and not v.occluded and v.sign in ("fascia", "panel") for v in seen):
             continue
-        views.append(AimedView(o.id, o.name, o.label, float(lat), float(lon), heading,
-                               float(dist[0])))
+        views.append(
+            AimedView(o.id, o.name, o.label, float(lat), float(lon), heading, float(dist[0]))
+        )
     return views
 
 
@@ -1672,8 +1766,13 @@ def ocr_text(image: Image.Image, *, passes: tuple[tuple[str, int], ...] = OCR_PA
     texts = []
     try:
         for options, scale in passes:
-            img = gray if scale == 1 else gray.resize(
-                (gray.width * scale, gray.height * scale), Image.Resampling.BICUBIC)
+            img = (
+                gray
+                if scale == 1
+                else gray.resize(
+                    (gray.width * scale, gray.height * scale), Image.Resampling.BICUBIC
+                )
+            )
             texts.append(pytesseract.image_to_string(img, config=options))
     except pytesseract.TesseractNotFoundError:
         raise ImportError(
@@ -1705,8 +1804,7 @@ def name_read_score(name: str, text: str) -> float:
     words = name_f.split(" ")
     if len(words) > 1:
         worst = min(
-            float(fuzz.partial_ratio(w, text_f)) if len(w) > 2 else (100.0 if w in text_f
-                                                                      else 0.0)
+            float(fuzz.partial_ratio(w, text_f)) if len(w) > 2 else (100.0 if w in text_f else 0.0)
             for w in words
         )
         score = max(score, worst)

@@ -25,19 +25,26 @@ def _fail(message: str) -> None:
 
 def view_command(
     city: str = typer.Option(DEFAULT_CITY, "--city", "-c", help="City name or OSM file."),
-    at: str = typer.Option(..., "--at", help='Where to stand: a place, address, "A & B", or '
-                           '"lat,lon".'),
+    at: str = typer.Option(
+        ..., "--at", help='Where to stand: a place, address, "A & B", or "lat,lon".'
+    ),
     heading: float | None = typer.Option(
-        None, help="View direction, degrees clockwise from north (wrapped into 0..360); "
-        "default: toward the --at place, or north."),
+        None,
+        help="View direction, degrees clockwise from north (wrapped into 0..360); "
+        "default: toward the --at place, or north.",
+    ),
     out: Path = typer.Option(Path("view.png"), "--out", "-o", help="PNG file to write."),
     fov: float = typer.Option(90.0, help="Horizontal field of view, degrees (10..120)."),
     pitch: float = typer.Option(0.0, help="Look up (+) or down (-), degrees (±40)."),
-    size: str = typer.Option("512", help='Image size: "512" (square) or "640x480"; with '
-                             "--grid, the size of each view."),
+    size: str = typer.Option(
+        "512", help='Image size: "512" (square) or "640x480"; with --grid, the size of each view.'
+    ),
     grid: bool = typer.Option(False, "--grid", help="Four views [front, right; back, left]."),
-    snap: bool = typer.Option(True, help="Stand on the nearest virtual panorama (within "
-                              f"{SNAP_RADIUS_M:g} m) rather than exactly at --at."),
+    snap: bool = typer.Option(
+        True,
+        help="Stand on the nearest virtual panorama (within "
+        f"{SNAP_RADIUS_M:g} m) rather than exactly at --at.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Render what a walker sees, offline, from the map: facades, signs, streets, sky.
@@ -110,9 +117,14 @@ def view_command(
     if objects:
         table = Table("sign", "kind", "side", "bearing", "distance", "occluded")
         for o in objects:
-            table.add_row(o.label, o.kind, o.side,
-                          f"{o.bearing_min_deg:.0f}..{o.bearing_max_deg:.0f}°",
-                          f"{o.distance_m:.0f} m", "yes" if o.occluded else "")
+            table.add_row(
+                o.label,
+                o.kind,
+                o.side,
+                f"{o.bearing_min_deg:.0f}..{o.bearing_max_deg:.0f}°",
+                f"{o.distance_m:.0f} m",
+                "yes" if o.occluded else "",
+            )
         console.print(table)
 
 

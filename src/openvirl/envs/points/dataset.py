@@ -124,7 +124,7 @@ def build_dataset(
         "openvirl_version": __version__,
         "seed": seed,
         "config": {k: v for k, v in vars(cfg).items() if k != "split"},
-        "split": describe_split(cfg.test_percent),
+        "split": describe_split(cfg.test_percent, cfg.split_by),
         "counts": counts,
         "fields": {
             "prompt": "the first-turn prompt (GP-L or GP-VL template)",

@@ -12,7 +12,7 @@ import gymnasium as gym
 from openvirl.envs.points.cards import RANK_LABELS, SUIT_POOLS, Card, card_value, deal_hand
 from openvirl.envs.points.parsing import parse_answer
 from openvirl.envs.points.solver import solution_table
-from openvirl.envs.points.splits import DEFAULT_TEST_PERCENT, SPLITS, split_of
+from openvirl.envs.points.splits import DEFAULT_TEST_PERCENT, SPLIT_UNITS, SPLITS, split_of
 from openvirl.envs.points.verifier import REWARDS, Outcome, Verdict, check
 from openvirl.envs.spaces import FreeText, OptionalImage
 from openvirl.policies.base import Message, text_message
@@ -28,7 +28,7 @@ _RULE_SENTENCES = {
     "ood": "'A' counts as 1, and 'J', 'Q' and 'K' count as 11, 12 and 13 respectively.",
 }
 _UNSOLVABLE_SENTENCE = (
-    "\nSome hands cannot reach {target}; for such a hand answer with the formula \"no solution\"."
+    '\nSome hands cannot reach {target}; for such a hand answer with the formula "no solution".'
 )
 
 
@@ -44,10 +44,13 @@ class PointsConfig:
     suits: str = "mixed"  # suit pool for every card: "mixed", "black" or "red"
     target: int = 24  # the value the formula must reach
     max_attempts: int = 5  # verified attempts per hand (sequential revision)
-    deal: str = "replacement"  # "replacement": 4 iid ranks (reference); "deck": distinct cards
+    deal: str = "replacement"  # "replacement": iid ranks (reference); "deck": distinct cards
     allow_unsolvable: bool = False  # deal unsolvable hands too; "no solution" is then the answer
-    split: str | None = None  # None: any hand; "train"/"test": hashed split of value multisets
-    test_percent: int = DEFAULT_TEST_PERCENT  # share of value multisets held out for "test"
+    split: str | None = None  # None: any hand; "train"/"test": hashed split of multisets
+    split_by: str = "values"  # multisets of "values" (strict) or "ranks" (paper-like ID)
+    test_percent: int = DEFAULT_TEST_PERCENT  # share of multisets held out for "test"
+    n_cards: int = 4  # cards per hand (difficulty: fewer is easier)
+    ranks: tuple[int, int] = (1, 13)  # rank range [lo, hi] dealt (keep 13 for face cards)
     image_size: int = 1200  # side of the square card-table image in pixels
 
     def validate(self) -> None:
@@ -64,8 +67,18 @@ class PointsConfig:
             raise ValueError(f"`target` must be an integer in 1..10000, got {self.target!r}.")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError(f"`max_attempts` must be an integer >= 1, got {self.max_attempts!r}.")
+        if self.split_by not in SPLIT_UNITS:
+            raise ValueError(f"`split_by` must be one of {SPLIT_UNITS}, got {self.split_by!r}.")
         if not 0 < self.test_percent < 100:
             raise ValueError(f"`test_percent` must be in 1..99, got {self.test_percent!r}.")
+        if not isinstance(self.n_cards, int) or not 1 <= self.n_cards <= 4:
+            raise ValueError(f"`n_cards` must be an integer in 1..4, got {self.n_cards!r}.")
+        ranks = tuple(self.ranks) if isinstance(self.ranks, (list, tuple)) else ()
+        if len(ranks) != 2 or not all(isinstance(r, int) for r in ranks):
+            raise ValueError(f"`ranks` must be two integers [lo, hi], got {self.ranks!r}.")
+        if not 1 <= ranks[0] <= ranks[1] <= 13:
+            raise ValueError(f"`ranks` must satisfy 1 <= lo <= hi <= 13, got {self.ranks!r}.")
+        self.ranks = ranks
         if not 64 <= self.image_size <= 4096:
             raise ValueError(f"`image_size` must be in 64..4096 pixels, got {self.image_size!r}.")
 
@@ -161,7 +174,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             raise ValueError(f"`render_mode` must be None or 'rgb_array', got {render_mode!r}.")
         self.render_mode = render_mode
         cfg = self.config
-        self._table = solution_table(cfg.target)
+        self._table = solution_table(cfg.target, cfg.n_cards)
         size = (cfg.image_size, cfg.image_size)
         self.observation_space = gym.spaces.Dict(
             {"prompt": FreeText(), "image": OptionalImage(size if cfg.visual else None)}
@@ -213,7 +226,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             "solutions": list(solutions),
             "solvable": bool(solutions),
             "difficulty": difficulty,
-            "split": split_of(tuple(sorted(numbers)), cfg.target, cfg.test_percent),
+            "split": self._split_of(cards),
             "attempt": 0,
             "max_attempts": cfg.max_attempts,
             "expert_answer": expert_answer(cards, numbers, answer, cfg.target),
@@ -302,13 +315,21 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
                 deal=cfg.deal,
                 target=cfg.target,
                 allow_unsolvable=cfg.allow_unsolvable,
+                n_cards=cfg.n_cards,
+                ranks=cfg.ranks,
             )
-            if cfg.split is None:
-                return cards
-            values = tuple(sorted(card_value(c.rank, cfg.rule) for c in cards))
-            if split_of(values, cfg.target, cfg.test_percent) == cfg.split:
+            if cfg.split is None or self._split_of(cards) == cfg.split:
                 return cards
         raise RuntimeError(f"could not deal a {cfg.split!r} hand in {MAX_REDRAWS} draws")
+
+    def _split_of(self, cards: list[Card]) -> str:
+        """The hashed split side of a hand, by the configured unit (values or ranks)."""
+        cfg = self.config
+        if cfg.split_by == "ranks":
+            unit = tuple(sorted(c.rank for c in cards))
+        else:
+            unit = tuple(sorted(card_value(c.rank, cfg.rule) for c in cards))
+        return split_of(unit, cfg.target, cfg.test_percent)
 
     def _cards_from_option(self, spec: Any) -> list[Card]:
         cards = []
