@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -41,6 +42,17 @@ def test_presets_load_and_validate():
     assert paper.model == "meta-llama/Llama-3.2-11B-Vision-Instruct" and not paper.lora
     assert paper.ppo["learning_rate"] == 1e-6 and paper.ppo["grad_accum_steps"] == 128
     assert paper.init_steps == 400 and paper.eval_episodes == 234
+    # The quick preset's hands: easier (3 cards, target 12), held out by rank multiset, and
+    # every stage (SFT data, PPO episodes, evaluation) deals from the same knobs.
+    for split in ("train", "test"):
+        kwargs = quick.env_kwargs("id", split, 1)
+        assert kwargs["n_cards"] == 3 and kwargs["split_by"] == "ranks" and kwargs["split"] == split
+        env = gym.make("openvirl/GeneralPoints-v0", **kwargs)
+        _, info = env.reset(seed=0)
+        assert len(info["cards"]) == 3 and info["split"] == split and info["target"] == 12
+    assert "split_by" not in paper.env_kwargs("id", "test", 5)  # the strict default
+    with pytest.raises(ValueError, match="split_by"):
+        load_study_config("gp-l", "smoke", ["split_by=suits"])
     with pytest.raises(ValueError, match="preset"):
         load_study_config("gp-l", "huge")
     with pytest.raises(ValueError, match="eval_updates"):

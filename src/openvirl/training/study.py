@@ -144,6 +144,8 @@ class StudyConfig:
                 f"1..rl_updates ({self.rl_updates})."
             )
         self.eval_updates = sorted(set(int(u) for u in self.eval_updates))
+        if self.split_by not in ("values", "ranks"):
+            raise ValueError(f"`split_by` must be 'values' or 'ranks', got {self.split_by!r}.")
         if self.init_steps < 1:
             raise ValueError(f"`init_steps` must be >= 1, got {self.init_steps}.")
 
@@ -666,7 +668,8 @@ def study_markdown(
         "",
         f"Model `{study.model}` ({adaptation}), "
         f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-{study.ranks[1]}, "
-        f"{study.eval_episodes} held-out hands per split, "
+        f"{study.eval_episodes} held-out hands per split (held out by {study.split_by[:-1]} "
+        f"multiset), "
         f"{study.eval_max_attempts} verified attempt(s) per hand at evaluation, "
         f"{study.train_max_attempts} per RL episode. Init: {study.init_steps} SFT steps. "
         f"RL: {study.rl_updates} PPO updates; SFT branch matched to the RL compute points.",
