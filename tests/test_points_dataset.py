@@ -66,6 +66,20 @@ def test_cli_dataset_solve_and_play(tmp_path) -> None:
     assert json.loads(result.output)["solutions"] == ["8/(3-8/3)"]
     bad = runner.invoke(app, ["points", "dataset", "--out", str(out), "--rule", "weird"])
     assert bad.exit_code == 2 and "`rule`" in bad.output
+    easy = tmp_path / "easy"
+    args = ["--n", "6", "--n-train", "6", "--n-cards", "3", "--ranks", "1", "13"]
+    result = runner.invoke(
+        app,
+        ["points", "dataset", "--out", str(easy), *args, "--split-by", "ranks", "--target", "12"],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((easy / "manifest.json").read_text())
+    assert manifest["config"]["n_cards"] == 3 and manifest["config"]["split_by"] == "ranks"
+    assert manifest["split"]["split_by"] == "ranks"
+    rows = [json.loads(line) for line in (easy / "test" / "metadata.jsonl").open()]
+    assert all(len(row["cards"]) == 3 for row in rows)
+    bad = runner.invoke(app, ["points", "dataset", "--out", str(easy), "--n-cards", "7"])
+    assert bad.exit_code == 2 and "`n_cards`" in bad.output
     env = GeneralPointsEnv()
     _, info = env.reset(seed=11)
     played = runner.invoke(

@@ -30,6 +30,15 @@ def dataset_command(
     visual: bool = typer.Option(False, help="GP-VL: write card images and the vision prompt."),
     deal: str = typer.Option("replacement", help="'replacement' (reference) or 'deck' (52 cards)."),
     allow_unsolvable: bool = typer.Option(False, help="Include unsolvable hands."),
+    n_cards: int = typer.Option(4, "--n-cards", help="Cards per hand, 1-4 (fewer is easier)."),
+    ranks: tuple[int, int] = typer.Option(
+        (1, 13), help="Rank range dealt, LO HI (keep 13 for the face-card rule)."
+    ),
+    split_by: str = typer.Option(
+        "values",
+        "--split-by",
+        help="Held-out unit: 'values' (unseen arithmetic) or 'ranks' (unseen prompts).",
+    ),
 ) -> None:
     """Write SFT pairs and held-out hands as a Hugging Face `datasets`-loadable folder."""
     from openvirl.envs.points.dataset import build_dataset
@@ -46,6 +55,9 @@ def dataset_command(
             visual=visual,
             deal=deal,
             allow_unsolvable=allow_unsolvable,
+            n_cards=n_cards,
+            ranks=tuple(ranks),
+            split_by=split_by,
         )
     except ValueError as err:
         _fail(str(err))
