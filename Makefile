@@ -14,7 +14,7 @@ DEMO_OUT ?= demo-output
 help:
 	@echo "make demo   set up .venv and run the demo on the embedded defaults (writes $(DEMO_OUT)/)"
 	@echo "make test   set up .venv and run the test suite"
-	@echo "make lint   ruff check"
+	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench  run the benchmark scripts (JSON on stdout)"
 
 $(STAMP):
@@ -49,10 +49,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff format --check src tests benchmarks
 
 bench: setup
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
