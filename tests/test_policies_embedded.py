@@ -127,7 +127,10 @@ def test_prepare_the_real_embedded_model(tmp_path, monkeypatch):
     from openvirl.policies.base import text_message
     from openvirl.policies.hf import HFPolicy
 
-    monkeypatch.setenv("OPENVIRL_CACHE", str(tmp_path))
+    # A fresh clone prepares into the per-checkout cache, so later tests (the Gemma tokenizer's
+    # answer span in PPO) can use the model; a warm checkout tests the cold path elsewhere.
+    if embedded.is_prepared():
+        monkeypatch.setenv("OPENVIRL_CACHE", str(tmp_path))
     lines = []
     path = embedded.prepare_embedded_model(echo=lines.append)
     assert lines[0] == embedded.GEMMA_NOTICE
