@@ -452,14 +452,11 @@ def package_versions() -> dict[str, str | None]:
 def _data_description(spec: TaskSpec) -> dict[str, Any]:
     """What fixes the episodes besides the seeds: for GeneralPoints, the hashed split rule."""
     if spec.env_id == GP_ENV_ID:
+        from openvirl.envs.points.env import PointsConfig
         from openvirl.envs.points.splits import describe_split
 
-        kwargs = spec.env_kwargs
-        return {
-            "points_split": describe_split(
-                kwargs.get("test_percent", 20), kwargs.get("split_by", "values")
-            )
-        }
+        cfg = PointsConfig(**spec.env_kwargs)  # the env's own defaults fill what is not given
+        return {"points_split": describe_split(cfg.test_percent, cfg.split_by)}
     return {}
 
 

@@ -144,8 +144,10 @@ class StudyConfig:
                 f"1..rl_updates ({self.rl_updates})."
             )
         self.eval_updates = sorted(set(int(u) for u in self.eval_updates))
-        if self.split_by not in ("values", "ranks"):
-            raise ValueError(f"`split_by` must be 'values' or 'ranks', got {self.split_by!r}.")
+        from openvirl.envs.points.splits import SPLIT_UNITS
+
+        if self.split_by not in SPLIT_UNITS:
+            raise ValueError(f"`split_by` must be one of {SPLIT_UNITS}, got {self.split_by!r}.")
         if self.init_steps < 1:
             raise ValueError(f"`init_steps` must be >= 1, got {self.init_steps}.")
 
