@@ -268,7 +268,8 @@ def create_app(
             path = artifact(run, rel)
             if path is not None:
                 return "file", path
-        codes = (record.get("reset_info") or {}).get("card_codes")
+        info = record.get("reset_info")
+        codes = info.get("card_codes") if isinstance(info, dict) else None
         if not isinstance(codes, list) or not codes:
             return None
         key = tuple(map(str, codes))
@@ -575,6 +576,8 @@ def create_app(
                 available, why = street_view_support()
                 # The renderer's own range: a wider view would be refused by it.
                 fov = max(FOV_MIN_DEG, min(float(fov), FOV_MAX_DEG)) if math.isfinite(fov) else 90.0
+                if "fov" in params:  # links carry the value drawn, not the one asked for
+                    params["fov"] = f"{fov:g}"
                 heading = float(heading) % 360.0 if math.isfinite(heading) else 0.0
                 where = ""
                 try:
