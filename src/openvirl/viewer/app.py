@@ -11,6 +11,7 @@ error page (or ``{"error": ...}`` under ``/api``).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import threading
@@ -24,10 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
 )
+from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -97,9 +98,25 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+class JSONResponse(_StarletteJSON):
+    """JSON that always encodes: NaN and infinities become null, and a lone surrogate read from
+    a run file (``"\\ud800"`` is valid JSON) is written back as its JSON escape."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(
+            _json_safe(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _html(text: str, status: int = 200) -> HTMLResponse:
-    """One of the viewer's own pages (it gets `PAGE_CSP`; every other response `FILE_CSP`)."""
-    return HTMLResponse(text, status_code=status, headers={PAGE_CSP_HEADER: "1"})
+    """One of the viewer's own pages (it gets `PAGE_CSP`; every other response `FILE_CSP`).
+
+    A lone surrogate from a run file is shown as its escape (``\\ud800``) instead of making
+    the page impossible to encode.
+    """
+    body = text.encode("utf-8", "backslashreplace")
+    return HTMLResponse(body, status_code=status, headers={PAGE_CSP_HEADER: "1"})
 
 
 def create_app(
@@ -144,6 +161,7 @@ def create_app(
     store = RunStore(run_dirs)
     cities = CityService(city_names, max_loaded=max_loaded_cities)
     app = FastAPI(
+        default_response_class=JSONResponse,
         title="openvirl viewer",
         docs_url=None,  # the Swagger page loads its script from a CDN: offline, we skip it
         redoc_url=None,
@@ -151,7 +169,6 @@ def create_app(
     )
     app.state.store = store
     app.state.cities = cities
-    install_guards(app, token=token, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     images: OrderedDict[tuple, bytes] = OrderedDict()
     images_lock = threading.Lock()
@@ -204,6 +221,10 @@ def create_app(
             ),
             500,
         )
+
+    # Installed after the handlers: unexpected errors are answered inside the guard, so
+    # even a 500 carries the security headers.
+    install_guards(app, token=token, allowed_hosts=allowed_hosts, on_error=_unexpected)
 
     # ------------------------------------------------------------------------ helpers
     def get_run(run_id: str) -> Run:
@@ -377,10 +398,11 @@ def create_app(
             if not isinstance(row, dict):
                 continue
             key = (str(row.get("task", "")), str(row.get("split", "")))
-            if key not in out and row.get("metric"):
+            metric = row.get("metric")
+            if key not in out and isinstance(metric, str) and metric:
                 out[key] = {
-                    row["metric"]: row.get("value"),
-                    f"{row['metric']}_ci95": row.get("ci95"),
+                    metric: row.get("value"),
+                    f"{metric}_ci95": row.get("ci95"),
                     "eval/episodes": row.get("episodes"),
                 }
         return out

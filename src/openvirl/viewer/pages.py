@@ -81,7 +81,11 @@ TEMPLATES = Path(__file__).with_name("templates")
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return None if math.isnan(value) or math.isinf(value) else float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (JSON allows 10**400)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def pct(value: Any, digits: int = 1) -> str:
@@ -696,7 +700,7 @@ def episode_page(
             f"episode {next_index} →</a>"
         )
     facts = []
-    if info.get("cards"):
+    if isinstance(info.get("cards"), list) and info["cards"]:
         facts.append(f"cards <b>{esc(' '.join(map(str, info['cards'])))}</b>")
     if info.get("numbers"):
         facts.append(f"numbers {esc(str(info['numbers']))}")

@@ -354,7 +354,11 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
 def _finite_or_none(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return None if math.isnan(value) or math.isinf(value) else float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (JSON allows 10**400)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -79,9 +79,17 @@ def _refuse(request: Request, status: int, message: str) -> Response:
 
 
 def install_guards(
-    app: FastAPI, *, token: str | None = None, allowed_hosts: Sequence[str] | None = None
+    app: FastAPI,
+    *,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    on_error: Callable[[Request, Exception], Awaitable[Response]] | None = None,
 ) -> None:
-    """Add the Host check, the optional token check and the security headers to `app`."""
+    """Add the Host check, the optional token check and the security headers to `app`.
+
+    `on_error` answers an exception the app did not handle (inside the guard, so that answer
+    gets the headers too); without it the exception propagates.
+    """
     any_host = allowed_hosts is not None and "*" in allowed_hosts
     extra = {host_name(h) for h in allowed_hosts or () if h != "*"}
     token_bytes = token.encode("utf-8") if token else None
@@ -127,7 +135,12 @@ def install_guards(
             )  # fmt: skip
         else:
             set_cookie = from_query
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                response = await on_error(request, exc)
         if set_cookie and token:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         own_page = response.headers.get(PAGE_CSP_HEADER) == "1"
