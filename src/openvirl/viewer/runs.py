@@ -62,7 +62,7 @@ MAX_COLLECTION_DEPTH = 3
 """How deep a collection folder is searched for runs."""
 MAX_JSON_BYTES = 16 * 1024 * 1024
 """Largest ``config.json``/``metrics.json``/... the viewer reads; a bigger one is a problem."""
-MAX_EPISODE_BYTES = 512 * 1024 * 1024
+MAX_EPISODE_BYTES = 256 * 1024 * 1024
 """Most bytes of an episode file the viewer reads (the rest is reported, not shown)."""
 MAX_JSON_DEPTH = 64
 """Deepest nesting of lists and objects the viewer accepts in a JSON value (run files are
