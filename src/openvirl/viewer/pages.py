@@ -133,9 +133,9 @@ def dots(outcomes: Sequence[str]) -> str:
 
 
 def rate_bar(value: Any, ci: Any, *, width: int = 120) -> str:
-    """A small inline SVG bar of a rate with its interval whisker."""
+    """A small inline SVG bar of a rate with its interval whisker (nothing for a non-rate)."""
     v = _num(value)
-    if v is None:
+    if v is None or not 0.0 <= v <= 1.0:
         return ""
     parts = [
         f'<svg class="ratebar" width="{width}" height="12" viewBox="0 0 100 12" '
@@ -160,6 +160,11 @@ def _pre(text: Any, cls: str = "") -> str:
     return f'<pre class="{cls}">{esc(str(text))}</pre>'
 
 
+def _fixed2(value: Any) -> str:
+    v = _num(value)
+    return "—" if v is None else f"{v:,.2f}"
+
+
 def _json_text(data: Any) -> str:
     try:
         return json.dumps(data, indent=2, ensure_ascii=False, default=str)
@@ -175,7 +180,9 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=pct, ci_text=ci_text, as_count=count_text, json_text=_json_text)
+    env.filters.update(
+        pct=pct, ci_text=ci_text, as_count=count_text, json_text=_json_text, fixed2=_fixed2
+    )
     env.globals.update(
         nav=NAV,
         # Markup built from numbers (rate_bar) and from escaped text (badge) only.
@@ -428,108 +435,46 @@ def compare_page(
     rows: Sequence[Mapping[str, Any]],
     note: str = "",
 ) -> str:
-    """Two runs side by side: per setting, each metric with both values and B − A."""
-    choose = (
-        "<form class='compare-form card' action='/compare' method='get'><strong>Compare</strong> "
-        f"<label>A <select name='a'>{_run_options(runs, a.id if a else None)}</select></label>"
-        f"<label>B <select name='b'>{_run_options(runs, b.id if b else None)}</select></label>"
-        "<button type='submit'>Compare</button></form>"
-    )
-    crumbs = [("Runs", "/"), ("Compare", "")]
-    if a is None or b is None:
-        body = (
-            "<h1>Compare two runs</h1>"
-            + choose
-            + (f"<div class='notice'>{esc(note)}</div>" if note else "")
-        )
-        return layout("Compare", body, active="runs", crumbs=crumbs)
-    head = (
-        "<h1>Compare</h1>" + choose + "<div class='pair'>"
-        "<div class='card'><span class='tag a'>A</span> "
-        f"<a href='/runs/{esc(a.id)}'>{esc(a.id)}</a>"
-        f"<div class='muted small'>{esc(a.title)}</div></div>"
-        "<div class='card'><span class='tag b'>B</span> "
-        f"<a href='/runs/{esc(b.id)}'>{esc(b.id)}</a>"
-        f"<div class='muted small'>{esc(b.title)}</div></div></div>"
-        + problems_box([f"A: {p}" for p in a.problems] + [f"B: {p}" for p in b.problems])
-        + (f"<div class='notice'>{esc(note)}</div>" if note else "")
-    )
-    tables = []
+    """Two runs side by side: per setting, each metric with both values and B − A.
+
+    Rendered by the autoescaping template ``compare.html``; numbers are formatted here.
+    """
+    shown = []
     for row in rows:
-        lines = []
-        for m in row["metrics"]:
-            lines.append(_compare_line(m))
-        missing = ""
-        if not row["in_a"] or not row["in_b"]:
-            missing = f" <span class='muted small'>(only in {'A' if row['in_a'] else 'B'})</span>"
         label = row.get("label") or f"{row['task'] or '—'}/{row['split'] or '—'}"
-        tables.append(
-            f"<h2>{esc(label)}{missing}</h2>"
-            "<table class='grid compare'><tr><th>metric</th><th>A</th><th>B</th>"
-            "<th>B − A [95% CI]</th><th></th></tr>" + "".join(lines) + "</table>"
+        shown.append(
+            {**row, "label": label, "metrics": [_compare_cells(m) for m in row["metrics"]]}
         )
-    if not tables:
-        tables.append("<div class='notice'>These runs have no metrics to compare yet.</div>")
-    plots = ""
-    if a.plots or b.plots:
-        plots = (
-            "<h2>Plots</h2><div class='pair'>"
-            + "".join(f"<div>{''.join(_plot_img(r, p) for p in r.plots)}</div>" for r in (a, b))
-            + "</div>"
-        )
-    legend = (
-        "<p class='muted small'>Differences are B − A. The interval is Newcombe's hybrid score "
-        "interval for two independent proportions; a difference is marked when it excludes 0 "
-        "(green: B better, red: B worse). Nothing is corrected for multiple comparisons.</p>"
-    )
-    return layout("Compare", head + "".join(tables) + legend + plots, active="runs", crumbs=crumbs)
-
-
-def _plot_img(run: Run, path: str) -> str:
-    return (
-        f"<figure><img loading='lazy' src='/runs/{esc(run.id)}/files/{esc(path)}' "
-        f"alt='{esc(path)}'>"
-        f"<figcaption>{esc(run.id)}: {esc(path)}</figcaption></figure>"
+    problems = [f"A: {p}" for p in a.problems] + [f"B: {p}" for p in b.problems] if a and b else []
+    return _render(
+        "compare.html",
+        title="Compare",
+        active="runs",
+        crumbs=[("Runs", "/"), ("Compare", "")],
+        runs=list(runs),
+        a=a,
+        b=b,
+        rows=shown,
+        note=note,
+        problems=problems,
     )
 
 
-def _compare_line(m: Mapping[str, Any]) -> str:
+def _compare_cells(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A compared metric with its difference as text and its colour class."""
     rate = m["kind"] == "rate"
-
-    def value(v: Any, ci: Any, n: Any) -> str:
-        if v is None:
-            return "—"
-        text = pct(v) if rate else f"{v:,.2f}"
-        extra = f" <span class='muted small'>{ci_text(ci)}</span>" if ci else ""
-        count = f"<span class='muted small'> n={n}</span>" if n else ""
-        return f"{text}{extra}{count}"
-
-    delta = m.get("delta")
-    cls = "same"
+    delta = _num(m.get("delta"))
+    out = {**m, "delta": delta, "cls": "same", "delta_text": "", "delta_ci_text": ""}
     if delta is None:
-        delta_text = "—"
-    else:
-        delta_text = (f"{delta * 100:+.1f} pt" if rate else f"{delta:+.2f}") + (
-            f" <span class='muted small'>[{m['delta_ci95'][0] * 100:+.1f}, "
-            f"{m['delta_ci95'][1] * 100:+.1f}]</span>"
-            if m.get("delta_ci95")
-            else ""
-        )
-        if m.get("significant"):
-            better = (delta > 0) == bool(m.get("higher_is_better"))
-            cls = "better" if better else "worse"
-    bars = ""
-    if rate:
-        bars = (
-            f"<div class='bars'><span class='tag a'>A</span>{rate_bar(m.get('a'), m.get('a_ci95'))}"
-            f"<br><span class='tag b'>B</span>{rate_bar(m.get('b'), m.get('b_ci95'))}</div>"
-        )
-    return (
-        f"<tr><td>{esc(m['label'])}</td>"
-        f"<td class='num'>{value(m.get('a'), m.get('a_ci95'), m.get('a_n'))}"
-        f"</td><td class='num'>{value(m.get('b'), m.get('b_ci95'), m.get('b_n'))}</td>"
-        f"<td class='num delta {cls}'>{delta_text}</td><td>{bars}</td></tr>"
-    )
+        return out
+    out["delta_text"] = f"{delta * 100:+.1f} pt" if rate else f"{delta:+.2f}"
+    ci = m.get("delta_ci95")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci):
+        out["delta_ci_text"] = f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
+    if m.get("significant"):
+        better = (delta > 0) == bool(m.get("higher_is_better"))
+        out["cls"] = "better" if better else "worse"
+    return out
 
 
 # ---------------------------------------------------------------------------- episodes
