@@ -6,6 +6,13 @@ Pages: ``/`` (runs), ``/runs/{id}``, ``/compare?a=&b=``, ``/episodes?run=&task=&
 (an unknown run or city, a half-written run folder, a place that is not found) gets a page that
 says what is wrong, never a traceback: unexpected errors are logged and answered by a short
 error page (or ``{"error": ...}`` under ``/api``).
+
+Nothing a request or a run folder says is trusted: Host names and the optional token are
+checked on every request and every response gets nosniff and a Content Security Policy
+(`openvirl.viewer.security`); cities are catalog names only (`CityService.canonical`); only a
+run's own artifacts are served (`RUN_FILES`, plots, images; never dotfiles, links out of the
+folder or non-regular files); run files are read as regular files with a size and nesting cap
+(`openvirl.viewer.runs.read_regular`).
 """
 
 from __future__ import annotations
