@@ -145,7 +145,8 @@ def test_paths_and_unknown_names_are_refused_never_parsed(monkeypatch, tmp_path)
         r = client.get(url)
         assert r.status_code == 404, url
     for index in (0, 1):
-        assert client.get(f"/runs/hostile-city/episodes/{index}").status_code == 200
+        page = client.get(f"/runs/hostile-city/episodes/{index}")
+        assert page.status_code == 200 and "its route is not drawn" in page.text
         assert client.get(f"/api/runs/hostile-city/episodes/{index}/map.svg").status_code == 404
     assert load.calls == []  # nothing was parsed as OSM
 

@@ -330,6 +330,12 @@ def create_app(
                 "<div class='notice'>This navigation episode names no city, so its route "
                 "cannot be drawn.</div>"
             )
+        if cities.canonical(track.city) is None:
+            return (
+                f"<div class='notice'>This episode's city `{pages.esc(track.city[:80])}` is not "
+                "one of the catalog cities this viewer offers, so its route is not drawn (the "
+                "viewer reads maps by catalog name only).</div>"
+            )
         try:
             city = cities.get(track.city)
             from openvirl.viewer.mapsvg import EPISODE_MAP_ASPECT, MapFrame, city_svg
