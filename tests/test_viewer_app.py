@@ -16,6 +16,7 @@ from openvirl.viewer import create_app
 from openvirl.viewer.cities import street_view_support
 
 CITY = viewer_data.NAV_CITY
+LOCAL = "http://127.0.0.1"  # the viewer answers loopback Host names only
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def client(runs) -> TestClient:
     order = ("oracle", "random", "vision", "half", "nav", "agent", "suite", "empty", "missing")
     app = create_app([runs[k] for k in order], city_names=[CITY])
     # Server errors must come back as pages, not exceptions, exactly as a browser sees them.
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(app, base_url=LOCAL, raise_server_exceptions=False)
 
 
 def _no_traceback(response) -> None:
@@ -255,7 +256,7 @@ def test_street_view_endpoint_renders_or_says_why(client):
 
 def test_unexpected_errors_become_a_friendly_page(runs, monkeypatch):
     app = create_app([runs["oracle"]], city_names=[CITY])
-    client = TestClient(app, raise_server_exceptions=False)
+    client = TestClient(app, base_url=LOCAL, raise_server_exceptions=False)
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -270,7 +271,7 @@ def test_unexpected_errors_become_a_friendly_page(runs, monkeypatch):
 
 
 def test_viewer_without_runs_points_to_the_cli():
-    client = TestClient(create_app([], city_names=[CITY]))
+    client = TestClient(create_app([], city_names=[CITY]), base_url=LOCAL)
     r = client.get("/")
     assert r.status_code == 200 and "openvirl view" in r.text
     assert client.get("/api/runs").json() == []
@@ -284,7 +285,7 @@ def test_real_navigation_run_draws_its_shipped_route(tmp_path):
     if "nav-l" not in TASKS:
         pytest.skip("the nav-l evaluation task is not registered")
     run = viewer_data.eval_run(tmp_path / "nav", task="nav-l", episodes=1, report=False)
-    client = TestClient(create_app([run], city_names=["manhattan"]))
+    client = TestClient(create_app([run], city_names=["manhattan"]), base_url=LOCAL)
     data = client.get("/api/runs/nav/episodes/0").json()
     track = data["track"]
     assert track["city"] == "manhattan" and len(track["route"]) >= 2 and track["rail"]
@@ -306,4 +307,4 @@ def test_view_command_serves_on_loopback(runs, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:8799/" in result.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8799
-    assert TestClient(served["app"]).get("/runs/gp-l-oracle").status_code == 200
+    assert TestClient(served["app"], base_url=LOCAL).get("/runs/gp-l-oracle").status_code == 200

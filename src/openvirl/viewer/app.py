@@ -6,11 +6,19 @@ Pages: ``/`` (runs), ``/runs/{id}``, ``/compare?a=&b=``, ``/episodes?run=&task=&
 (an unknown run or city, a half-written run folder, a place that is not found) gets a page that
 says what is wrong, never a traceback: unexpected errors are logged and answered by a short
 error page (or ``{"error": ...}`` under ``/api``).
+
+Nothing a request or a run folder says is trusted: Host names and the optional token are
+checked on every request and every response gets nosniff and a Content Security Policy
+(`openvirl.viewer.security`); cities are catalog names only (`CityService.canonical`); only a
+run's own artifacts are served (`RUN_FILES`, plots, images; never dotfiles, links out of the
+folder or non-regular files); run files are read as regular files with a size and nesting cap
+(`openvirl.viewer.runs.read_regular`).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import threading
@@ -24,15 +32,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
 )
+from fastapi.responses import JSONResponse as _StarletteJSON
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openvirl.viewer import pages
-from openvirl.viewer.cities import CityService, StreetViewUnavailableError, street_view_support
+from openvirl.viewer.cities import (
+    FOV_MAX_DEG,
+    FOV_MIN_DEG,
+    MAX_LOADED,
+    CityService,
+    StreetViewUnavailableError,
+    street_view_support,
+)
 from openvirl.viewer.compare import compare_settings
 from openvirl.viewer.episodes import (
     episode_summary,
@@ -41,7 +56,20 @@ from openvirl.viewer.episodes import (
     nav_track,
     steps_view,
 )
-from openvirl.viewer.runs import Run, RunStore
+from openvirl.viewer.runs import (
+    CONFIG,
+    EPISODE_FILES,
+    MANIFEST,
+    METRICS,
+    REPORTS,
+    RESULT,
+    SESSIONS,
+    SUITE,
+    Run,
+    RunStore,
+    is_regular,
+)
+from openvirl.viewer.security import PAGE_CSP_HEADER, install_guards
 
 log = logging.getLogger("openvirl.viewer")
 
@@ -52,6 +80,14 @@ IMAGE_CACHE_SIZE = 64
 """Drawn hands kept in memory."""
 MAX_API_EPISODES = 1000
 """Most episode summaries one ``/api/.../episodes`` call returns (page with `offset`)."""
+RUN_FILES = frozenset(
+    {CONFIG, METRICS, MANIFEST, SUITE, RESULT, SESSIONS, *EPISODE_FILES, *REPORTS}
+)
+"""Files at the top of a run folder that the viewer serves (besides plots and images)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+IMAGE_DIRS = ("images", "plots")
+"""Sub-folders of a run whose images are served (episode images, report plots)."""
+TEXT_SUFFIXES = (".md", ".jsonl", ".json", ".log", ".txt")
 
 
 class ViewerError(Exception):
@@ -69,12 +105,34 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+class JSONResponse(_StarletteJSON):
+    """JSON that always encodes: NaN and infinities become null, and a lone surrogate read from
+    a run file (``"\\ud800"`` is valid JSON) is written back as its JSON escape."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(
+            _json_safe(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+        return text.encode("utf-8", "backslashreplace")
+
+
 def _html(text: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(text, status_code=status)
+    """One of the viewer's own pages (it gets `PAGE_CSP`; every other response `FILE_CSP`).
+
+    A lone surrogate from a run file is shown as its escape (``\\ud800``) instead of making
+    the page impossible to encode.
+    """
+    body = text.encode("utf-8", "backslashreplace")
+    return HTMLResponse(body, status_code=status, headers={PAGE_CSP_HEADER: "1"})
 
 
 def create_app(
-    run_dirs: Sequence[str | Path] = (), *, city_names: Sequence[str] | None = None
+    run_dirs: Sequence[str | Path] = (),
+    *,
+    city_names: Sequence[str] | None = None,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_loaded_cities: int = MAX_LOADED,
 ) -> FastAPI:
     """Build the viewer app for some run folders and cities.
 
@@ -90,8 +148,17 @@ def create_app(
         Run folders (evaluation runs, suites, agent or benchmark runs) or folders of runs;
         missing or half-written ones are listed with an explanation.
     city_names
-        The cities the explorer offers; None offers every city of the catalog. Cities load on
-        first use and stay loaded.
+        The cities the explorer offers (catalog names); None offers every city of the catalog.
+        Cities load on first use; the `max_loaded_cities` most recently used stay loaded.
+    token
+        When set, every request must carry it (``?token=``, which also sets a cookie, the
+        ``openvirl_view_token`` cookie, or an ``Authorization: Bearer`` header); needed when
+        the server listens beyond loopback.
+    allowed_hosts
+        Host header names accepted (without the port); None accepts loopback names only
+        (`LOOPBACK_HOSTS`), which defeats DNS rebinding; ``["*"]`` accepts any.
+    max_loaded_cities
+        How many cities stay in memory at once.
 
     Returns
     -------
@@ -99,8 +166,9 @@ def create_app(
         The app; serve it with uvicorn (`openvirl.viewer.cli.view_command` does).
     """
     store = RunStore(run_dirs)
-    cities = CityService(city_names)
+    cities = CityService(city_names, max_loaded=max_loaded_cities)
     app = FastAPI(
+        default_response_class=JSONResponse,
         title="openvirl viewer",
         docs_url=None,  # the Swagger page loads its script from a CDN: offline, we skip it
         redoc_url=None,
@@ -160,6 +228,10 @@ def create_app(
             ),
             500,
         )
+
+    # Installed after the handlers: unexpected errors are answered inside the guard, so
+    # even a 500 carries the security headers.
+    install_guards(app, token=token, allowed_hosts=allowed_hosts, on_error=_unexpected)
 
     # ------------------------------------------------------------------------ helpers
     def get_run(run_id: str) -> Run:
@@ -221,10 +293,11 @@ def create_app(
         """("file", path) of the recorded image, ("png", bytes) of a drawn hand, or None."""
         rel = record.get("image")
         if isinstance(rel, str) and rel:
-            path = safe_path(run, rel)
-            if path is not None and path.is_file():
+            path = artifact(run, rel)
+            if path is not None:
                 return "file", path
-        codes = (record.get("reset_info") or {}).get("card_codes")
+        info = record.get("reset_info")
+        codes = info.get("card_codes") if isinstance(info, dict) else None
         if not isinstance(codes, list) or not codes:
             return None
         key = tuple(map(str, codes))
@@ -257,6 +330,12 @@ def create_app(
                 "<div class='notice'>This navigation episode names no city, so its route "
                 "cannot be drawn.</div>"
             )
+        if cities.canonical(track.city) is None:
+            return (
+                f"<div class='notice'>This episode's city `{pages.esc(track.city[:80])}` is not "
+                "one of the catalog cities this viewer offers, so its route is not drawn (the "
+                "viewer reads maps by catalog name only).</div>"
+            )
         try:
             city = cities.get(track.city)
             from openvirl.viewer.mapsvg import EPISODE_MAP_ASPECT, MapFrame, city_svg
@@ -283,6 +362,43 @@ def create_app(
             return None
         return target if target.is_relative_to(root) else None
 
+    def referenced_images(run: Run) -> set[str]:
+        """Image paths the run's episode records name (their own and their steps')."""
+        names: set[str] = set()
+        for record in store.episodes(run).records:
+            steps = record.get("steps")
+            for item in [record, *(steps if isinstance(steps, list) else [])]:
+                rel = item.get("image") if isinstance(item, dict) else None
+                if isinstance(rel, str) and rel.lower().endswith(IMAGE_SUFFIXES):
+                    names.add(rel)
+        return names
+
+    def artifact(run: Run, rel: str) -> Path | None:
+        """The file `rel` of `run` if the viewer serves it, else None.
+
+        Served: the run's own files (`RUN_FILES`, its plots, images under `IMAGE_DIRS` and
+        the images its records name); for a bare episode file, only that file and the images
+        its records name. Never a dotfile or anything under a dot-folder, never a file outside
+        the run folder (links included), never a FIFO, device or folder.
+        """
+        parts = rel.replace("\\", "/").split("/")
+        if not rel or "\x00" in rel or any(not p or p.startswith(".") for p in parts):
+            return None
+        suffix = Path(rel).suffix.lower()
+        if run.source_file is not None:
+            known = rel == run.source_file or rel in referenced_images(run)
+        else:
+            known = (
+                rel in RUN_FILES
+                or rel in run.plots
+                or (len(parts) >= 2 and parts[0] in IMAGE_DIRS and suffix in IMAGE_SUFFIXES)
+                or rel in referenced_images(run)
+            )
+        if not known:
+            return None
+        path = safe_path(run, rel)
+        return path if path is not None and is_regular(path) else None
+
     def metrics_by_setting(run: Run) -> dict[tuple[str, str], dict[str, Any]]:
         if run.kind != "suite":
             return {(run.task, run.split): run.metrics} if run.metrics else {}
@@ -295,23 +411,31 @@ def create_app(
             if not isinstance(row, dict):
                 continue
             key = (str(row.get("task", "")), str(row.get("split", "")))
-            if key not in out and row.get("metric"):
+            metric = row.get("metric")
+            if key not in out and isinstance(metric, str) and metric:
                 out[key] = {
-                    row["metric"]: row.get("value"),
-                    f"{row['metric']}_ci95": row.get("ci95"),
+                    metric: row.get("value"),
+                    f"{metric}_ci95": row.get("ci95"),
                     "eval/episodes": row.get("episodes"),
                 }
         return out
 
+    def canonical_or_404(name: str) -> str:
+        """The catalog name a requested city stands for; 404 for anything else (paths too)."""
+        real = cities.canonical(name)
+        if real is None:
+            offered = ", ".join(cities.offered_names()) or "none"
+            raise ViewerError(404, "No such city",
+                              f"This viewer offers no city `{name[:80]}`.",
+                              f"Cities offered: {offered}.")  # fmt: skip
+        return real
+
     def city_or_404(name: str) -> Any:
         from openvirl.world.errors import MapFileError, UnknownCityError
 
-        if not cities.offered(name):
-            offered = ", ".join(cities.names or [])
-            raise ViewerError(404, "No such city", f"This viewer offers no city `{name}`.",
-                              f"Cities offered: {offered}.")  # fmt: skip
+        real = canonical_or_404(name)
         try:
-            return cities.get(name)
+            return cities.get(real)
         except UnknownCityError as exc:
             raise ViewerError(404, "No such city", str(exc)) from exc
         except MapFileError as exc:
@@ -344,10 +468,14 @@ def create_app(
     @app.get("/runs/{run_id}/files/{rel:path}")
     def run_file(run_id: str, rel: str) -> FileResponse:
         run = get_run(run_id)
-        path = safe_path(run, rel)
-        if path is None or not path.is_file():
-            raise ViewerError(404, "No such file", f"Run `{run_id}` has no file `{rel}`.")
-        if path.suffix in (".md", ".jsonl", ".log", ".txt"):
+        path = artifact(run, rel)
+        if path is None:
+            raise ViewerError(
+                404, "No such file", f"Run `{run_id}` has no file `{rel[:200]}` to show.",
+                "The viewer serves a run's own files only: its JSON and JSONL files, report, "
+                "plots and episode images.",
+            )  # fmt: skip
+        if path.suffix.lower() in TEXT_SUFFIXES:
             return FileResponse(path, media_type="text/plain; charset=utf-8")
         return FileResponse(path)
 
@@ -426,6 +554,7 @@ def create_app(
         from openvirl.viewer.mapsvg import CITY_MAP_ASPECT, MapFrame, city_svg
         from openvirl.world.errors import WorldError
 
+        name = canonical_or_404(name)
         city = city_or_404(name)
         params = {k: v for k, v in request.query_params.items() if v}
         origin_text, dest_text = params.get("from", ""), params.get("to", "")
@@ -480,7 +609,10 @@ def create_app(
                 )  # fmt: skip
             else:
                 available, why = street_view_support()
-                fov = max(10.0, min(float(fov), 150.0)) if math.isfinite(fov) else 90.0
+                # The renderer's own range: a wider view would be refused by it.
+                fov = max(FOV_MIN_DEG, min(float(fov), FOV_MAX_DEG)) if math.isfinite(fov) else 90.0
+                if "fov" in params:  # links carry the value drawn, not the one asked for
+                    params["fov"] = f"{fov:g}"
                 heading = float(heading) % 360.0 if math.isfinite(heading) else 0.0
                 where = ""
                 try:
@@ -721,10 +853,18 @@ def create_app(
     @app.get("/api/cities/{name}/streetview.png")
     def api_street_view(
         name: str, lat: float, lon: float, heading: float = 0.0,
-        fov: float = Query(90.0, ge=10.0, le=150.0), size: int = Query(512, ge=32, le=1024),
+        fov: float = 90.0, size: int = Query(512, ge=32, le=1024),
     ) -> Response:  # fmt: skip
         from openvirl.world.errors import WorldError
 
+        if not (math.isfinite(fov) and FOV_MIN_DEG <= fov <= FOV_MAX_DEG):
+            raise ViewerError(
+                400, "Bad field of view",
+                f"`fov` {fov:g}° is out of range: pass {FOV_MIN_DEG:g} to {FOV_MAX_DEG:g} degrees "
+                "(the street-view renderer's range).",
+            )  # fmt: skip
+        if not (math.isfinite(lat) and math.isfinite(lon) and math.isfinite(heading)):
+            raise ViewerError(400, "Bad point", "`lat`, `lon` and `heading` must be numbers.")
         city_or_404(name)
         try:
             image = cities.street_view(name, lat, lon, heading % 360.0, fov=fov, size=size)

@@ -36,31 +36,40 @@ COMPARED: tuple[tuple[str, str, str, bool], ...] = (
 """(metric key, label, kind, higher is better) of the metrics a comparison shows."""
 
 Key = tuple[str, str]
+MAX_COUNT = 10**12
+"""Largest trial count believed (a bigger one in a hostile file is ignored)."""
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return None if math.isnan(value) or math.isinf(value) else float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (JSON allows 10**400)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _count(metrics: Mapping[str, Any], key: str) -> int | None:
     """Trials behind a rate: ``<key>_n``, else the episode count for episode-level rates."""
-    n = metrics.get(f"{key}_n")
-    if isinstance(n, int) and n >= 0:
-        return n
-    if key == "eval/success" and isinstance(metrics.get("eval/episodes"), int):
-        return int(metrics["eval/episodes"])
+    for n in (
+        metrics.get(f"{key}_n"),
+        metrics.get("eval/episodes") if key == "eval/success" else None,
+    ):
+        if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_COUNT:
+            return n
     return None
 
 
 def rate_interval(metrics: Mapping[str, Any], key: str) -> tuple[float, float] | None:
     """The stored 95% interval of a rate, else a Wilson interval from its count, else None."""
     ci = metrics.get(f"{key}_ci95")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_number(c) is not None for c in ci):
-        return (float(ci[0]), float(ci[1]))
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        low, high = _number(ci[0]), _number(ci[1])
+        if low is not None and high is not None and 0.0 <= low <= high <= 1.0:
+            return (low, high)
     value, n = _number(metrics.get(key)), _count(metrics, key)
-    if value is None or not n:
+    if value is None or not n or not 0.0 <= value <= 1.0:  # not a rate: no interval
         return None
     return wilson_interval(round(value * n), n)
 

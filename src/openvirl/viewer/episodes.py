@@ -36,6 +36,7 @@ Example
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,17 @@ ANSWER_PREVIEW_CHARS = 90
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a JSON number; None for anything else (10**400 and NaN included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _steps(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -91,11 +103,9 @@ def episode_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """One row of the episode list: what it was, how it ended, its last answer."""
     steps = _steps(record)
     info = _dict(record.get("reset_info"))
-    reward = record.get("total_reward")
-    if not isinstance(reward, (int, float)):
-        reward = sum(
-            float(s.get("reward", 0.0)) for s in steps if isinstance(s.get("reward"), (int, float))
-        )
+    reward = _number(record.get("total_reward"))
+    if reward is None:
+        reward = sum(_number(s.get("reward")) or 0.0 for s in steps)
     cards = info.get("cards")
     return {
         "index": record.get("index"),
@@ -210,8 +220,7 @@ def steps_view(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     total = 0.0
     for number, step in enumerate(steps, start=1):
-        reward = step.get("reward")
-        reward = float(reward) if isinstance(reward, (int, float)) else None
+        reward = _number(step.get("reward"))
         total += reward or 0.0
         prompt = step.get("prompt")
         if prompt is None and number == 1:
@@ -277,11 +286,7 @@ class NavTrack:
 
 
 def _finite(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    return _number(value) is not None
 
 
 def as_latlon(value: Any) -> tuple[float, float] | None:
@@ -321,9 +326,10 @@ def _heading(value: Any) -> float | None:
     if isinstance(value, str):  # "298 (northwest)"
         head = value.strip().split(" ", 1)[0]
         try:
-            return float(head) % 360.0
+            number = float(head)
         except ValueError:
             return None
+        return number % 360.0 if math.isfinite(number) else None
     return None
 
 
@@ -416,6 +422,7 @@ def expected_action(record: Mapping[str, Any], attempt: int) -> str | None:
 
 
 _ROUTE_CACHE: dict[tuple[str, str], dict[str, Any]] = {}
+_CITY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def stored_route(
@@ -429,6 +436,8 @@ def stored_route(
     try:
         from openvirl.envs.navigation.splits import ROUTE_SETS, load_route_set, shipped_file
     except ImportError:
+        return None
+    if not _CITY_NAME_RE.match(city):  # a record's "city" never names a file path
         return None
     found = None
     for name in dict.fromkeys([split, "test", "visual-ood", "human", "train"]):

@@ -1,9 +1,14 @@
-"""Server-rendered HTML of every viewer page, from plain data: no template engine, no CDN.
+"""Server-rendered HTML of every viewer page, from plain data: no CDN, nothing from the network.
 
 Each ``*_page`` function returns a whole document; `layout` adds the navigation bar, the
-stylesheet and the small script under ``/static``. Pages work without JavaScript (every step
-of an episode is listed, every map control is a link); the script adds the step slider, map
-zoom and click-to-view.
+stylesheet and the small script under ``/static``. The pages that show values read from run
+files (metrics, configurations, suite tables: the runs list, a run, the base layout) are Jinja2
+templates under ``templates/`` with autoescaping on, so a value from a hostile ``metrics.json``
+is always text and a new page cannot forget to escape it; helpers that return markup
+(`rate_bar`, `badge`) return `markupsafe.Markup` built from numbers and escaped text only.
+The remaining pages build their HTML with `esc` around every value. Pages work without
+JavaScript (every step of an episode is listed, every map control is a link); the script adds
+the step slider, map zoom and click-to-view.
 
 Example
 -------
@@ -18,8 +23,12 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from openvirl.viewer.episodes import episode_summary, expected_action, steps_view
 from openvirl.viewer.runs import Run
@@ -65,12 +74,18 @@ EPISODES_PER_PAGE = 100
 
 esc = html.escape
 
+TEMPLATES = Path(__file__).with_name("templates")
+
 
 # ---------------------------------------------------------------------------- formatting
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return None if math.isnan(value) or math.isinf(value) else float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (JSON allows 10**400)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def pct(value: Any, digits: int = 1) -> str:
@@ -118,9 +133,9 @@ def dots(outcomes: Sequence[str]) -> str:
 
 
 def rate_bar(value: Any, ci: Any, *, width: int = 120) -> str:
-    """A small inline SVG bar of a rate with its interval whisker."""
+    """A small inline SVG bar of a rate with its interval whisker (nothing for a non-rate)."""
     v = _num(value)
-    if v is None:
+    if v is None or not 0.0 <= v <= 1.0:
         return ""
     parts = [
         f'<svg class="ratebar" width="{width}" height="12" viewBox="0 0 100 12" '
@@ -145,12 +160,47 @@ def _pre(text: Any, cls: str = "") -> str:
     return f'<pre class="{cls}">{esc(str(text))}</pre>'
 
 
-def _json_block(data: Any) -> str:
+def _fixed2(value: Any) -> str:
+    v = _num(value)
+    return "—" if v is None else f"{v:,.2f}"
+
+
+def _json_text(data: Any) -> str:
     try:
-        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        text = str(data)
-    return _pre(text, "json")
+        return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return str(data)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        pct=pct, ci_text=ci_text, as_count=count_text, json_text=_json_text, fixed2=_fixed2
+    )
+    env.globals.update(
+        nav=NAV,
+        # Markup built from numbers (rate_bar) and from escaped text (badge) only.
+        rate_bar=lambda value, ci, width=120: Markup(rate_bar(value, ci, width=width)),
+        badge=lambda outcome: Markup(badge(str(outcome))),
+    )
+    return env
+
+
+_ENV: Environment | None = None
+
+
+def _render(template: str, **context: Any) -> str:
+    """Render one of ``templates/`` (autoescaped) with `context`."""
+    global _ENV
+    if _ENV is None:
+        _ENV = _environment()
+    return _ENV.get_template(template).render(**context)
 
 
 # ---------------------------------------------------------------------------- layout
@@ -164,36 +214,8 @@ NAV = (
 def layout(
     title: str, body: str, *, active: str = "", crumbs: Sequence[tuple[str, str]] = ()
 ) -> str:
-    """A whole page: head, navigation bar, breadcrumbs and `body`."""
-    nav = "".join(
-        f'<a href="{href}" class="{"active" if key == active else ""}">{label}</a>'
-        for key, href, label in NAV
-    )
-    trail = ""
-    if crumbs:
-        trail = (
-            '<nav class="crumbs">'
-            + " › ".join(
-                f'<a href="{esc(href)}">{esc(label)}</a>' if href else esc(label)
-                for label, href in crumbs
-            )
-            + "</nav>"
-        )
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{esc(title)} · openvirl viewer</title>"
-        "<link rel='stylesheet' href='/static/viewer.css'>"
-        "<link rel='icon' href='/static/favicon.svg' type='image/svg+xml'>"
-        "</head><body>"
-        f"<header class='top'><a class='brand' href='/'>openvirl <span>viewer</span></a>"
-        f"<nav class='main'>{nav}</nav></header>"
-        f"<main>{trail}{body}</main>"
-        "<footer>Maps and street views © OpenStreetMap contributors (ODbL). "
-        "Served locally by <code>openvirl view</code>; nothing is fetched from the network."
-        "</footer>"
-        "<script src='/static/viewer.js'></script></body></html>"
-    )
+    """A whole page: head, navigation bar, breadcrumbs and `body` (HTML its caller escaped)."""
+    return _render("base.html", title=title, body=Markup(body), active=active, crumbs=list(crumbs))
 
 
 def message_page(title: str, message: str, *, hint: str = "", status_note: str = "") -> str:
@@ -217,28 +239,23 @@ def problems_box(problems: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- runs
-def _status(run: Run) -> str:
-    if run.kind == "missing":
-        return "<span class='status bad'>missing</span>"
-    if run.kind == "empty":
-        return "<span class='status bad'>not started</span>"
-    if run.complete is True and not run.problems:
-        return "<span class='status ok'>complete</span>"
-    if run.complete is False or run.problems:
-        label = "partial" if run.complete is False else "check"
-        title = esc("; ".join(run.problems))
-        return f"<span class='status warn' title='{title}'>{label}</span>"
-    return "<span class='status'>—</span>"
+def count_text(value: Any) -> str:
+    """A count as a number (``"1,234"``; ``"12.50"`` if not whole), ``"—"`` for a non-number."""
+    v = _num(value)
+    if v is None:
+        return "—"
+    return f"{int(v):,}" if v.is_integer() else f"{v:,.2f}"
 
 
 def _episodes_cell(run: Run) -> str:
-    done = run.metrics.get("eval/episodes")
-    if done is None and run.kind == "suite":
-        done = sum(int(r.get("episodes") or 0) for r in run.suite.get("rows", []) or [])
+    done = _num(run.metrics.get("eval/episodes"))
+    rows = run.suite.get("rows") if run.kind == "suite" else None
+    if done is None and isinstance(rows, list):
+        done = sum(_num(r.get("episodes")) or 0.0 for r in rows if isinstance(r, dict))
     if done is None:
         return "—"
-    planned = f" / {run.episodes_planned}" if run.episodes_planned else ""
-    return f"{done}{planned}"
+    planned = f" / {count_text(run.episodes_planned)}" if run.episodes_planned else ""
+    return f"{count_text(done)}{planned}"
 
 
 def _run_options(runs: Sequence[Run], selected: str | None) -> str:
@@ -250,162 +267,88 @@ def _run_options(runs: Sequence[Run], selected: str | None) -> str:
     )
 
 
+def _run_row(run: Run) -> dict[str, Any]:
+    """What the runs page shows of one run; a run whose files break this shows why instead."""
+    try:
+        metric, value, ci = run.headline()
+        name = "" if metric == "eval/success" else metric.removeprefix("eval/").replace("_", " ")
+        return {"run": run, "value": value, "ci": ci, "name": name,
+                "episodes": _episodes_cell(run), "error": ""}  # fmt: skip
+    except Exception as exc:  # a hostile metrics.json must not take the list down
+        why = f"cannot show this run's numbers ({type(exc).__name__}); see its page"
+        return {"run": run, "value": None, "ci": [], "name": "", "episodes": "—", "error": why}
+
+
 def runs_page(runs: Sequence[Run]) -> str:
     """The home page: every run with its headline numbers, and a form to compare two."""
-    if not runs:
-        body = (
-            "<h1>Runs</h1><div class='notice'><p>No run folders were given.</p>"
-            "<p class='hint'>Start the viewer with run folders, e.g. <code>openvirl view "
-            "runs/eval/gp-l__id__oracle__s42</code>, or a folder of runs such as "
-            "<code>openvirl view runs/eval</code>. Make one with <code>openvirl eval --task "
-            "gp-l --split id --policy oracle --episodes 20</code>.</p></div>"
-            "<p>Meanwhile, <a href='/cities'>explore a city</a>.</p>"
-        )
-        return layout("Runs", body, active="runs")
-    rows = []
-    for run in runs:
-        indent = " class='member'" if run.parent else ""
-        metric, success, ci = run.headline()
-        name = "" if metric == "eval/success" else metric.removeprefix("eval/").replace("_", " ")
-        rows.append(
-            f"<tr{indent}><td><a href='/runs/{esc(run.id)}'>{esc(run.id)}</a>"
-            f"<div class='muted small'>{esc(str(run.path))}</div></td>"
-            f"<td><span class='kind {esc(run.kind)}'>{esc(run.kind)}</span></td>"
-            f"<td>{esc(run.task or '—')}</td><td>{esc(run.split or '—')}</td>"
-            f"<td>{esc(run.policy or '—')}</td><td class='num'>{_episodes_cell(run)}</td>"
-            f"<td class='num'><b>{pct(success)}</b> <span class='muted small'>{ci_text(ci)}"
-            f"</span><br>{rate_bar(success, ci)}"
-            + (
-                f"<div class='muted small'>{esc(name)}</div>"
-                if name and success is not None
-                else ""
-            )
-            + f"</td><td>{_status(run)}</td></tr>"
-        )
-    comparable = [r for r in runs if r.ok]
-    compare = ""
-    if len(comparable) >= 2:
-        compare = (
-            "<form class='compare-form card' action='/compare' method='get'>"
-            "<strong>Compare two runs</strong> "
-            f"<label>A <select name='a'>{_run_options(comparable, comparable[0].id)}"
-            "</select></label>"
-            f"<label>B <select name='b'>{_run_options(comparable, comparable[1].id)}"
-            "</select></label>"
-            "<button type='submit'>Compare</button></form>"
-        )
-    body = (
-        f"<h1>Runs <span class='muted'>({len(runs)})</span></h1>{compare}"
-        "<table class='grid runs'><thead><tr><th>run</th><th>kind</th><th>task</th>"
-        "<th>split</th><th>policy</th><th>episodes</th><th>headline [95% CI]</th>"
-        "<th>status</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        "<p class='muted small'>Headline: the metric the paper reports for the task (success, "
-        "the share of episodes solved within the allowed attempts, unless named), with its 95% "
-        "Wilson interval. Runs are re-read on every page load, so a running evaluation shows "
-        "its newest episodes.</p>"
+    return _render(
+        "runs.html",
+        title="Runs",
+        active="runs",
+        crumbs=[],
+        runs=list(runs),
+        rows=[_run_row(run) for run in runs],
+        comparable=[r for r in runs if r.ok],
     )
-    return layout("Runs", body, active="runs")
 
 
-def _metrics_table(metrics: Mapping[str, Any]) -> str:
-    rows = [
-        f"<tr><td>{esc(label)}</td><td class='num'>{esc(text)}</td><td>"
-        + (rate_bar(metrics.get(key), metrics.get(f"{key}_ci95")) if kind == "rate" else "")
-        + "</td></tr>"
-        for key, label, kind in METRIC_ROWS
-        if (text := fmt_metric(metrics, key, kind)) is not None
-    ]
-    if not rows:
-        return "<p class='muted'>No metrics yet.</p>"
-    return "<table class='grid metrics'>" + "".join(rows) + "</table>"
-
-
-def _bucket_bar(metrics: Mapping[str, Any], key: str) -> str:
-    return rate_bar(metrics.get(f"{key}/success"), metrics.get(f"{key}/success_ci95"))
-
-
-def _slice_tables(metrics: Mapping[str, Any]) -> str:
+def _slices(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
+    keys = [k for k in metrics if isinstance(k, str)]
     for name, label in SLICES:
         prefix = f"eval/by_{name}/"
         buckets = sorted(
-            {k[len(prefix) :].rsplit("/", 1)[0] for k in metrics if k.startswith(prefix)},
-            key=lambda b: (int("".join(c for c in b.split("-")[0] if c.isdigit()) or -1), b),
+            {k[len(prefix) :].rsplit("/", 1)[0] for k in keys if k.startswith(prefix)},
+            key=lambda b: (int("".join(c for c in b.split("-")[0] if c.isdigit())[:18] or -1), b),
         )
         if not buckets:
             continue
-        rows = "".join(
-            f"<tr><td>{esc(b)}</td><td class='num'>{metrics.get(f'{prefix}{b}/episodes', '')}"
-            f"</td><td class='num'>{fmt_metric(metrics, f'{prefix}{b}/success', 'rate') or '—'}"
-            f"</td><td>{_bucket_bar(metrics, prefix + b)}</td></tr>"
+        rows = [
+            {
+                "bucket": b,
+                "episodes": metrics.get(f"{prefix}{b}/episodes"),
+                "success": fmt_metric(metrics, f"{prefix}{b}/success", "rate") or "—",
+                "value": metrics.get(f"{prefix}{b}/success"),
+                "ci": metrics.get(f"{prefix}{b}/success_ci95"),
+            }
             for b in buckets
-        )
-        out.append(
-            f"<div><h3>Success by {esc(label)}</h3><table class='grid'><tr><th>{esc(label)}</th>"
-            f"<th>episodes</th><th>success</th><th></th></tr>{rows}</table></div>"
-        )
-    outcome_rows = sorted(
+        ]
+        out.append({"label": label, "rows": rows})
+    return out
+
+
+def _outcomes(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return sorted(
         ((k.rsplit("/", 1)[1], v) for k, v in metrics.items() if k.startswith("eval/outcomes/")),
         key=lambda kv: -(_num(kv[1]) or 0),
     )
-    if outcome_rows:
-        rows = "".join(
-            f"<tr><td>{badge(name)}</td><td class='num'>{pct(v)}</td>"
-            f"<td>{rate_bar(v, None)}</td></tr>"
-            for name, v in outcome_rows
-        )
-        out.append(
-            "<div><h3>Outcomes of all attempts</h3><table class='grid'><tr><th>outcome</th>"
-            f"<th>share</th><th></th></tr>{rows}</table></div>"
-        )
-    return "<div class='columns'>" + "".join(out) + "</div>" if out else ""
 
 
-def _plots(run: Run) -> str:
-    if not run.plots:
-        return ""
-    figures = "".join(
-        f"<figure><a href='/runs/{esc(run.id)}/files/{esc(p)}'><img loading='lazy' "
-        f"src='/runs/{esc(run.id)}/files/{esc(p)}' alt='{esc(p)}'></a>"
-        f"<figcaption>{esc(p)}</figcaption></figure>"
-        for p in run.plots
-    )
-    return f"<h2>Plots</h2><div class='plots'>{figures}</div>"
-
-
-def _suite_table(run: Run, members: Mapping[str, Run]) -> str:
+def _suite_rows(run: Run, members: Mapping[str, Run]) -> list[dict[str, Any]]:
     rows_data = run.suite.get("rows") or []
-    if not isinstance(rows_data, list) or not rows_data:
-        return ""
+    if not isinstance(rows_data, list):
+        return []
     by_folder = {m.path.name: m for m in members.values()}
     rows = []
     for row in rows_data:
         if not isinstance(row, dict):
             continue
-        paper = row.get("paper") or {}
+        paper = row.get("paper") if isinstance(row.get("paper"), dict) else {}
         member = by_folder.get(str(row.get("run", "")))
-        link = (
-            f"<a href='/runs/{esc(member.id)}'>{esc(str(row.get('task')))}/"
-            f"{esc(str(row.get('split')))}</a>"
-            if member
-            else f"{esc(str(row.get('task')))}/{esc(str(row.get('split')))}"
-        )
         rows.append(
-            f"<tr><td>{link}</td><td>{esc(str(row.get('metric', '')))}</td>"
-            f"<td class='num'><b>{pct(row.get('value'))}</b> <span class='muted small'>"
-            f"{ci_text(row.get('ci95'))}</span><br>"
-            f"{rate_bar(row.get('value'), row.get('ci95'))}</td>"
-            f"<td class='num'>{esc(str(row.get('episodes', '')))}</td>"
-            f"<td class='num'>{pct(paper.get('init'))}</td><td class='num'>{pct(paper.get('rl'))}"
-            f"</td><td class='num'>{pct(paper.get('sft'))}</td></tr>"
+            {
+                "member": member.id if member else None,
+                "setting": f"{row.get('task')}/{row.get('split')}",
+                "metric": str(row.get("metric", "")),
+                "value": row.get("value"),
+                "ci": row.get("ci95"),
+                "episodes": row.get("episodes"),
+                "init": paper.get("init"),
+                "rl": paper.get("rl"),
+                "sft": paper.get("sft"),
+            }
         )
-    return (
-        "<h2>Settings</h2><table class='grid'><tr><th>setting</th><th>metric</th>"
-        "<th>ours [95% CI]</th><th>n</th><th>paper Init</th><th>paper RL</th>"
-        "<th>paper SFT</th></tr>" + "".join(rows) + "</table>"
-        "<p class='muted small'>Paper: Chu et al. 2025; Init is the shared SFT start, RL and "
-        "SFT at equal compute.</p>"
-    )
+    return rows
 
 
 def _flat_numbers(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -427,102 +370,61 @@ def run_page(
     n_episodes: int,
     extra_problems: Sequence[str] = (),
 ) -> str:
-    """One run: headline, metrics, slices, plots, configuration; suites list their settings."""
+    """One run: headline, metrics, slices, plots, configuration; suites list their settings.
+
+    Every value from the run's files reaches the page through the autoescaping template
+    ``run.html``; a part that its files break is replaced by a note naming the file.
+    """
     crumbs = [("Runs", "/"), (run.id, "")]
     if run.parent:
         crumbs = [("Runs", "/"), (run.parent, f"/runs/{run.parent}"), (run.id, "")]
-    description = ""
+    problems = [*run.problems, *extra_problems]
     task_spec = run.config.get("task")
+    description = ""
     if isinstance(task_spec, dict) and task_spec.get("description"):
         description = str(task_spec["description"])
-    head = [
-        f"<h1>{esc(run.title or run.id)} "
-        f"<span class='kind {esc(run.kind)}'>{esc(run.kind)}</span></h1>",
-        f"<p class='muted'>{esc(description)}{' — ' if description else ''}"
-        f"<code>{esc(str(run.path))}</code></p>",
-        problems_box([*run.problems, *extra_problems]),
-    ]
-    if not run.ok:
-        return layout(run.id, "".join(head), active="runs", crumbs=crumbs)
-    actions = []
-    if n_episodes:
-        actions.append(
-            f"<a class='button' href='/episodes?run={esc(run.id)}'>Episodes ({n_episodes})</a>"
+    view: dict[str, Any] = {
+        "headline": None, "suite_rows": [], "facts": [], "plain_metrics": [],
+        "metric_rows": [], "slices": [], "outcomes": [],
+    }  # fmt: skip
+    try:
+        metric, value, ci = run.headline()
+        if value is not None:
+            view["headline"] = {
+                "label": metric.removeprefix("eval/").replace("_", " "),
+                "value": value, "ci": ci, "episodes": _episodes_cell(run),
+            }  # fmt: skip
+        if run.kind == "suite":
+            view["suite_rows"] = _suite_rows(run, members)
+        if run.kind in ("agent", "benchmark"):
+            view["facts"] = _flat_numbers(run.manifest or run.config)[:60]
+            view["plain_metrics"] = _flat_numbers(run.metrics)
+        elif run.metrics:
+            view["metric_rows"] = [
+                {"label": label, "text": text, "rate": kind == "rate",
+                 "value": run.metrics.get(key), "ci": run.metrics.get(f"{key}_ci95")}
+                for key, label, kind in METRIC_ROWS
+                if (text := fmt_metric(run.metrics, key, kind)) is not None
+            ]  # fmt: skip
+            view["slices"] = _slices(run.metrics)
+            view["outcomes"] = _outcomes(run.metrics)
+    except Exception as exc:  # hostile or broken files: say which, show the rest
+        problems.append(
+            f"some numbers of this run cannot be shown ({type(exc).__name__}: {exc}); check "
+            "its metrics.json, suite.json and config.json"
         )
-    if run.report:
-        actions.append(
-            f"<a class='button ghost' href='/runs/{esc(run.id)}/files/{esc(run.report)}'>"
-            f"{esc(run.report)}</a>"
-        )
-    compare = [o for o in others if o.id != run.id and o.ok]
-    if compare:
-        actions.append(
-            "<form class='inline' action='/compare' method='get'>"
-            f"<input type='hidden' name='a' value='{esc(run.id)}'>"
-            f"<select name='b'>{_run_options(compare, None)}</select>"
-            "<button type='submit'>Compare with…</button></form>"
-        )
-    metric, success, ci = run.headline()
-    headline = ""
-    if success is not None:
-        label = metric.removeprefix("eval/").replace("_", " ")
-        headline = (
-            f"<div class='headline'><div class='big'>{pct(success)}</div><div>{esc(label)} "
-            f"<span class='muted'>{ci_text(ci)}</span><br>"
-            f"{rate_bar(success, ci, width=220)}</div>"
-            + "<div class='muted'>"
-            + (f"episodes {_episodes_cell(run)}" if _episodes_cell(run) != "—" else "")
-            + (" · metrics recomputed from the episodes" if run.metrics_from_episodes else "")
-            + "</div></div>"
-        )
-    body = [*head, headline, "<div class='actions'>" + "".join(actions) + "</div>"]
-    if run.kind == "suite":
-        body.append(_suite_table(run, members))
-        if run.children:
-            body.append(
-                "<p>Member runs: "
-                + ", ".join(f"<a href='/runs/{esc(c)}'>{esc(c)}</a>" for c in run.children)
-                + "</p>"
-            )
-    if run.result is not None:
-        body.append(
-            f"<details open><summary>Result (result.json)</summary>{_json_block(run.result)}"
-            "</details>"
-        )
-    if run.kind in ("agent", "benchmark"):
-        facts = _flat_numbers(run.manifest or run.config)
-        if facts:
-            body.append(
-                f"<h2>{'Manifest' if run.manifest else 'Configuration'}</h2><table class='grid'>"
-                + "".join(
-                    f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in facts[:60]
-                )
-                + "</table>"
-            )
-    if run.metrics and run.kind in ("agent", "benchmark"):
-        body.append(
-            "<h2>Metrics</h2><table class='grid'>"
-            + "".join(
-                f"<tr><td>{esc(k)}</td><td class='num'>{esc(str(v))}</td></tr>"
-                for k, v in _flat_numbers(run.metrics)
-            )
-            + "</table>"
-        )
-    elif run.metrics:
-        body.append("<h2>Metrics</h2>" + _metrics_table(run.metrics))
-        body.append(_slice_tables(run.metrics))
-    body.append(_plots(run))
-    if run.metrics:
-        body.append(
-            "<details><summary>All metrics (metrics.json)</summary>"
-            f"{_json_block(run.metrics)}</details>"
-        )
-    if run.config:
-        body.append(
-            "<details><summary>Configuration (config.json)</summary>"
-            f"{_json_block(run.config)}</details>"
-        )
-    return layout(run.id, "".join(body), active="runs", crumbs=crumbs)
+    return _render(
+        "run.html",
+        title=run.id,
+        active="runs",
+        crumbs=crumbs,
+        run=run,
+        description=description,
+        problems=problems,
+        n_episodes=n_episodes,
+        compare=[o for o in others if o.id != run.id and o.ok],
+        **view,
+    )
 
 
 # ---------------------------------------------------------------------------- compare
@@ -533,108 +435,46 @@ def compare_page(
     rows: Sequence[Mapping[str, Any]],
     note: str = "",
 ) -> str:
-    """Two runs side by side: per setting, each metric with both values and B − A."""
-    choose = (
-        "<form class='compare-form card' action='/compare' method='get'><strong>Compare</strong> "
-        f"<label>A <select name='a'>{_run_options(runs, a.id if a else None)}</select></label>"
-        f"<label>B <select name='b'>{_run_options(runs, b.id if b else None)}</select></label>"
-        "<button type='submit'>Compare</button></form>"
-    )
-    crumbs = [("Runs", "/"), ("Compare", "")]
-    if a is None or b is None:
-        body = (
-            "<h1>Compare two runs</h1>"
-            + choose
-            + (f"<div class='notice'>{esc(note)}</div>" if note else "")
-        )
-        return layout("Compare", body, active="runs", crumbs=crumbs)
-    head = (
-        "<h1>Compare</h1>" + choose + "<div class='pair'>"
-        "<div class='card'><span class='tag a'>A</span> "
-        f"<a href='/runs/{esc(a.id)}'>{esc(a.id)}</a>"
-        f"<div class='muted small'>{esc(a.title)}</div></div>"
-        "<div class='card'><span class='tag b'>B</span> "
-        f"<a href='/runs/{esc(b.id)}'>{esc(b.id)}</a>"
-        f"<div class='muted small'>{esc(b.title)}</div></div></div>"
-        + problems_box([f"A: {p}" for p in a.problems] + [f"B: {p}" for p in b.problems])
-        + (f"<div class='notice'>{esc(note)}</div>" if note else "")
-    )
-    tables = []
+    """Two runs side by side: per setting, each metric with both values and B − A.
+
+    Rendered by the autoescaping template ``compare.html``; numbers are formatted here.
+    """
+    shown = []
     for row in rows:
-        lines = []
-        for m in row["metrics"]:
-            lines.append(_compare_line(m))
-        missing = ""
-        if not row["in_a"] or not row["in_b"]:
-            missing = f" <span class='muted small'>(only in {'A' if row['in_a'] else 'B'})</span>"
         label = row.get("label") or f"{row['task'] or '—'}/{row['split'] or '—'}"
-        tables.append(
-            f"<h2>{esc(label)}{missing}</h2>"
-            "<table class='grid compare'><tr><th>metric</th><th>A</th><th>B</th>"
-            "<th>B − A [95% CI]</th><th></th></tr>" + "".join(lines) + "</table>"
+        shown.append(
+            {**row, "label": label, "metrics": [_compare_cells(m) for m in row["metrics"]]}
         )
-    if not tables:
-        tables.append("<div class='notice'>These runs have no metrics to compare yet.</div>")
-    plots = ""
-    if a.plots or b.plots:
-        plots = (
-            "<h2>Plots</h2><div class='pair'>"
-            + "".join(f"<div>{''.join(_plot_img(r, p) for p in r.plots)}</div>" for r in (a, b))
-            + "</div>"
-        )
-    legend = (
-        "<p class='muted small'>Differences are B − A. The interval is Newcombe's hybrid score "
-        "interval for two independent proportions; a difference is marked when it excludes 0 "
-        "(green: B better, red: B worse). Nothing is corrected for multiple comparisons.</p>"
-    )
-    return layout("Compare", head + "".join(tables) + legend + plots, active="runs", crumbs=crumbs)
-
-
-def _plot_img(run: Run, path: str) -> str:
-    return (
-        f"<figure><img loading='lazy' src='/runs/{esc(run.id)}/files/{esc(path)}' "
-        f"alt='{esc(path)}'>"
-        f"<figcaption>{esc(run.id)}: {esc(path)}</figcaption></figure>"
+    problems = [f"A: {p}" for p in a.problems] + [f"B: {p}" for p in b.problems] if a and b else []
+    return _render(
+        "compare.html",
+        title="Compare",
+        active="runs",
+        crumbs=[("Runs", "/"), ("Compare", "")],
+        runs=list(runs),
+        a=a,
+        b=b,
+        rows=shown,
+        note=note,
+        problems=problems,
     )
 
 
-def _compare_line(m: Mapping[str, Any]) -> str:
+def _compare_cells(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A compared metric with its difference as text and its colour class."""
     rate = m["kind"] == "rate"
-
-    def value(v: Any, ci: Any, n: Any) -> str:
-        if v is None:
-            return "—"
-        text = pct(v) if rate else f"{v:,.2f}"
-        extra = f" <span class='muted small'>{ci_text(ci)}</span>" if ci else ""
-        count = f"<span class='muted small'> n={n}</span>" if n else ""
-        return f"{text}{extra}{count}"
-
-    delta = m.get("delta")
-    cls = "same"
+    delta = _num(m.get("delta"))
+    out = {**m, "delta": delta, "cls": "same", "delta_text": "", "delta_ci_text": ""}
     if delta is None:
-        delta_text = "—"
-    else:
-        delta_text = (f"{delta * 100:+.1f} pt" if rate else f"{delta:+.2f}") + (
-            f" <span class='muted small'>[{m['delta_ci95'][0] * 100:+.1f}, "
-            f"{m['delta_ci95'][1] * 100:+.1f}]</span>"
-            if m.get("delta_ci95")
-            else ""
-        )
-        if m.get("significant"):
-            better = (delta > 0) == bool(m.get("higher_is_better"))
-            cls = "better" if better else "worse"
-    bars = ""
-    if rate:
-        bars = (
-            f"<div class='bars'><span class='tag a'>A</span>{rate_bar(m.get('a'), m.get('a_ci95'))}"
-            f"<br><span class='tag b'>B</span>{rate_bar(m.get('b'), m.get('b_ci95'))}</div>"
-        )
-    return (
-        f"<tr><td>{esc(m['label'])}</td>"
-        f"<td class='num'>{value(m.get('a'), m.get('a_ci95'), m.get('a_n'))}"
-        f"</td><td class='num'>{value(m.get('b'), m.get('b_ci95'), m.get('b_n'))}</td>"
-        f"<td class='num delta {cls}'>{delta_text}</td><td>{bars}</td></tr>"
-    )
+        return out
+    out["delta_text"] = f"{delta * 100:+.1f} pt" if rate else f"{delta:+.2f}"
+    ci = m.get("delta_ci95")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci):
+        out["delta_ci_text"] = f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
+    if m.get("significant"):
+        better = (delta > 0) == bool(m.get("higher_is_better"))
+        out["cls"] = "better" if better else "worse"
+    return out
 
 
 # ---------------------------------------------------------------------------- episodes
@@ -805,7 +645,7 @@ def episode_page(
             f"episode {next_index} →</a>"
         )
     facts = []
-    if info.get("cards"):
+    if isinstance(info.get("cards"), list) and info["cards"]:
         facts.append(f"cards <b>{esc(' '.join(map(str, info['cards'])))}</b>")
     if info.get("numbers"):
         facts.append(f"numbers {esc(str(info['numbers']))}")

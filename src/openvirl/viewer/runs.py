@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,13 @@ PLOT_DIRS = ("plots", ".")
 PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
 MAX_COLLECTION_DEPTH = 3
 """How deep a collection folder is searched for runs."""
+MAX_JSON_BYTES = 16 * 1024 * 1024
+"""Largest ``config.json``/``metrics.json``/... the viewer reads; a bigger one is a problem."""
+MAX_EPISODE_BYTES = 256 * 1024 * 1024
+"""Most bytes of an episode file the viewer reads (the rest is reported, not shown)."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of lists and objects the viewer accepts in a JSON value (run files are
+shallow; a deeper one is hostile or broken, and would break rendering by recursion)."""
 
 KINDS = ("eval", "suite", "agent", "benchmark", "missing", "empty")
 
@@ -125,6 +133,9 @@ class Run:
     complete: bool | None = None
     metrics_from_episodes: bool = False
     """True when `metrics` was recomputed from the episodes (no readable ``metrics.json``)."""
+    source_file: str | None = None
+    """For a bare episode file given instead of a folder: its name in `path` (its folder).
+    Such a run's files are that file and the images its records name, nothing else."""
 
     @property
     def ok(self) -> bool:
@@ -150,9 +161,11 @@ class Run:
 
     def episode_file(self) -> Path | None:
         """The per-episode JSONL file that exists, or None."""
+        if self.source_file is not None:
+            return self.path / self.source_file
         for name in EPISODE_FILES:
             candidate = self.path / name
-            if candidate.is_file():
+            if candidate.exists():
                 return candidate
         return None
 
@@ -181,22 +194,99 @@ class Run:
 
 
 # ---------------------------------------------------------------------------- small readers
-def read_json(path: Path) -> tuple[Any, str | None]:
-    """``(data, None)`` for a readable JSON file, ``(None, why)`` otherwise; never raises."""
+class UnreadableFileError(OSError):
+    """A run file that is not a regular file, or is larger than the viewer reads."""
+
+
+def read_regular(path: Path, limit: int) -> tuple[bytes, bool]:
+    """``(bytes, truncated)``: at most `limit` bytes of a regular file; never blocks.
+
+    The file is opened without blocking and checked with ``fstat`` before reading, so a FIFO
+    (which would wait forever for a writer), a device such as ``/dev/zero`` (endless) or a
+    folder raises `UnreadableFileError` instead of hanging the viewer or filling its memory.
+    A symbolic link to a regular file is followed (run folders may link their plots).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(f"{path.name} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    return data[:limit], len(data) > limit
+
+
+def is_regular(path: Path) -> bool:
+    """Whether `path` is (or links to) a regular file; False for FIFOs, devices, folders."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` nests lists and objects at most `limit` deep (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def loads_bounded(text: str | bytes) -> Any:
+    """`json.loads`, refusing values nested deeper than `MAX_JSON_DEPTH` with a ValueError.
+
+    A line of 100,000 ``[`` makes `json.loads` raise RecursionError, and a value a little
+    shallower than the interpreter's limit breaks every later recursive walk (rendering,
+    re-encoding); both become a ValueError here.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    if not json_depth_ok(value):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def read_json(path: Path) -> tuple[Any, str | None]:
+    """``(data, None)`` for a readable JSON file, ``(None, why)`` otherwise; never raises.
+
+    Only regular files of at most `MAX_JSON_BYTES` are read (see `read_regular`).
+    """
+    try:
+        raw, truncated = read_regular(path, MAX_JSON_BYTES)
     except FileNotFoundError:
         return None, f"{path.name} is missing"
+    except UnreadableFileError as exc:
+        return None, f"{exc}; it is not read"
     except OSError as exc:
         return None, f"{path.name} cannot be read ({exc.strerror or exc})"
+    if truncated:
+        return None, f"{path.name} is larger than {MAX_JSON_BYTES // 2**20} MiB; it is not read"
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None, f"{path.name} is not UTF-8 text"
     if not text.strip():
         return None, f"{path.name} is empty (still being written?)"
     try:
-        return json.loads(text), None
+        return loads_bounded(text), None
     except json.JSONDecodeError as exc:
         return None, f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg}); half-written?"
+    except ValueError as exc:
+        return None, f"{path.name} is not usable JSON ({exc})"
 
 
 def read_jsonl(path: Path) -> EpisodeFile:
@@ -208,12 +298,18 @@ def read_jsonl(path: Path) -> EpisodeFile:
     """
     out = EpisodeFile(records=[], path=path)
     try:
-        raw = path.read_bytes()
+        raw, truncated = read_regular(path, MAX_EPISODE_BYTES)
     except OSError as exc:
         out.problems.append(f"{path.name} cannot be read ({exc.strerror or exc})")
         return out
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
+    if truncated:
+        tail = b""  # cut by the cap, not half-written: drop it without a half-line note
+        out.problems.append(
+            f"{path.name} is larger than {MAX_EPISODE_BYTES // 2**20} MiB; only the episodes "
+            "in its first part are shown"
+        )
     by_index: dict[int, dict[str, Any]] = {}
     bad = duplicates = 0
     for number, line in enumerate(lines):
@@ -249,8 +345,8 @@ def read_jsonl(path: Path) -> EpisodeFile:
 
 def _json_object(line: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        value = loads_bounded(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
         return None
     return value if isinstance(value, dict) else None
 
@@ -258,7 +354,11 @@ def _json_object(line: bytes) -> dict[str, Any] | None:
 def _finite_or_none(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return None if math.isnan(value) or math.isinf(value) else float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (JSON allows 10**400)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -284,11 +384,13 @@ def detect_kind(path: Path) -> str:
             return "benchmark"
         if name == CONFIG and "agent" in data and "task" not in _as_dict(data.get("config")):
             return "agent"
-    if (path / SUITE).is_file():
+    # exists(), not is_file(): a FIFO or a link to a device is a run whose file is unreadable,
+    # which its page then says (`read_json` refuses it without blocking).
+    if (path / SUITE).exists():
         return "suite"
-    if (path / CONFIG).is_file() or (path / METRICS).is_file():
+    if (path / CONFIG).exists() or (path / METRICS).exists():
         return "eval"
-    if any((path / name).is_file() for name in EPISODE_FILES):
+    if any((path / name).exists() for name in EPISODE_FILES):
         return "eval"
     return "empty"
 
@@ -342,6 +444,7 @@ def load_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
         return run
     if path.is_file():  # a bare trajectories file
         run.path = path.parent
+        run.source_file = path.name
         run.title = path.name
         _fill_from_episodes(run, read_jsonl(path))
         return run
@@ -379,6 +482,16 @@ def _read_files(run: Run) -> None:
         run.suite = _as_dict(suite)
         if problem:
             run.problems.append(problem)
+        rows = run.suite.get("rows")
+        if rows is not None and not isinstance(rows, list):
+            run.problems.append(f"{SUITE}: `rows` is not a list; it is not shown")
+            run.suite["rows"] = []
+        elif rows and not all(isinstance(r, dict) for r in rows):
+            run.problems.append(f"{SUITE}: some `rows` are not objects; they are not shown")
+            run.suite["rows"] = [r for r in rows if isinstance(r, dict)]
+    for name, data in ((CONFIG, config), (METRICS, metrics), (MANIFEST, manifest)):
+        if data is not None and not isinstance(data, dict):
+            run.problems.append(f"{name} is not a JSON object; it is not used")
     cfg = _as_dict(run.config.get("config"))
     meta = {**run.manifest, **run.config, **cfg, **run.metrics}
     run.task = str(meta.get("task") or "") if not isinstance(meta.get("task"), dict) else ""
