@@ -92,6 +92,15 @@ def convert_command(
     typer.echo(f"converted {len(routes)} routes: {source} -> {out}")
 
 
+def _route_file(path: Path | None, city: str | None):
+    """The routes of a --routes file, checked against their city; None without a file."""
+    if path is None:
+        return None
+    from openvirl.envs.navigation.virl_io import load_route_file
+
+    return load_route_file(path, city=city)
+
+
 @app.command("dataset")
 def dataset_command(
     out: Path = typer.Option(..., "--out", help="Output folder."),
@@ -102,9 +111,19 @@ def dataset_command(
     n_train: int | None = typer.Option(None, "--n-train", help="Training routes (default all)."),
     n: int | None = typer.Option(None, "--n", help="Held-out routes (default all)."),
     seed: int = typer.Option(42, help="Dataset seed."),
+    routes: Path | None = typer.Option(
+        None,
+        "--routes",
+        help="Train on this route file instead (our JSONL or a V-IRL route_infos JSON, "
+        "whose city is --city).",
+    ),
+    test_routes: Path | None = typer.Option(
+        None, "--test-routes", help="Hold out this route file instead of the city's test split."
+    ),
 ) -> None:
     """Write SFT pairs (every rail position of the train routes) and held-out test routes."""
     from openvirl.envs.navigation.dataset import build_dataset
+    from openvirl.world.errors import WorldError
 
     try:
         manifest = build_dataset(
@@ -116,8 +135,10 @@ def dataset_command(
             actions=actions,
             instructions=instructions,
             visual=visual,
+            train_routes=None if routes is None else str(routes),
+            test_routes=None if test_routes is None else str(test_routes),
         )
-    except (ValueError, ImportError) as err:
+    except (ValueError, ImportError, FileNotFoundError, WorldError) as err:
         _fail(str(err))
     c = manifest["counts"]
     typer.echo(
@@ -136,7 +157,12 @@ def play_command(
         Path("navigation_view.png"), help="With --visual: PNG written at every position."
     ),
     seed: int = typer.Option(0, help="Seed of the routes and of the first episode."),
-    routes: int = typer.Option(1, help="Number of routes to play."),
+    routes_arg: str = typer.Option(
+        "1",
+        "--routes",
+        help="Number of routes to generate and play, or a route FILE to play (our JSONL or "
+        "a V-IRL route_infos JSON, whose city is --city).",
+    ),
     attempts: int = typer.Option(2, help="Attempts per position."),
 ) -> None:
     """Walk a route in the terminal: type forward, stop, or a direction (e.g. north, left)."""
@@ -148,8 +174,16 @@ def play_command(
     from openvirl.world.errors import WorldError
 
     console = Console()
+    route_file = None if routes_arg.strip().isdigit() else Path(routes_arg)
+    routes = 0 if route_file is not None else int(routes_arg)
     try:
-        if preset:
+        if route_file is not None:
+            planned = _route_file(route_file, city)
+            routes = len(planned)
+            env = NavigationEnv(
+                routes=planned, city=city, actions=actions, visual=visual, max_attempts=attempts
+            )
+        elif preset:
             env = NavigationEnv(
                 preset=preset, actions=actions, visual=visual, max_attempts=attempts
             )
@@ -159,12 +193,12 @@ def play_command(
             env = NavigationEnv(
                 routes=planned, city=city, actions=actions, visual=visual, max_attempts=attempts
             )
-    except (RouteGenerationError, WorldError, ValueError, ImportError) as err:
+    except (RouteGenerationError, WorldError, ValueError, ImportError, FileNotFoundError) as err:
         _fail(str(err))
     won = 0
     for k in range(routes):
         try:
-            options = None if preset else {"route_index": k}
+            options = None if preset and route_file is None else {"route_index": k}
             obs, info = env.reset(seed=seed + k, options=options)
         except ImportError as err:
             _fail(str(err))
