@@ -240,6 +240,41 @@ def play_command(
     console.print(f"reached {won}/{routes} destinations")
 
 
+@app.command("virl-cities")
+def virl_cities_command(
+    per_city: int = typer.Option(2, "--per-city", help="Routes per city (V-IRL's mini: 2)."),
+    overpass_url: str | None = typer.Option(
+        None, "--overpass-url", help="Overpass interpreter URL (env OPENVIRL_OVERPASS_URL)."
+    ),
+    nominatim_url: str | None = typer.Option(
+        None, "--nominatim-url", help="Nominatim base URL (env OPENVIRL_NOMINATIM_URL)."
+    ),
+    rebuild: bool = typer.Option(False, help="Generate the routes again."),
+) -> None:
+    """Build the `visual-ood-virl` routes: V-IRL's nine VLN-mini cities, fetched from OSM.
+
+    Needs the network once (each region's extract and the routes are cached); afterwards
+    `--preset visual-ood-virl` / `gym.make(..., preset="visual-ood-virl")` work offline.
+    """
+    from openvirl.envs.navigation.routes import RouteGenerationError
+    from openvirl.envs.navigation.virl_cities import build_virl_route_set, route_set_file
+    from openvirl.world.errors import WorldError
+    from openvirl.world.fetch import FetchOptions
+
+    if per_city < 1:
+        _fail(f"--per-city must be >= 1, got {per_city}.")
+    try:
+        options = FetchOptions(overpass_url=overpass_url, nominatim_url=nominatim_url)
+        routes = build_virl_route_set(per_city=per_city, options=options, rebuild=rebuild)
+    except (RouteGenerationError, WorldError, ValueError) as err:
+        _fail(str(err))
+    cities = sorted({r.city for r in routes})
+    typer.echo(
+        f"{len(routes)} visual-ood-virl routes in {len(cities)} cities ({', '.join(cities)}): "
+        f"{route_set_file(per_city=per_city)}. Map data © OpenStreetMap contributors (ODbL)."
+    )
+
+
 @app.command("build-presets", hidden=True)
 def build_presets_command(
     out: Path = typer.Option(None, help="Folder (default: the package's presets folder)."),
