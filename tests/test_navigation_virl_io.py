@@ -193,3 +193,12 @@ def test_navigate_dataset_takes_route_files(tmp_path: Path, monaco_record: dict)
     assert manifest["route_files"]["train"].endswith("route_infos_monaco.json")
     row = json.loads((out / "train" / "metadata.jsonl").read_text().splitlines()[0])
     assert row["route_id"] == "route_infos_monaco-0000" and row["city"] == "monaco"
+
+
+def test_navigate_convert_reads_a_single_record(tmp_path: Path, monaco_record: dict) -> None:
+    path = write(tmp_path / "route_infos_monaco.json", monaco_record)
+    out = tmp_path / "routes.jsonl"
+    result = runner.invoke(app, ["navigate", "convert", str(path), str(out), "--city", "monaco"])
+    assert result.exit_code == 0, result.output
+    (route,) = read_routes(out)
+    assert route.city == "monaco" and route.points() == from_virl(monaco_record)[0].points()
