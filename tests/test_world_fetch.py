@@ -209,6 +209,8 @@ def test_cli_fetch_with_env_servers(iso, server, monkeypatch):
     assert server.count("/api/interpreter") == 1
     listed = json.loads(runner.invoke(app, ["city", "list", "--json"]).stdout)
     assert "mc" in [c["name"] for c in listed["cities"]]
+    info = json.loads(runner.invoke(app, ["city", "info", "mc", "--json"]).stdout)
+    assert info["sources"].endswith(".provenance.json")
     again = runner.invoke(
         app, ["city", "fetch", "--bbox", str(s), str(w), str(n), str(e), "--name", "mc"]
     )

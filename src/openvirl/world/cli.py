@@ -104,6 +104,9 @@ def info_command(
     from openvirl.world.catalog import cities_dir
 
     stats["sources"] = str(cities_dir() / "SOURCES.md")
+    fetched = [f.with_suffix(".provenance.json") for f in c.files]
+    if fetched and fetched[0].is_file():  # a city from `openvirl city fetch`
+        stats["sources"] = str(fetched[0])
     if json_out:
         _emit_json(stats)
         return
