@@ -153,6 +153,8 @@ def test_eval_takes_a_route_file(tmp_path: Path, monaco_record: dict) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["episodes_planned"] == 2 and metrics["complete"]
+    run_config = json.loads((out / "config.json").read_text())
+    assert len(run_config["data"]["routes_sha256"]) == 64
     rows = [json.loads(x) for x in (out / "trajectories.jsonl").read_text().splitlines()]
     assert {r["info"]["city"] if "info" in r else r.get("city") for r in rows} <= {"monaco", None}
     assert all(r["success"] for r in rows)  # the oracle walks both

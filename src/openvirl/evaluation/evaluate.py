@@ -549,7 +549,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             "seeds": all_seeds,
             "policy": {"spec": config.policy, "name": policy_name, "repr": repr(policy)[:500]},
             "versions": package_versions(),
-            "data": _data_description(spec),
+            "data": {**_data_description(spec), **_routes_description(config)},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_episodes": len(records),
         },
@@ -669,6 +669,15 @@ def _route_file(config: EvalConfig) -> list[Any] | None:
     from openvirl.envs.navigation.virl_io import load_route_file
 
     return load_route_file(config.routes, city=config.city)
+
+
+def _routes_description(config: EvalConfig) -> dict[str, Any]:
+    """The sha256 of a --routes file, so a run names the exact routes it played."""
+    if config.routes is None:
+        return {}
+    from openvirl.envs.navigation.routes import sha256_file
+
+    return {"routes_file": str(config.routes), "routes_sha256": sha256_file(Path(config.routes))}
 
 
 def _env_factory(spec: TaskSpec, config: EvalConfig, routes: list[Any] | None = None) -> Any:
