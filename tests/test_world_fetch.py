@@ -164,6 +164,10 @@ def test_unknown_place_and_bad_input_are_one_line(iso, server):
         fetch_extract(bbox=(43.8, 7.4, 43.7, 7.5), options=opts(server), progress=False)
     with pytest.raises(FetchError, match="name"):
         fetch_extract(bbox=MONTE_CARLO, name="Bad Name!", options=opts(server), progress=False)
+    from openvirl.world import City
+
+    with pytest.raises(FetchError, match="unknown fetch option"):
+        City.fetch("Monaco", overpas_url=server.overpass_url)
 
 
 def _closed_port() -> int:

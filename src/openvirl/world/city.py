@@ -992,8 +992,14 @@ class City:
         >>> City.fetch("Brera, Milan, Italy", radius_m=600)   # doctest: +SKIP
         >>> City.fetch(bbox=(43.727, 7.414, 43.735, 7.428), name="monaco-port")  # doctest: +SKIP
         """
-        from openvirl.world.fetch import FetchOptions, fetch_city
+        from dataclasses import fields
 
+        from openvirl.world.fetch import FetchError, FetchOptions, fetch_city
+
+        known = {f.name for f in fields(FetchOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise FetchError(f"unknown fetch option(s) {unknown}; known: {sorted(known)}.")
         return fetch_city(
             query,
             bbox=bbox,
