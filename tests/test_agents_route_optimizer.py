@@ -6,10 +6,13 @@ import itertools
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openvirl.agents.route_optimizer import (
     RouteOptimizer,
     RouteOptimizerConfig,
+    parse_waypoint_sentence,
     path_length,
     split_sentence,
 )
@@ -93,3 +96,80 @@ def test_unknown_place_names_close_matches(manhattan):
         RouteOptimizer(config, city=manhattan).run()
     assert "Hogwarts Castle" in str(err.value)
     assert "Did you mean" in str(err.value)
+
+
+# V-IRL's Peng config (tools/cfgs/peng/peng.yaml), WAY_POINTS_LANGUAGE, with its line break.
+PENG_SENTENCE = (
+    "I need to go to five places to submit my documents: NYU Card Center, NYU \n"
+    "      Lipton Hall, NYU Center for Data Science, Elmer Holmes Bobst Library and John A. "
+    "Paulson Center."
+)
+
+
+def test_virl_waypoint_sentences_become_place_queries():
+    got = parse_waypoint_sentence(PENG_SENTENCE)
+    assert got is not None and got.count == 5 and got.purpose == "to submit my documents"
+    assert got.places == [
+        "NYU Card Center",
+        "NYU Lipton Hall",
+        "NYU Center for Data Science",
+        "Elmer Holmes Bobst Library",
+        "John A. Paulson Center",
+    ]
+    assert split_sentence(PENG_SENTENCE) == got.places
+    intention = (
+        "Peng needs to visit five locations around the city: his University Card Center, "
+        "Residence Hall, Research Center, Library, and Student Center"
+    )
+    assert split_sentence(intention) == [
+        "University Card Center",
+        "Residence Hall",
+        "Research Center",
+        "Library",
+        "Student Center",
+    ]
+    # The stated count keeps a name with "and" in it whole.
+    assert split_sentence("3 places to shop: Macy's, Barnes and Noble, and Nordstrom") == [
+        "Macy's",
+        "Barnes and Noble",
+        "Nordstrom",
+    ]
+    assert parse_waypoint_sentence("Take me to Bryant Park and Macy's") is None
+
+
+def test_a_virl_sentence_plans_a_walk(manhattan):
+    sentence = (
+        "I need to go to three places to submit my documents: Grand Central Terminal, "
+        "Bryant Park and Macy's."
+    )
+    config = RouteOptimizerConfig(
+        city="manhattan", start="Empire State Building", sentence=sentence
+    )
+    d = RouteOptimizer(config, city=manhattan).run().data
+    assert d["stops"] == ["Grand Central Terminal", "Bryant Park", "Macy's"]
+    assert len(d["optimized_order"]) == 4 and d["optimized_m"] <= d["given_m"]
+
+
+_WORD = st.text(alphabet="BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz", min_size=2, max_size=9)
+_NAME = st.lists(_WORD, min_size=1, max_size=4).map(lambda ws: " ".join(w.title() for w in ws))
+_NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    names=st.lists(_NAME, min_size=1, max_size=8, unique=True),
+    words=st.booleans(),
+    oxford=st.booleans(),
+    lead=st.sampled_from(["I need to go to", "Peng must visit", "Please plan", ""]),
+    noun=st.sampled_from(["places", "locations", "stops"]),
+)
+def test_waypoint_sentences_round_trip(names, words, oxford, lead, noun):
+    n = len(names)
+    count = _NUMBERS[n - 1] if words else str(n)
+    if n == 1:
+        listing = names[0]
+    else:
+        listing = ", ".join(names[:-1]) + ("," if oxford and n > 2 else "") + " and " + names[-1]
+    sentence = f"{lead} {count} {noun} to run errands: {listing}."
+    got = parse_waypoint_sentence(sentence)
+    assert got is not None and got.count == n and got.places == names

@@ -63,12 +63,18 @@ def _run(name: str, build: Callable[[], Any], out: Path | None, as_json: bool) -
     from openvirl.world.errors import WorldError
 
     folder = out or Path("runs") / "agents" / name
+    import warnings
+
     try:
         agent = build()
-        result = agent.run(out_dir=folder)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = agent.run(out_dir=folder)
     except (WorldError, ValueError) as err:
         _fail(str(err))
         return
+    for w in caught:  # e.g. listings off the map, skipped
+        typer.secho(f"warning: {w.message}", fg="yellow", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
         return
@@ -86,6 +92,35 @@ def _run(name: str, build: Callable[[], Any], out: Path | None, as_json: bool) -
         f"[dim]run folder: {folder}  ·  map: {result.map_png}  ·  "
         f"open with `openvirl view {folder}`[/dim]"
     )
+
+
+_CONFIG = (
+    "A V-IRL YAML task config (tools/cfgs/...); its fields that map onto this agent are used "
+    "(see the README), options given here win."
+)
+
+
+def _virl(
+    ctx: typer.Context, agent: str, path: Path | None, values: dict[str, Any]
+) -> dict[str, Any]:
+    """The command's parameters, with a V-IRL config's fields for those not given here."""
+    if path is None:
+        return values
+    from openvirl.agents.virl_config import map_city, options_from_yaml
+
+    try:
+        options, sources = options_from_yaml(path, agent)
+        used = []
+        for key, value in options.items():
+            source = ctx.get_parameter_source(key)
+            if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+                continue
+            values[key] = map_city(value) if key == "city" else value
+            used.append(f"{key} ({sources[key]})")
+    except ValueError as err:
+        _fail(str(err))
+    typer.secho(f"from {path.name}: {', '.join(used) or 'nothing'}", err=True, dim=True)
+    return values
 
 
 def _where(text: str | None) -> Any:
@@ -107,6 +142,7 @@ def _command(name: str, alias: str, help_text: str):
 
 @_command("route-optimizer", "peng", "Peng: the shortest walking order through places.")
 def route_optimizer_command(
+    ctx: typer.Context,
     stops: list[str] | None = typer.Argument(None, help="Places to visit, in the given order."),
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str | None = typer.Option(
@@ -121,11 +157,20 @@ def route_optimizer_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Peng: visit places in the shortest walking order (midtown demo without arguments).
 
     >>> # openvirl agent route-optimizer "Bryant Park" "Macy's" "Grand Central Terminal"
     """
+    v = _virl(ctx, "route_optimizer", config_file, locals())
+    stops, city, start, sentence, round_trip = (
+        v["stops"],
+        v["city"],
+        v["start"],
+        v["sentence"],
+        v["round_trip"],
+    )
     from openvirl.agents.route_optimizer import (
         DEMO_START,
         RouteOptimizer,
@@ -149,6 +194,7 @@ def route_optimizer_command(
 
 @_command("place-recommender", "aria", "Aria: nearby places ranked for a persona's intention.")
 def place_recommender_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str = typer.Option("Empire State Building", "--start", help="Where the person is."),
     persona: str = typer.Option(
@@ -160,8 +206,17 @@ def place_recommender_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Aria: recommend nearby places for a persona and an intention."""
+    v = _virl(ctx, "place_recommender", config_file, locals())
+    city, start, persona, intention, top_k = (
+        v["city"],
+        v["start"],
+        v["persona"],
+        v["intention"],
+        v["top_k"],
+    )
     from openvirl.agents.place_recommender import PlaceRecommender, PlaceRecommenderConfig
 
     def build():
@@ -180,6 +235,7 @@ def place_recommender_command(
 
 @_command("estate", "vivek", "Vivek: homes rated by what is within walking distance.")
 def estate_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     homes: Path | None = typer.Option(
         None,
@@ -195,8 +251,18 @@ def estate_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Vivek: rate candidate homes by the places within walking distance, best first."""
+    v = _virl(ctx, "estate", config_file, locals())
+    city, homes, requirements, radius_m, min_rent, max_rent = (
+        v["city"],
+        v["homes"],
+        v["requirements"],
+        v["radius_m"],
+        v["min_rent"],
+        v["max_rent"],
+    )
     from openvirl.agents.estate import EstateRecommender, EstateRecommenderConfig
 
     def build():
@@ -218,6 +284,7 @@ _KINDS = "Street objects to count (repeatable): waste_basket, bench, fire_hydran
 
 @_command("urban-counter", "rx399", "RX-399: count street objects along a walk.")
 def urban_counter_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str = typer.Option("Grand Central Terminal", "--start"),
     end: str = typer.Option("United Nations Headquarters", "--end"),
@@ -227,8 +294,11 @@ def urban_counter_command(
     policy: str | None = typer.Option(None, "--policy", help="Perception policy spec."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """RX-399: walk a route and count street objects (OSM ground truth, or a policy's eyes)."""
+    v = _virl(ctx, "urban_counter", config_file, locals())
+    city, start, end, kind = (v["city"], v["start"], v["end"], v["kind"])
     from openvirl.agents.urban import DEFAULT_KINDS, UrbanCounter, UrbanCounterConfig
 
     def build():
@@ -283,6 +353,7 @@ def urban_planner_command(
 
 @_command("explorer", "hiro", "Hiro: follow an intention through the streets.")
 def explorer_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str = typer.Option("Times Square", "--start"),
     intention: str = typer.Option("local food, not spicy", "--intention"),
@@ -291,8 +362,11 @@ def explorer_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Hiro: explore until a place that fits the intention is entered."""
+    v = _virl(ctx, "explorer", config_file, locals())
+    city, start, intention = (v["city"], v["start"], v["intention"])
     from openvirl.agents.explorer import Explorer, ExplorerConfig
 
     def build():
@@ -306,6 +380,7 @@ def explorer_command(
 
 @_command("direction-giver", "local", "Local: landmark directions to the place asked for.")
 def direction_giver_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str = typer.Option("Empire State Building", "--start"),
     question: str = typer.Option("How do I get to Bryant Park?", "--question"),
@@ -313,8 +388,11 @@ def direction_giver_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Local: answer a way-finding question with landmark directions."""
+    v = _virl(ctx, "direction_giver", config_file, locals())
+    city, start, question, heading = (v["city"], v["start"], v["question"], v["heading"])
     from openvirl.agents.direction import DirectionGiver, DirectionGiverConfig
 
     def build():
@@ -328,6 +406,7 @@ def direction_giver_command(
 
 @_command("tourist", "ling", "Ling: follow Local's directions, asking again after a failure.")
 def tourist_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str = typer.Option("Empire State Building", "--start"),
     question: str = typer.Option("How do I get to Bryant Park?", "--question"),
@@ -339,8 +418,11 @@ def tourist_command(
     local_policy: str | None = typer.Option(None, "--local-policy", help="Local's policy."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Ling: walk to a place in the navigation env by Local's directions."""
+    v = _virl(ctx, "tourist", config_file, locals())
+    city, start, question = (v["city"], v["start"], v["question"])
     from openvirl.agents.direction import Tourist, TouristConfig
 
     def build():
@@ -354,6 +436,7 @@ def tourist_command(
 
 @_command("concierge", "diego", "Diego: a day plan within a time budget.")
 def concierge_command(
+    ctx: typer.Context,
     city: str = typer.Option("manhattan", "--city", help=_CITY),
     start: str = typer.Option("Grand Central Terminal", "--start"),
     day: str = typer.Option("Sa", "--day", help="Mo, Tu, We, Th, Fr, Sa or Su."),
@@ -373,8 +456,11 @@ def concierge_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
 ) -> None:
     """Diego: plan a walking day, one activity at a time, meals by the place recommender."""
+    v = _virl(ctx, "concierge", config_file, locals())
+    city, start, persona = (v["city"], v["start"], v["persona"])
     from openvirl.agents.concierge import Concierge, ConciergeConfig
 
     def build():

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from openvirl.agents.base import (
 )
 from openvirl.agents.llm import LLMLog, ask_json, rating_check
 from openvirl.world.categories import parse_category_query, resolve_category
-from openvirl.world.errors import NoRouteError, PlaceNotFoundError, WorldError
+from openvirl.world.errors import NoRouteError, OutsideMapError, PlaceNotFoundError, WorldError
 
 if TYPE_CHECKING:
     from openvirl.policies.base import Policy
@@ -74,7 +76,9 @@ class EstateRecommenderConfig:
         The city (`City.load` name or path).
     homes
         CSV of candidate homes: columns ``id``, ``address`` or ``lat``/``lon``, ``rent_usd``,
-        ``bedrooms`` (lines starting with "#" are comments); None: the bundled sample.
+        ``bedrooms`` (lines starting with "#" are comments), or V-IRL's estate JSON
+        (RentCast listings, e.g. ``ny_peng_rent.json``); None: the bundled sample. Listings
+        whose point lies off the map are skipped with a warning and counted.
     requirements
         What must be near the home, in words.
     radius_m
@@ -121,27 +125,94 @@ def _number(text: str | None) -> float | None:
 
 
 def read_homes(city: City, path: str | Path | None = None) -> list[Home]:
-    """Read a homes CSV (see `EstateRecommenderConfig.homes`), geocoding the addresses.
+    """Read a homes file (CSV or V-IRL's JSON, see `read_listings`); warn about skipped ones."""
+    homes, skipped = read_listings(city, path)
+    if skipped:
+        warnings.warn(_skipped_text(city, skipped), stacklevel=2)
+    return homes
+
+
+def _skipped_text(city: City, skipped: list[str]) -> str:
+    shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return (
+        f"{len(skipped)} listing(s) lie outside the map of `{city.name}` and were skipped "
+        f"({shown}); fetch their area with `openvirl city fetch` to rate them."
+    )
+
+
+def _json_rows(source: Path, text: str) -> list[dict[str, str]]:
+    """V-IRL's estate JSON (RentCast listings: ``formattedAddress``, ``price``, ``bedrooms``,
+    ``latitude``, ``longitude``, ``id``) as rows of the CSV's columns."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise WorldError(f"{source}: not JSON ({err}).") from None
+    if isinstance(data, dict):
+        data = data.get("listings", data.get("results", data.get("data")))
+    if not isinstance(data, list):
+        raise WorldError(
+            f"{source}: expected a JSON list of listings (V-IRL's RentCast format), "
+            f"got {type(data).__name__}."
+        )
+    rows = []
+    for k, item in enumerate(data, 1):
+        if not isinstance(item, dict):
+            raise WorldError(
+                f"{source}, listing {k}: expected an object, got {type(item).__name__}."
+            )
+        address = item.get("formattedAddress") or item.get("addressLine1") or ""
+        rows.append(
+            {
+                "id": str(item.get("id") or f"home{k}"),
+                "address": str(address),
+                "lat": "" if item.get("latitude") is None else str(item["latitude"]),
+                "lon": "" if item.get("longitude") is None else str(item["longitude"]),
+                "rent_usd": "" if item.get("price") is None else str(item["price"]),
+                "bedrooms": "" if item.get("bedrooms") is None else str(item["bedrooms"]),
+            }
+        )
+    return rows
+
+
+def read_listings(city: City, path: str | Path | None = None) -> tuple[list[Home], list[str]]:
+    """Read candidate homes, geocoding addresses; listings off the map are skipped, not fatal.
+
+    Two formats: a CSV (see `EstateRecommenderConfig.homes`) or V-IRL's estate JSON
+    (``data/estate/ny_peng_rent.json``: RentCast listings), chosen by the ``.json`` ending
+    or a leading ``[``/``{``.
+
+    Returns
+    -------
+    tuple[list[Home], list[str]]
+        The homes on the map, and the ids of the listings skipped because their point lies
+        outside the map (or, in V-IRL JSON, their address is not in the city).
 
     Raises
     ------
     PlaceNotFoundError
-        An address is not in the city (the message names the row and the closest names).
-    OutsideMapError
-        A point is off the map.
+        A CSV address is not in the city (the message names the row and the closest names).
     WorldError
-        A row has neither an address nor a point, or an unreadable number.
+        A row has neither an address nor a point, an unreadable number, or no listing at
+        all lies on the map.
     """
     from openvirl.world import Place
 
     source = Path(path) if path else SAMPLE_HOMES
-    text = source.read_text(encoding="utf-8")
-    rows = csv.DictReader(
-        io.StringIO(
-            "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as err:
+        raise WorldError(f"cannot read homes file {source}: {err.strerror or err}.") from None
+    is_json = source.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{")
+    if is_json:
+        rows: Any = _json_rows(source, text)
+    else:
+        rows = csv.DictReader(
+            io.StringIO(
+                "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+            )
         )
-    )
-    homes = []
+    homes: list[Home] = []
+    skipped: list[str] = []
     for k, row in enumerate(rows, 1):
         row = {(key or "").strip().lower(): (v or "").strip() for key, v in row.items()}
         hid = row.get("id") or f"home{k}"
@@ -152,13 +223,20 @@ def read_homes(city: City, path: str | Path | None = None) -> list[Home]:
         except ValueError as err:
             raise WorldError(f"{source}, row {k} ({hid}): unreadable number ({err}).") from None
         if lat is not None and lon is not None:
-            city.check_inside(lat, lon)
+            try:
+                city.check_inside(lat, lon)
+            except OutsideMapError:
+                skipped.append(hid)
+                continue
             name = address or f"({lat:.5f}, {lon:.5f})"
             place = Place(name=name, lat=lat, lon=lon, category="point", kind="point")
         elif address:
             try:
                 place = city.geocode(address)
             except PlaceNotFoundError as err:
+                if is_json:
+                    skipped.append(hid)
+                    continue
                 raise PlaceNotFoundError(
                     f"{address} (row {k} of {source.name})", err.matches
                 ) from None
@@ -166,8 +244,15 @@ def read_homes(city: City, path: str | Path | None = None) -> list[Home]:
             raise WorldError(f"{source}, row {k} ({hid}): give an `address` or `lat` and `lon`.")
         homes.append(Home(hid, place, rent, beds, address or place.name))
     if not homes:
+        if skipped:
+            b = city.bounds
+            raise WorldError(
+                f"none of the {len(skipped)} listings of {source.name} lies on the map of "
+                f"`{city.name}` (lat {b.min_lat:.4f}..{b.max_lat:.4f}, lon {b.min_lon:.4f}.."
+                f"{b.max_lon:.4f}); fetch their area with `openvirl city fetch` and pass --city."
+            )
         raise WorldError(f"{source} lists no home.")
-    return homes
+    return homes, skipped
 
 
 class EstateRecommender:
@@ -328,7 +413,9 @@ class EstateRecommender:
             An address of the CSV is not in the city.
         """
         cfg = self.config
-        homes = read_homes(self.city, cfg.homes)
+        homes, skipped = read_listings(self.city, cfg.homes)
+        if skipped:
+            warnings.warn(_skipped_text(self.city, skipped), stacklevel=2)
         kept = [
             h for h in homes if h.rent_usd is None or cfg.min_rent <= h.rent_usd <= cfg.max_rent
         ]
@@ -381,6 +468,7 @@ class EstateRecommender:
             "radius_m": cfg.radius_m,
             "homes": len(homes),
             "dropped": dropped,
+            "skipped_outside": skipped,
             "ranked": ranked,
             "rents_synthetic": cfg.homes is None,
             "llm": self.log.to_list(),
@@ -389,6 +477,7 @@ class EstateRecommender:
             "homes": len(homes),
             "rated": len(ranked),
             "dropped": len(dropped),
+            "skipped_outside": len(skipped),
             "top_rating": ranked[0]["rating"] if ranked else None,
             **self.log.summary(),
         }
@@ -409,7 +498,8 @@ class EstateRecommender:
             summary = [
                 f"Requirements: *{cfg.requirements}* → {', '.join(types)}; policy "
                 f"`{policy_name(self.policy)}`."
-                + (" Rents are synthetic (sample file)." if cfg.homes is None else ""),
+                + (" Rents are synthetic (sample file)." if cfg.homes is None else "")
+                + (f" {_skipped_text(self.city, skipped)}" if skipped else ""),
                 "",
                 "| # | home | rent | rating | reason |",
                 "|---|---|---|---|---|",
@@ -434,4 +524,11 @@ class EstateRecommender:
         return result
 
 
-__all__ = ["SAMPLE_HOMES", "EstateRecommender", "EstateRecommenderConfig", "Home", "read_homes"]
+__all__ = [
+    "SAMPLE_HOMES",
+    "EstateRecommender",
+    "EstateRecommenderConfig",
+    "Home",
+    "read_homes",
+    "read_listings",
+]

@@ -102,12 +102,95 @@ class RouteOptimizerConfig:
             raise ValueError(f"`speed_mps` must be positive, got {self.speed_mps}.")
 
 
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+        ]
+    )
+}
+_WAYPOINT_HEAD = re.compile(
+    r"\b(?P<count>\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")\s+(?:different\s+|more\s+)?"
+    r"(?:places|locations|stops|spots|sites|buildings|offices|destinations)\b(?P<purpose>[^:]*):",
+    re.IGNORECASE,
+)
+_POSSESSIVE = re.compile(r"^(?:his|her|my|our|their|your|the)\s+", re.IGNORECASE)
+
+
+@dataclass
+class Waypoints:
+    """The place queries of a waypoint sentence, with the count and purpose it states."""
+
+    places: list[str]
+    count: int | None = None
+    purpose: str | None = None
+
+
+def parse_waypoint_sentence(sentence: str) -> Waypoints | None:
+    """Read V-IRL's waypoint sentence form "N places to <purpose>: A, B, ... and Z".
+
+    V-IRL's Peng config (``WAY_POINTS_LANGUAGE``) says: "I need to go to five places to
+    submit my documents: NYU Card Center, NYU Lipton Hall, NYU Center for Data Science, Elmer
+    Holmes Bobst Library and John A. Paulson Center." The list after the colon is cut at
+    commas and semicolons, then the last items at " and " until the stated count is reached
+    (so a name with "and" in it survives when the count says so); a leading "his", "my",
+    "the" is dropped. Returns None when the sentence has no such list.
+
+    >>> parse_waypoint_sentence("I need two stops to eat: Joe's Pizza and Katz's.").places
+    ["Joe's Pizza", "Katz's"]
+    """
+    text = " ".join(sentence.split())
+    head = _WAYPOINT_HEAD.search(text)
+    if head is None:
+        return None
+    raw = head.group("count").lower()
+    count = int(raw) if raw.isdigit() else _NUMBER_WORDS[raw]
+    body = text[head.end() :].strip()
+    body = re.sub(r"[.!?]+$", "", body).strip()
+    parts = [p.strip() for p in re.split(r"\s*[,;]\s*", body) if p.strip()]
+    parts = [re.sub(r"^(?:and|or|then|and then)\s+", "", p, flags=re.IGNORECASE) for p in parts]
+    # Cut at " and " (first one of the last item first) until the stated count is reached.
+    while len(parts) < max(count, 1):
+        k = next(
+            (i for i in range(len(parts) - 1, -1, -1) if re.search(r"\s+and\s+", parts[i])),
+            None,
+        )
+        if k is None:
+            break
+        first, rest = re.split(r"\s+and\s+(?:then\s+)?", parts[k], maxsplit=1)
+        parts[k : k + 1] = [first, rest]
+    places = [_POSSESSIVE.sub("", p).strip(" .\"'") for p in parts]
+    places = [p for p in places if p]
+    if not places:
+        return None
+    purpose = head.group("purpose").strip() or None
+    return Waypoints(places, count, purpose)
+
+
 def split_sentence(sentence: str) -> list[str]:
     """The baseline reader: cut a sentence into place names at commas, "and", "then".
+
+    V-IRL's "N places to ...: A, B and C" form is read by `parse_waypoint_sentence`.
 
     >>> split_sentence("I want to visit Bryant Park, Macy's and then the Empire State Building.")
     ['Bryant Park', "Macy's", 'Empire State Building']
     """
+    listed = parse_waypoint_sentence(sentence)
+    if listed is not None:
+        return listed.places
     parts = []
     for chunk in _SPLIT.split(sentence.strip().rstrip(".!?")):
         chunk = chunk.strip(" .!?\"'")
@@ -319,4 +402,12 @@ class RouteOptimizer:
         return result
 
 
-__all__ = ["DEMO_STOPS", "RouteOptimizer", "RouteOptimizerConfig", "path_length", "split_sentence"]
+__all__ = [
+    "DEMO_STOPS",
+    "RouteOptimizer",
+    "RouteOptimizerConfig",
+    "Waypoints",
+    "parse_waypoint_sentence",
+    "path_length",
+    "split_sentence",
+]

@@ -155,11 +155,21 @@ def vln_command(
     actions: str = typer.Option("absolute", "--actions", help="absolute or relative."),
     visual: bool = typer.Option(False, "--visual/--text", help="Street-view grids (VL)."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
+    routes: Path | None = typer.Option(
+        None,
+        "--routes",
+        help="Play this route file instead (our JSONL or a V-IRL route_infos JSON; "
+        "its city is the first --city, default manhattan).",
+    ),
 ) -> None:
     """VLN: V-IRL-style routes (40-150 m, 1-2 turns) with success and key-point metrics."""
     from openvirl.benchmarks.vln import CITIES, VLNConfig, run
 
+    if routes is not None and not routes.is_file():
+        _fail(f"no route file at {routes}")
     config = VLNConfig(
+        routes_file=None if routes is None else str(routes),
+        routes_city=city[0] if routes is not None and city else None,
         split=split,
         cities=list(city or CITIES),
         per_city=n,

@@ -74,6 +74,12 @@ class VLNConfig:
         The route filter (V-IRL: 40-150 m, 1-2 turns).
     batch
         Episodes answered per policy call.
+    routes_file
+        Play the routes of this file instead (our JSONL, or any V-IRL route file: one
+        ``route_infos_*.json`` record or ``[route_list, route_num]``), every route once;
+        each route must lie on its city's map.
+    routes_city
+        The city of a V-IRL route file (it names none); default ``manhattan``.
     """
 
     split: str = "mini"
@@ -91,6 +97,8 @@ class VLNConfig:
     min_turns: int = 1
     max_turns: int = 2
     batch: int = 32
+    routes_file: str | None = None
+    routes_city: str | None = None
 
     def validate(self) -> None:
         """Raise `ValueError` naming a bad option."""
@@ -259,6 +267,25 @@ def key_points(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _routes_from_file(config: VLNConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The routes of `config.routes_file`, checked against their cities, and a manifest."""
+    from openvirl.envs.navigation.routes import sha256_file
+    from openvirl.envs.navigation.virl_io import load_route_file, routes_to_dicts
+
+    assert config.routes_file is not None
+    routes = routes_to_dicts(load_route_file(config.routes_file, city=config.routes_city))
+    for k, r in enumerate(routes):
+        r["meta"] = {**r.get("meta", {}), "vln_index": k}
+    manifest = {
+        "benchmark": NAME,
+        "version": VERSION,
+        "routes_file": str(config.routes_file),
+        "routes_file_sha256": sha256_file(Path(config.routes_file)),
+        "routes": len(routes),
+    }
+    return routes, manifest
+
+
 def run(config: VLNConfig, *, out: str | Path | None = None) -> dict[str, Any]:
     """Load (or generate) the routes, run every policy, and write the run folder.
 
@@ -275,11 +302,16 @@ def run(config: VLNConfig, *, out: str | Path | None = None) -> dict[str, Any]:
         The ``metrics.json`` content.
     """
     config.validate()
-    shipped = f"{NAME}-routes" if list(config.cities) == list(CITIES) else None
-    full, manifest = load_or_build(
-        NAME, config.data_params(), lambda: build_routes(config), shipped=shipped
-    )
-    routes = select(full, config)
+    if config.routes_file is not None:
+        full, manifest = _routes_from_file(config)
+        routes = full
+        config.cities = sorted({r["city"] for r in full})
+    else:
+        shipped = f"{NAME}-routes" if list(config.cities) == list(CITIES) else None
+        full, manifest = load_or_build(
+            NAME, config.data_params(), lambda: build_routes(config), shipped=shipped
+        )
+        routes = select(full, config)
     relaxed = sorted({r["city"] for r in full if r["meta"].get("relaxed_max_length_m")})
     manifest = {
         **manifest,

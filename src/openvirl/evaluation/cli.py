@@ -56,6 +56,8 @@ def eval_command(
     report: bool = typer.Option(True, "--report/--no-report", help=_h("report")),
     examples: int = typer.Option(4, "--examples", help=_h("examples")),
     progress: bool = typer.Option(True, "--progress/--no-progress", help=_h("progress")),
+    routes: Path | None = typer.Option(None, "--routes", help=_h("routes")),
+    city: str | None = typer.Option(None, "--city", help=_h("city")),
 ) -> None:
     """Evaluate a policy on a task and split (or a suite); write trajectories, metrics, report."""
     from rich.console import Console
@@ -81,6 +83,8 @@ def eval_command(
         report=report,
         examples=examples,
         progress=progress,
+        routes=routes,
+        city=city,
     )
     console = Console()
     try:

@@ -60,7 +60,7 @@ Every line is flushed at once, which is all a killed *process* needs (the OS kee
 fsync only guards against a machine crash and costs milliseconds, so it is rate-limited.
 """
 
-EPISODE_DEFINING = ("task", "split", "seed", "max_attempts", "image_size")
+EPISODE_DEFINING = ("task", "split", "seed", "max_attempts", "image_size", "routes", "city")
 """Options that change what episode ``i`` is; a resumed run must keep them."""
 
 _VERSIONED_PACKAGES = (
@@ -98,6 +98,17 @@ class EvalConfig:
     seed: int = field(
         default=42,
         metadata={"help": "Episode seed: episode i of a split is the same for every policy."},
+    )
+    routes: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Navigation tasks: play this route file instead of the split's (our JSONL "
+            "or a V-IRL route_infos JSON), each route once; episodes default to its count."
+        },
+    )
+    city: str | None = field(
+        default=None,
+        metadata={"help": "City of a V-IRL --routes file (it names none); default manhattan."},
     )
     # The policy
     policy: str = field(
@@ -171,8 +182,16 @@ class EvalConfig:
         if self.examples < 0:
             raise ValueError(f"`examples` must be >= 0, got {self.examples}.")
         if self.suite is not None:
+            if self.routes is not None:
+                raise ValueError("`routes` plays one navigation task; drop --suite or --routes.")
             return None
-        return get_task(self.task, self.split)
+        spec = get_task(self.task, self.split)
+        if self.routes is not None:
+            if spec.env_id == GP_ENV_ID:
+                raise ValueError(f"`routes` is for navigation tasks, not `{self.task}`.")
+            if not Path(self.routes).is_file():
+                raise ValueError(f"no route file at {self.routes}")
+        return spec
 
     def output_dir(self, policy_name: str | None = None) -> Path:
         """`out`, or the default run folder named after task, split, policy and seed."""
@@ -499,7 +518,9 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
         disk; rerunning with the same folder resumes.
     """
     spec = config.validate() or get_task(config.task, config.split)
-    n_planned = spec.episodes if config.episodes is None else config.episodes
+    route_list = _route_file(config)
+    n_default = spec.episodes if route_list is None else len(route_list)
+    n_planned = n_default if config.episodes is None else config.episodes
     if policy is None:
         policy = build_policy(config)
     policy_name = str(getattr(policy, "name", type(policy).__name__))
@@ -528,7 +549,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             "seeds": all_seeds,
             "policy": {"spec": config.policy, "name": policy_name, "repr": repr(policy)[:500]},
             "versions": package_versions(),
-            "data": _data_description(spec),
+            "data": {**_data_description(spec), **_routes_description(config)},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_episodes": len(records),
         },
@@ -542,7 +563,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     interrupted = False
     n_new = 0
     t0 = time.perf_counter()
-    make = _env_factory(spec, config)
+    make = _env_factory(spec, config, route_list)
     with traj_path.open("a", encoding="utf-8") as handle, _progress(config) as bar:
         label = f"{spec.name} · {policy_name}"
         task_id = bar.add_task(label, total=n_planned, completed=len(records), wins=_wins(records))
@@ -641,8 +662,29 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     return result
 
 
-def _env_factory(spec: TaskSpec, config: EvalConfig) -> Any:
-    overrides = {"max_attempts": config.max_attempts}
+def _route_file(config: EvalConfig) -> list[Any] | None:
+    """The routes of ``config.routes``, read and checked against their city once."""
+    if config.routes is None:
+        return None
+    from openvirl.envs.navigation.virl_io import load_route_file
+
+    return load_route_file(config.routes, city=config.city)
+
+
+def _routes_description(config: EvalConfig) -> dict[str, Any]:
+    """The sha256 of a --routes file, so a run names the exact routes it played."""
+    if config.routes is None:
+        return {}
+    from openvirl.envs.navigation.routes import sha256_file
+
+    return {"routes_file": str(config.routes), "routes_sha256": sha256_file(Path(config.routes))}
+
+
+def _env_factory(spec: TaskSpec, config: EvalConfig, routes: list[Any] | None = None) -> Any:
+    overrides: dict[str, Any] = {"max_attempts": config.max_attempts}
+    if routes is not None:
+        # Every route once, in file order (episode i plays route i).
+        overrides.update(routes=routes, order="fixed")
     if spec.env_kwargs.get("visual") and config.image_size is not None:
         overrides["image_size"] = config.image_size
 

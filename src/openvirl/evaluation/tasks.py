@@ -248,3 +248,14 @@ register_task(
     headline="eval/success",
     description="Navigation, street views; Helsinki, Monaco, Tokyo, Singapore (VLN-mini analog)",
 )  # fmt: skip
+# V-IRL's own nine VLN-mini cities, 2 routes each, fetched from OSM on first use (opt-in:
+# `openvirl navigate virl-cities` or OPENVIRL_FETCH=1); in no suite, so suites stay offline.
+register_task(
+    "nav-vl", "visual-ood-virl",
+    env_id=NAV_ENV_ID,
+    env_kwargs={"preset": "visual-ood-virl", "visual": True},
+    seed_stream="nav",
+    episodes=18,
+    headline="eval/success",
+    description="Navigation, street views; V-IRL's nine VLN-mini cities, fetched from OSM",
+)  # fmt: skip

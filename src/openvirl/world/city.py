@@ -970,6 +970,47 @@ class City:
             load_seconds=time.perf_counter() - start,
         )
 
+    @classmethod
+    def fetch(
+        cls,
+        query: str | None = None,
+        *,
+        bbox: tuple[float, float, float, float] | None = None,
+        around: tuple[float, float] | None = None,
+        radius_m: float | None = None,
+        name: str | None = None,
+        progress: bool | None = None,
+        replace: bool = False,
+        **options: Any,
+    ) -> City:
+        """Any city on demand: geocode, download from Overpass, cache, register, load.
+
+        In the spirit of OSMnx's ``graph_from_place``; see `openvirl.world.fetch` for the
+        servers, the etiquette, the size guards and the provenance file. `options` are
+        `FetchOptions` fields (``overpass_url``, ``nominatim_url``, ``max_area_km2``, ...).
+
+        >>> City.fetch("Brera, Milan, Italy", radius_m=600)   # doctest: +SKIP
+        >>> City.fetch(bbox=(43.727, 7.414, 43.735, 7.428), name="monaco-port")  # doctest: +SKIP
+        """
+        from dataclasses import fields
+
+        from openvirl.world.fetch import FetchError, FetchOptions, fetch_city
+
+        known = {f.name for f in fields(FetchOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise FetchError(f"unknown fetch option(s) {unknown}; known: {sorted(known)}.")
+        return fetch_city(
+            query,
+            bbox=bbox,
+            around=around,
+            radius_m=radius_m,
+            name=name,
+            options=FetchOptions(**options),
+            progress=progress,
+            replace=replace,
+        )
+
     def __repr__(self) -> str:
         return (
             f"City({self.name!r}, nodes={self.graph.number_of_nodes()}, "

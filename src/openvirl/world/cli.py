@@ -104,6 +104,9 @@ def info_command(
     from openvirl.world.catalog import cities_dir
 
     stats["sources"] = str(cities_dir() / "SOURCES.md")
+    fetched = [f.with_suffix(".provenance.json") for f in c.files]
+    if fetched and fetched[0].is_file():  # a city from `openvirl city fetch`
+        stats["sources"] = str(fetched[0])
     if json_out:
         _emit_json(stats)
         return
@@ -315,6 +318,76 @@ def add_command(
         f"added [bold]{entry.name}[/bold]: {stats['nodes']} street nodes, {stats['pois']} places, "
         f"{stats['buildings']} buildings. Load it with City.load({entry.name!r}) or "
         f"`openvirl city info {entry.name}`. Map data {c.attribution}."
+    )
+
+
+@app.command("fetch")
+def fetch_command(
+    query: str | None = typer.Argument(
+        None, help='A place to geocode with Nominatim, e.g. "Milan, Italy" or "Brera, Milan".'
+    ),
+    bbox: tuple[float, float, float, float] | None = typer.Option(
+        None, "--bbox", help="Fetch this box instead: S W N E, degrees."
+    ),
+    around: tuple[float, float] | None = typer.Option(
+        None, "--around", help="Fetch around this point instead: LAT LON (see --radius)."
+    ),
+    radius_m: float | None = typer.Option(
+        None,
+        "--radius",
+        help="Half side of the box around --around (default 500) or around the place, metres.",
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Name to load it by (default: a slug of the query)."
+    ),
+    overpass_url: str | None = typer.Option(
+        None, "--overpass-url", help="Overpass interpreter URL (env OPENVIRL_OVERPASS_URL)."
+    ),
+    nominatim_url: str | None = typer.Option(
+        None, "--nominatim-url", help="Nominatim base URL (env OPENVIRL_NOMINATIM_URL)."
+    ),
+    max_area_km2: float = typer.Option(25.0, "--max-area-km2", help="Refuse bigger areas."),
+    max_mb: float = typer.Option(200.0, "--max-mb", help="Refuse bigger downloads, MB."),
+    replace: bool = typer.Option(False, help="Replace a user city of the same name."),
+    json_out: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Fetch any city from OpenStreetMap (Nominatim + Overpass), cache it, build it.
+
+    A second fetch of the same area comes from the cache. Map data © OpenStreetMap
+    contributors (ODbL); the provenance JSON sits next to the extract.
+    """
+    from openvirl.world.errors import WorldError
+    from openvirl.world.fetch import FetchOptions, fetch_extract
+
+    try:
+        options = FetchOptions(
+            overpass_url=overpass_url,
+            nominatim_url=nominatim_url,
+            max_area_km2=max_area_km2,
+            max_bytes=int(max_mb * 1e6),
+        )
+        got = fetch_extract(
+            query,
+            bbox=bbox,
+            around=around,
+            radius_m=radius_m,
+            name=name,
+            options=options,
+            replace=replace,
+        )
+        c = _load(got.name)
+    except WorldError as err:
+        _fail(str(err))
+    stats = c.stats()
+    if json_out:
+        _emit_json({"fetched": got.to_dict(), "stats": stats})
+        return
+    where = "from the cache" if got.from_cache else f"{got.provenance['bytes'] / 1e6:.1f} MB"
+    _console().print(
+        f"fetched [bold]{got.name}[/bold] ({got.provenance['display_name']}, {where}): "
+        f"{stats['nodes']} street nodes, {stats['pois']} places, {stats['buildings']} "
+        f"buildings. Load it with City.load({got.name!r}) or `openvirl city info {got.name}`.\n"
+        f"extract: {got.path}\nprovenance: {got.provenance_path}\nMap data {c.attribution} (ODbL)."
     )
 
 

@@ -92,6 +92,15 @@ def convert_command(
     typer.echo(f"converted {len(routes)} routes: {source} -> {out}")
 
 
+def _route_file(path: Path | None, city: str | None):
+    """The routes of a --routes file, checked against their city; None without a file."""
+    if path is None:
+        return None
+    from openvirl.envs.navigation.virl_io import load_route_file
+
+    return load_route_file(path, city=city)
+
+
 @app.command("dataset")
 def dataset_command(
     out: Path = typer.Option(..., "--out", help="Output folder."),
@@ -102,9 +111,19 @@ def dataset_command(
     n_train: int | None = typer.Option(None, "--n-train", help="Training routes (default all)."),
     n: int | None = typer.Option(None, "--n", help="Held-out routes (default all)."),
     seed: int = typer.Option(42, help="Dataset seed."),
+    routes: Path | None = typer.Option(
+        None,
+        "--routes",
+        help="Train on this route file instead (our JSONL or a V-IRL route_infos JSON, "
+        "whose city is --city).",
+    ),
+    test_routes: Path | None = typer.Option(
+        None, "--test-routes", help="Hold out this route file instead of the city's test split."
+    ),
 ) -> None:
     """Write SFT pairs (every rail position of the train routes) and held-out test routes."""
     from openvirl.envs.navigation.dataset import build_dataset
+    from openvirl.world.errors import WorldError
 
     try:
         manifest = build_dataset(
@@ -116,8 +135,10 @@ def dataset_command(
             actions=actions,
             instructions=instructions,
             visual=visual,
+            train_routes=None if routes is None else str(routes),
+            test_routes=None if test_routes is None else str(test_routes),
         )
-    except (ValueError, ImportError) as err:
+    except (ValueError, ImportError, FileNotFoundError, WorldError) as err:
         _fail(str(err))
     c = manifest["counts"]
     typer.echo(
@@ -136,7 +157,12 @@ def play_command(
         Path("navigation_view.png"), help="With --visual: PNG written at every position."
     ),
     seed: int = typer.Option(0, help="Seed of the routes and of the first episode."),
-    routes: int = typer.Option(1, help="Number of routes to play."),
+    routes_arg: str = typer.Option(
+        "1",
+        "--routes",
+        help="Number of routes to generate and play, or a route FILE to play (our JSONL or "
+        "a V-IRL route_infos JSON, whose city is --city).",
+    ),
     attempts: int = typer.Option(2, help="Attempts per position."),
 ) -> None:
     """Walk a route in the terminal: type forward, stop, or a direction (e.g. north, left)."""
@@ -148,8 +174,16 @@ def play_command(
     from openvirl.world.errors import WorldError
 
     console = Console()
+    route_file = None if routes_arg.strip().isdigit() else Path(routes_arg)
+    routes = 0 if route_file is not None else int(routes_arg)
     try:
-        if preset:
+        if route_file is not None:
+            planned = _route_file(route_file, city)
+            routes = len(planned)
+            env = NavigationEnv(
+                routes=planned, city=city, actions=actions, visual=visual, max_attempts=attempts
+            )
+        elif preset:
             env = NavigationEnv(
                 preset=preset, actions=actions, visual=visual, max_attempts=attempts
             )
@@ -159,12 +193,12 @@ def play_command(
             env = NavigationEnv(
                 routes=planned, city=city, actions=actions, visual=visual, max_attempts=attempts
             )
-    except (RouteGenerationError, WorldError, ValueError, ImportError) as err:
+    except (RouteGenerationError, WorldError, ValueError, ImportError, FileNotFoundError) as err:
         _fail(str(err))
     won = 0
     for k in range(routes):
         try:
-            options = None if preset else {"route_index": k}
+            options = None if preset and route_file is None else {"route_index": k}
             obs, info = env.reset(seed=seed + k, options=options)
         except ImportError as err:
             _fail(str(err))
@@ -204,6 +238,41 @@ def play_command(
                     console.print(f"The answer was [green]{expected}[/green].")
                 break
     console.print(f"reached {won}/{routes} destinations")
+
+
+@app.command("virl-cities")
+def virl_cities_command(
+    per_city: int = typer.Option(2, "--per-city", help="Routes per city (V-IRL's mini: 2)."),
+    overpass_url: str | None = typer.Option(
+        None, "--overpass-url", help="Overpass interpreter URL (env OPENVIRL_OVERPASS_URL)."
+    ),
+    nominatim_url: str | None = typer.Option(
+        None, "--nominatim-url", help="Nominatim base URL (env OPENVIRL_NOMINATIM_URL)."
+    ),
+    rebuild: bool = typer.Option(False, help="Generate the routes again."),
+) -> None:
+    """Build the `visual-ood-virl` routes: V-IRL's nine VLN-mini cities, fetched from OSM.
+
+    Needs the network once (each region's extract and the routes are cached); afterwards
+    `--preset visual-ood-virl` / `gym.make(..., preset="visual-ood-virl")` work offline.
+    """
+    from openvirl.envs.navigation.routes import RouteGenerationError
+    from openvirl.envs.navigation.virl_cities import build_virl_route_set, route_set_file
+    from openvirl.world.errors import WorldError
+    from openvirl.world.fetch import FetchOptions
+
+    if per_city < 1:
+        _fail(f"--per-city must be >= 1, got {per_city}.")
+    try:
+        options = FetchOptions(overpass_url=overpass_url, nominatim_url=nominatim_url)
+        routes = build_virl_route_set(per_city=per_city, options=options, rebuild=rebuild)
+    except (RouteGenerationError, WorldError, ValueError) as err:
+        _fail(str(err))
+    cities = sorted({r.city for r in routes})
+    typer.echo(
+        f"{len(routes)} visual-ood-virl routes in {len(cities)} cities ({', '.join(cities)}): "
+        f"{route_set_file(per_city=per_city)}. Map data © OpenStreetMap contributors (ODbL)."
+    )
 
 
 @app.command("build-presets", hidden=True)

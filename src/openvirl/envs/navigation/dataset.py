@@ -76,6 +76,8 @@ def build_dataset(
     n_test: int | None = None,
     seed: int = 42,
     progress: bool = True,
+    train_routes: Any = None,
+    test_routes: Any = None,
     **env_options: Any,
 ) -> dict[str, Any]:
     """Write SFT pairs (train routes) and held-out routes (test) to `out`; return the manifest.
@@ -91,6 +93,9 @@ def build_dataset(
         ``env.reset(seed=episode_seed(seed, split, i), options={"route_index": i})``.
     progress
         Show a progress bar.
+    train_routes, test_routes
+        Routes (a file path or `NavRoute` objects) that replace a side's split, e.g. V-IRL
+        route files read with `openvirl.envs.navigation.virl_io.load_route_file`.
     **env_options
         `NavigationConfig` options (city, actions, instructions, visual, preset...); ``split``
         is set per side.
@@ -103,8 +108,11 @@ def build_dataset(
     counts: dict[str, int] = {}
     cfg = None
     with Progress(disable=not progress, transient=True) as bar:
+        sides = {"train": train_routes, "test": test_routes}
         for split, n in (("train", n_train), ("test", n_test)):
-            env = NavigationEnv(**{**env_options, "split": split})
+            given = sides[split]
+            extra = {} if given is None else {"routes": given, "order": "fixed"}
+            env = NavigationEnv(**{**env_options, "split": split, **extra})
             cfg = env.config
             total = len(env.routes) if n is None else min(int(n), len(env.routes))
             folder = out / split
@@ -159,6 +167,11 @@ def build_dataset(
         "routes": "train rows from split='train' routes, test rows from split='test' routes; "
         "disjoint by route and by area (see the route files' manifests)",
         "counts": counts,
+        "route_files": {
+            side: (str(r) if isinstance(r, (str, Path)) else f"{len(list(r))} routes given")
+            for side, r in sides.items()
+            if r is not None
+        },
         "fields": {
             "prompt": "the first-turn prompt at a rail position (ground-truth history)",
             "completion": "the expert answer: JSON with current observation, current "

@@ -220,6 +220,12 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         cfg = self.config
         if cfg.routes is not None:
             self.routes: tuple[NavRoute, ...] = _coerce_routes(cfg.routes, city=cfg.city)
+            if not _trusted(cfg.routes):
+                # A file or dicts from outside: every point must lie on its city's map, in
+                # text mode too (a San Francisco route must not play as Manhattan).
+                from openvirl.envs.navigation.virl_io import check_routes_inside
+
+                check_routes_inside(self.routes)
         else:
             self.routes = load_route_set(cfg.city, cfg.split)
         if not self.routes:
@@ -577,6 +583,13 @@ _STEP_KEYS = (
     "steps",
 )
 """Keys describing the answer just verified; kept in the info of the position moved to."""
+
+
+def _trusted(routes: Any) -> bool:
+    """Whether `routes` are `NavRoute` objects (built by openvirl in their city, not read)."""
+    if isinstance(routes, NavRoute):
+        return True
+    return isinstance(routes, (list, tuple)) and all(isinstance(r, NavRoute) for r in routes)
 
 
 def _coerce_routes(routes: Any, *, city: str) -> tuple[NavRoute, ...]:

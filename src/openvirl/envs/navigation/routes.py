@@ -1006,7 +1006,8 @@ def from_virl(data: Any, *, city: str = "unknown", name: str = "route_infos") ->
     Parameters
     ----------
     data
-        The parsed JSON: ``[route_list, route_num]``, or a bare list of records.
+        The parsed JSON: one route record (``data/tourist/route_infos_*.json``),
+        ``[route_list, route_num]``, or a bare list of records.
     city
         The city the routes lie in.
     name
@@ -1018,21 +1019,9 @@ def from_virl(data: Any, *, city: str = "unknown", name: str = "route_infos") ->
         A record lacks a field; the message names the route (index and destination) and the
         field, e.g. ``route 3 (MoMA Design Store): missing field `milestone_info```.
     """
-    if (
-        isinstance(data, list)
-        and len(data) == 2
-        and isinstance(data[0], list)
-        and not isinstance(data[1], (list, dict))
-    ):
-        records = data[0]
-    elif isinstance(data, list):
-        records = data
-    elif isinstance(data, dict) and isinstance(data.get("routes"), list):
-        records = data["routes"]
-    else:
-        raise RouteFormatError(
-            f"{name}: expected V-IRL's [route_list, route_num] list of route records"
-        )
+    from openvirl.envs.navigation.virl_io import virl_records
+
+    records = virl_records(data, name=name)
     return [_from_virl_record(r, i, city, name) for i, r in enumerate(records)]
 
 

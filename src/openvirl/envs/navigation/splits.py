@@ -12,6 +12,8 @@ rule-ood       Manhattan, held-out test routes  relative  the action rule
 rule-ood-hard  Manhattan, held-out test routes  relative  instructions give no relative word
 visual-ood     Helsinki, Monaco, Tokyo, Singa-  absolute  the cities (VL), once each, in
                pore (6 each; VLN-mini analog)             a fixed order
+visual-ood-    V-IRL's nine VLN-mini cities,    absolute  as visual-ood; fetched from OSM
+virl           2 each (`virl_cities`)                     on first use (opt-in, network)
 human          RUN human instructions mapped    absolute  the instructions are human text;
                onto Manhattan                             a stop within 30 m succeeds
 ============== ================================ ========= =================================
@@ -49,6 +51,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "order": "fixed",
     },
     "visual-ood": {"split": "visual-ood", "actions": "absolute", "visual": True, "order": "fixed"},
+    # V-IRL's nine VLN-mini cities, fetched on first use (opt-in; see `virl_cities`).
+    "visual-ood-virl": {
+        "split": "visual-ood-virl",
+        "actions": "absolute",
+        "visual": True,
+        "order": "fixed",
+    },
     "human": {
         "city": "manhattan",
         "split": "human",
@@ -62,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 Evaluation presets use ``order="fixed"``: given ``reset(options={"episode_index": i})`` they
 play route ``i``, so held-out routes are drawn without replacement (spec §10.18)."""
 
-ROUTE_SETS = ("train", "test", "visual-ood", "human")
+ROUTE_SETS = ("train", "test", "visual-ood", "human", "visual-ood-virl")
 """Values of `NavigationConfig.split`: which routes an episode is drawn from."""
 
 SPLIT_SIZES = {"manhattan": {"train": 1000, "test": 120}}
@@ -145,6 +154,10 @@ def load_route_set(city: str, split: str) -> tuple[NavRoute, ...]:
         return tuple(build_human_routes())
     if split == "visual-ood":
         return tuple(build_visual_ood())
+    if split == "visual-ood-virl":
+        from openvirl.envs.navigation.virl_cities import load_virl_route_set
+
+        return tuple(load_virl_route_set())
     sizes = SPLIT_SIZES.get(city, DEFAULT_SPLIT_SIZES)
     n, seed = sizes[split], SPLIT_SEEDS[split]
     cached = _cache_file(city, split, n, seed)
