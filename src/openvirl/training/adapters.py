@@ -5,10 +5,13 @@ into it; the library itself is imported only when present (none is needed to imp
 module), and each adapter is tested by a fake loop that drives it the way its library does.
 
 - `TRLEnvironment` for TRL's ``GRPOTrainer(environment_factory=...)``: ``reset(**row)``
-  returns the first prompt, the one public method ``submit_answer(answer)`` is the tool the
-  model calls (its Google-style docstring becomes the tool schema), and ``get_reward()`` is
-  the episode's return. Needs a model whose chat template supports tool calling; for plain
-  base models use `openvirl.training.grpo` (``multi_turn=True``), which needs no tools.
+  starts the row's task (``reset_seed``) or the next one of the factory's stream, and
+  returns the prompt when the row shows none; the answer channel is the one tool
+  ``submit_answer(answer)`` (its Google-style docstring becomes the tool schema), and every
+  prompt says so; ``get_reward()`` is the episode's return, with unused attempts scored as
+  the env's worst answer. `trl_dataset` writes prompt rows. Needs a model whose chat
+  template supports tool calling (TRL checks); for plain base models use
+  `openvirl.training.grpo` (``multi_turn=True``), which needs no tools.
 - `OpenvirlAgentLoop` for verl's agent loop (``verl.experimental.agent_loop``): registered
   as ``openvirl_revision``; each sample plays one episode with sequential revision against
   verl's LLM server manager, returning prompt ids, response ids with a mask that is 1 on the
@@ -20,9 +23,12 @@ module), and each adapter is tested by a fake loop that drives it the way its li
 
 Example (TRL)
 -------------
->>> from openvirl.training.adapters import trl_environment_factory
->>> factory = trl_environment_factory("openvirl/GeneralPoints-v0", {"split": "train"})
->>> trainer = GRPOTrainer(model=..., environment_factory=factory, ...)  # doctest: +SKIP
+>>> from openvirl.training.adapters import trl_dataset, trl_environment_factory
+>>> factory = trl_environment_factory("openvirl/GeneralPoints-v0", {"split": "train"},
+...                                   num_generations=8)
+>>> trainer = GRPOTrainer(model=..., environment_factory=factory,  # doctest: +SKIP
+...                       args=GRPOConfig(num_generations=8, max_steps=100, ...))
+>>> # or with a dataset: train_dataset=trl_dataset("openvirl/GeneralPoints-v0", n=1000)
 """
 
 from __future__ import annotations
@@ -50,68 +56,217 @@ def _reset_seed(row: dict[str, Any], fallback: int) -> int:
 
 # ---------------------------------------------------------------------------- TRL
 
+TOOL_INSTRUCTION = (
+    "\n\n[How to answer]\n"
+    "Call the `submit_answer` tool with that JSON object as its `answer` argument. Only answers "
+    "submitted with the tool are checked and rewarded; a reply without a tool call counts as "
+    "no answer. The tool replies with the verdict; after a wrong answer, call it again with a "
+    "revised answer."
+)
+"""Appended to every prompt the TRL adapter shows: the answer channel it rewards."""
+
+
+def _unanswered_penalty(info: dict[str, Any]) -> float:
+    """What the attempts a rollout left unused at its current position are worth.
+
+    Each scores the env's worst single-answer reward, and the position's attempts then run
+    out (the env's ``attempts_exhausted``): stopping is never worth more than answering
+    wrong, so a policy cannot learn to stay silent.
+    """
+    if info.get("task") == "navigation":
+        from openvirl.envs.navigation.actions import REWARDS, Outcome
+    else:
+        from openvirl.envs.points.verifier import REWARDS, Outcome  # type: ignore[assignment]
+    exhausted = REWARDS[Outcome.ATTEMPTS_EXHAUSTED]
+    worst = min(r for o, r in REWARDS.items() if o is not Outcome.ATTEMPTS_EXHAUSTED)
+    unused = max(int(info.get("max_attempts", 1)) - int(info.get("attempt", 0)), 0)
+    return unused * worst + exhausted
+
+
+def _row_has_prompt(row: dict[str, Any]) -> bool:
+    """Whether a dataset row already shows its task (TRL's placeholder rows are empty)."""
+    prompt = row.get("prompt")
+    if not prompt:
+        return False
+    if isinstance(prompt, str):
+        return bool(prompt.strip())
+    content = prompt[-1].get("content") if isinstance(prompt[-1], dict) else None
+    if isinstance(content, list):
+        return any(str(p.get("text", "")).strip() for p in content if isinstance(p, dict))
+    return bool(str(content or "").strip())
+
+
+class _SeedStream:
+    """Reset seeds for rows that bring none, shared by every env of one factory.
+
+    TRL resets the envs of a generation batch in batch order, and its sampler puts the
+    ``num_generations`` rollouts of one prompt next to each other, so consecutive draws in
+    blocks of ``group_size`` give each GRPO group one task and different groups different
+    tasks. The process rank (``RANK``, set by ``accelerate``/``torchrun``) keeps processes apart.
+    """
+
+    def __init__(self, seed: int, group_size: int):
+        import os
+
+        self.seed, self.group_size = int(seed), max(int(group_size), 1)
+        self.rank = int(os.environ.get("RANK", "0") or 0)
+        self.draws = 0
+
+    def next(self) -> int:
+        from openvirl.envs.points.dataset import episode_seed
+
+        index = self.draws // self.group_size
+        self.draws += 1
+        return episode_seed(self.seed + 7919 * self.rank, "train", index)
+
 
 class TRLEnvironment:
     """An openvirl env as a TRL ``environment_factory`` environment (tool calling).
 
-    TRL makes one instance per rollout, calls ``reset(**dataset_row)`` before generation,
-    exposes every public method except ``reset`` and ``get_reward`` as a tool, and calls
-    ``get_reward()`` once the rollout is over. Rows may carry ``reset_seed`` (as
-    `openvirl.training.grpo.prompt_dataset` writes); without one, each reset draws the
-    next hand of the instance's own stream.
+    TRL makes one instance per concurrent rollout and reuses it, calls
+    ``reset(**dataset_row)`` before generation, exposes every public method except
+    ``reset`` and ``get_reward`` as a tool, and calls ``get_reward()`` once the rollout is
+    over. The answer channel is the ``submit_answer`` tool, and every prompt says so
+    (`TOOL_INSTRUCTION`); feedback on a wrong answer comes back as the tool's reply, so
+    rollouts revise as in the paper's sequential revision.
+
+    The task: a row's ``reset_seed`` (as `trl_dataset` writes) picks it, and a row whose
+    prompt already shows it gets ``None`` back from ``reset``; a row with no prompt or an
+    empty one (TRL's placeholder rows when no ``train_dataset`` is given) gets the env's
+    prompt, with a seed drawn from the factory's stream (`_SeedStream`).
+
+    The reward is the episode's return, with the attempts a rollout left unused scored as
+    the env's worst answer (`_unanswered_penalty`), so silence never beats a wrong answer.
+    Text variants only: TRL tool replies carry text.
     """
 
-    def __init__(self, env_id: str = DEFAULT_ENV, env_kwargs: dict[str, Any] | None = None):
-        self._make = make_env_factory(env_id, dict(env_kwargs or {"split": "train"}))
+    def __init__(
+        self,
+        env_id: str = DEFAULT_ENV,
+        env_kwargs: dict[str, Any] | None = None,
+        *,
+        seeds: _SeedStream | None = None,
+    ):
+        env_kwargs = dict(env_kwargs or {"split": "train"})
+        if env_kwargs.get("visual"):
+            raise ValueError(
+                "the TRL adapter serves text variants (visual=False); train vision-language "
+                "models with `openvirl train grpo`"
+            )
+        self._make = make_env_factory(env_id, env_kwargs)
+        self._seeds = seeds or _SeedStream(0, 1)
         self._env: Any = None
+        self._info: dict[str, Any] = {}
         self._return = 0.0
-        self._done = False
-        self._resets = 0
+        self._done = True
 
     def reset(self, **row: Any) -> str | None:
-        """Start the episode of `row`; return its prompt when the row brings none."""
+        """Start the episode of `row`; return its prompt when the row shows none."""
         if self._env is None:
             self._env = self._make()
-        self._resets += 1
-        obs, _ = self._env.reset(seed=_reset_seed(row, self._resets))
+        seed = _reset_seed(row, -1)
+        obs, self._info = self._env.reset(seed=self._seeds.next() if seed < 0 else seed)
         self._return = 0.0
         self._done = False
-        return None if row.get("prompt") else str(obs["prompt"])
+        return None if _row_has_prompt(row) else str(obs["prompt"]) + TOOL_INSTRUCTION
 
     def submit_answer(self, answer: str) -> str:
         """Submit an answer to the task and get the verifier's verdict.
 
         Args:
-            answer: The complete answer, e.g. a JSON object with the cards, their numbers
-                and the formula.
+            answer: The complete answer: the JSON object the task asks for.
 
         Returns:
-            The verdict: "Correct." when the answer solves the task, otherwise why it failed.
+            The verdict: "Correct." when the answer solves the task (with the next step, if
+            the task goes on), otherwise why it failed.
         """
         if self._env is None or self._done:
             return "The episode is over; no more answers are checked."
-        _, reward, terminated, truncated, info = self._env.step(answer)
+        obs, reward, terminated, truncated, info = self._env.step(str(answer))
         self._return += float(reward)
         self._done = bool(terminated or truncated)
+        self._info = info
         if info.get("outcome") == "correct":
-            return "Correct."
+            if self._done:
+                return "Correct."
+            return "Correct. The task goes on:\n" + str(obs["prompt"]) + TOOL_INSTRUCTION
         message = f"You failed this trial because {info.get('feedback', '')}"
         return message + (" No attempts are left." if self._done else "")
 
     def get_reward(self) -> float:
-        """The episode's return: the sum of the env's rewards so far."""
-        return self._return
+        """The episode's return; attempts left unused count as the env's worst answers."""
+        if self._env is None:
+            return 0.0
+        if self._done:
+            return self._return
+        return self._return + _unanswered_penalty(self._info)
+
+
+class TRLEnvironmentFactory:
+    """The zero-argument factory TRL's ``environment_factory`` expects (picklable).
+
+    Envs it makes share one `_SeedStream`, so without a dataset (or with rows that carry no
+    ``reset_seed``) each GRPO group of ``num_generations`` rollouts gets its own task.
+    """
+
+    def __init__(
+        self,
+        env_id: str = DEFAULT_ENV,
+        env_kwargs: dict[str, Any] | None = None,
+        *,
+        num_generations: int = 1,
+        seed: int = 0,
+    ):
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {"split": "train"})
+        self.seeds = _SeedStream(seed, num_generations)
+
+    def __call__(self) -> TRLEnvironment:
+        return TRLEnvironment(self.env_id, self.env_kwargs, seeds=self.seeds)
 
 
 def trl_environment_factory(
-    env_id: str = DEFAULT_ENV, env_kwargs: dict[str, Any] | None = None
-) -> Callable[[], TRLEnvironment]:
-    """The zero-argument factory TRL's ``environment_factory`` expects."""
+    env_id: str = DEFAULT_ENV,
+    env_kwargs: dict[str, Any] | None = None,
+    *,
+    num_generations: int = 1,
+    seed: int = 0,
+) -> TRLEnvironmentFactory:
+    """The factory for ``GRPOTrainer(environment_factory=...)``.
 
-    def factory() -> TRLEnvironment:
-        return TRLEnvironment(env_id, env_kwargs)
+    Pass the trainer's ``num_generations`` so that, without a dataset, the rollouts of one
+    group share a task (GRPO compares them) and groups differ; with `trl_dataset` rows the
+    row decides the task.
+    """
+    return TRLEnvironmentFactory(env_id, env_kwargs, num_generations=num_generations, seed=seed)
 
-    return factory
+
+def trl_dataset(
+    env_id: str = DEFAULT_ENV,
+    env_kwargs: dict[str, Any] | None = None,
+    *,
+    n: int = 256,
+    seed: int = 0,
+) -> Any:
+    """A TRL prompt dataset: one row per task, its prompt (with `TOOL_INSTRUCTION`) shown.
+
+    Rows are ``{"prompt": [{"role": "user", "content": ...}], "reset_seed": int}``; TRL
+    passes each row to `TRLEnvironment.reset`, which replays the same task.
+    """
+    from datasets import Dataset
+
+    from openvirl.envs.points.dataset import episode_seed
+
+    env_kwargs = dict(env_kwargs or {"split": "train"})
+    env = make_env_factory(env_id, env_kwargs)()
+    rows = []
+    for index in range(int(n)):
+        reset_seed = episode_seed(seed, "train", index)
+        obs, _ = env.reset(seed=reset_seed)
+        content = str(obs["prompt"]) + TOOL_INSTRUCTION
+        rows.append({"prompt": [{"role": "user", "content": content}], "reset_seed": reset_seed})
+    env.close()
+    return Dataset.from_list(rows)
 
 
 # ---------------------------------------------------------------------------- token transcript
@@ -389,7 +544,10 @@ __all__ = [
     "HAVE_VERL",
     "EpisodeTranscript",
     "OpenvirlAgentLoop",
+    "TOOL_INSTRUCTION",
     "TRLEnvironment",
+    "TRLEnvironmentFactory",
     "make_verifiers_env",
+    "trl_dataset",
     "trl_environment_factory",
 ]
