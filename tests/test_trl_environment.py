@@ -46,9 +46,6 @@ def _scripted_trainer(model_path, env_id, env_kwargs, tmp_path, dataset=None):
     class _ScriptedGRPO(GRPOTrainer):
         """GRPOTrainer with scripted completions; records what each rollout saw and got."""
 
-        seen_prompts: list[str] = []
-        rollouts: list[tuple[str, float]] = []
-
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, *args, **kw):
             tok = self.processing_class
             texts = [tok.decode(ids) for ids in prompt_ids]

@@ -542,9 +542,9 @@ def _content(message: Any) -> str:
 
 __all__ = [
     "HAVE_VERL",
+    "TOOL_INSTRUCTION",
     "EpisodeTranscript",
     "OpenvirlAgentLoop",
-    "TOOL_INSTRUCTION",
     "TRLEnvironment",
     "TRLEnvironmentFactory",
     "make_verifiers_env",
