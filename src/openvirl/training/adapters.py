@@ -17,9 +17,11 @@ module), and each adapter is tested by a fake loop that drives it the way its li
   verl's LLM server manager, returning prompt ids, response ids with a mask that is 1 on the
   model's tokens and 0 on feedback tokens, log-probs when the server gives them, and the
   episode's return as ``reward_score``.
-- `make_verifiers_env` for the verifiers library: a ``vf.MultiTurnEnv`` whose environment
-  response is the verifier's feedback, a stop condition at the episode's end, and a rubric
-  whose reward is the episode's return.
+- `make_verifiers_env` for verifiers 0.3: a ``vf.MultiTurnEnv`` whose environment response
+  is the env's next user turn (the verifier's feedback), a stop condition at the episode's
+  end (so a correct answer ends the rollout at once), and a rubric whose reward is the
+  episode's return. verifiers 0.4 and later: `openvirl.training.verifiers_env`, found by
+  the library as the taskset id ``openvirl-verifiers``.
 
 Example (TRL)
 -------------
@@ -429,7 +431,11 @@ def make_verifiers_env(
     seed: int = 0,
     verifiers_module: Any = None,
 ) -> Any:
-    """A verifiers ``MultiTurnEnv`` playing openvirl episodes with sequential revision.
+    """A verifiers 0.3 ``MultiTurnEnv`` playing openvirl episodes with sequential revision.
+
+    verifiers 0.4 moved to tasksets and harnesses (``verifiers.v1``); there, use the
+    ``openvirl-verifiers`` taskset id (`openvirl.training.verifiers_env`). This function
+    raises a clear error when it finds 0.4.
 
     The dataset has one row per episode (``prompt`` messages, ``info.reset_seed``); the
     environment's response to each answer is the verifier's feedback turn; a ``@vf.stop``
@@ -457,6 +463,13 @@ def make_verifiers_env(
                 "the verifiers adapter needs the `verifiers` package: `pip install verifiers`"
             ) from exc
     vf = verifiers_module
+    try:
+        multi_turn_env = vf.MultiTurnEnv  # 0.3 loads it lazily, and says which extra it lacks
+    except AttributeError as exc:
+        raise ImportError(
+            f"verifiers {getattr(vf, '__version__', '?')} has no MultiTurnEnv ({exc}); from "
+            "0.4 on use the taskset id `openvirl-verifiers` (openvirl.training.verifiers_env)"
+        ) from exc
     from datasets import Dataset
 
     from openvirl.envs.points.dataset import episode_seed
@@ -476,10 +489,17 @@ def make_verifiers_env(
     probe.close()
 
     def _verify_pending(state: dict[str, Any], messages: Sequence[Any] | None = None) -> None:
-        """Step the env with every assistant answer not verified yet (order-independent)."""
+        """Step the env with every assistant answer not verified yet (order-independent).
+
+        Answers come from `messages` (what ``env_response`` receives) or else from the
+        rollout's ``trajectory``, which grows with every model call. Never from
+        ``state["completion"]``: the library fills that only at cleanup, so a stop check
+        reading it would miss the answer that solved the task and ask the model again.
+        """
         env = state["openvirl_env"]
-        history = messages if messages is not None else state.get("completion") or []
-        answers = [m for m in history if _role(m) == "assistant"]
+        if messages is None:
+            messages = [m for step in state.get("trajectory") or [] for m in step["completion"]]
+        answers = [m for m in messages if _role(m) == "assistant"]
         for message in answers[state["openvirl_verified"] :]:
             if state["openvirl_done"]:
                 break
@@ -487,9 +507,10 @@ def make_verifiers_env(
             state["openvirl_return"] += float(reward)
             state["openvirl_done"] = bool(terminated or truncated)
             state["openvirl_feedback"] = info.get("feedback", "")
+            state["openvirl_next"] = _content(env.unwrapped.messages()[-1])
             state["openvirl_verified"] += 1
 
-    class OpenvirlRevisionEnv(vf.MultiTurnEnv):
+    class OpenvirlRevisionEnv(multi_turn_env):
         """Sequential revision on an openvirl env: feedback after each wrong answer."""
 
         async def setup_state(self, state: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -506,6 +527,7 @@ def make_verifiers_env(
                 openvirl_done=False,
                 openvirl_verified=0,
                 openvirl_feedback="",
+                openvirl_next="",
             )
             return state
 
@@ -518,8 +540,9 @@ def make_verifiers_env(
             self, messages: list[Any], state: dict[str, Any], **kwargs: Any
         ) -> list[dict[str, str]]:
             _verify_pending(state, messages)
-            feedback = f"You failed this trial because {state['openvirl_feedback']}"
-            return [{"role": "user", "content": feedback}]
+            # The env's own next user turn: the verifier's feedback, or in navigation the
+            # next position after a correct move.
+            return [{"role": "user", "content": state["openvirl_next"]}]
 
     async def episode_return(state: dict[str, Any], **kwargs: Any) -> float:
         _verify_pending(state)
