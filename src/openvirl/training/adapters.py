@@ -16,7 +16,8 @@ module), and each adapter is tested by a fake loop that drives it the way its li
   as ``openvirl_revision``; each sample plays one episode with sequential revision against
   verl's LLM server manager, returning prompt ids, response ids with a mask that is 1 on the
   model's tokens and 0 on feedback tokens, log-probs when the server gives them, and the
-  episode's return as ``reward_score``.
+  episode's return as ``reward_score``; responses stop at ``rollout.response_length`` and a
+  prompt longer than ``rollout.prompt_length`` is refused. Checked against verl 0.9.1.
 - `make_verifiers_env` for verifiers 0.3: a ``vf.MultiTurnEnv`` whose environment response
   is the env's next user turn (the verifier's feedback), a stop condition at the episode's
   end (so a correct answer ends the rollout at once), and a rubric whose reward is the
@@ -291,6 +292,8 @@ class EpisodeTranscript:
         self.response_ids: list[int] = []
         self.response_mask: list[int] = []
         self.response_logprobs: list[float] = []
+        self.has_logprobs = True  # False once an answer comes without log-probs
+        self.rewards: list[float] = []
         self.total_reward = 0.0
         self.done = False
         self.success = False
@@ -315,11 +318,13 @@ class EpisodeTranscript:
         ids = list(token_ids)
         answer = self.fmt.tokenizer.decode(ids, skip_special_tokens=True)
         _, reward, terminated, truncated, info = self.env.step(answer)
+        self.rewards.append(float(reward))
         self.total_reward += float(reward)
         self.done = bool(terminated or truncated)
         self.success = info.get("episode_outcome") == "correct" or bool(info.get("success"))
         self.response_ids += ids
         self.response_mask += [1] * len(ids)
+        self.has_logprobs = self.has_logprobs and logprobs is not None
         self.response_logprobs += list(logprobs) if logprobs is not None else [0.0] * len(ids)
         self.turns += 1
         if not self.done:
@@ -351,11 +356,14 @@ except ImportError:
     HAVE_VERL = False
 
     class _VerlAgentLoopBase:  # type: ignore[no-redef]
-        """Stand-in with verl's constructor, so the adapter can be driven without verl."""
+        """Stand-in with verl 0.9's constructor, so the adapter can be driven without verl."""
 
         def __init__(self, trainer_config: Any, server_manager: Any, tokenizer: Any,
-                     processor: Any = None, **kwargs: Any):  # fmt: skip
+                     processor: Any = None, dataset_cls: Any = None, data_config: Any = None,
+                     hf_model_type: str | None = None, **kwargs: Any):  # fmt: skip
             self.config = getattr(trainer_config, "config", trainer_config)
+            rollout = getattr(getattr(self.config, "actor_rollout_ref", None), "rollout", None)
+            self.rollout_config = rollout
             self.server_manager = server_manager
             self.tokenizer = tokenizer
             self.processor = processor
@@ -385,15 +393,27 @@ class OpenvirlAgentLoop(_VerlAgentLoopBase):
     """Guard on answers per episode (environments end episodes themselves)."""
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> Any:
+        import time
+
         from openvirl.training.data import prompt_format
 
         info = kwargs.get("extra_info") or {}
         env_id = info.get("env_id", kwargs.get("env_id", DEFAULT_ENV))
         env_kwargs = info.get("env_kwargs", kwargs.get("env_kwargs", {"split": "train"}))
+        rollout = getattr(self, "rollout_config", None)
+        prompt_length = getattr(rollout, "prompt_length", None)
+        response_length = getattr(rollout, "response_length", None)
         env = make_env_factory(env_id, dict(env_kwargs))()
         fmt = prompt_format(self.processor or self.tokenizer)
         transcript = EpisodeTranscript(env, fmt, seed=_reset_seed(kwargs, 0))
+        if prompt_length is not None and len(transcript.prompt_ids) > int(prompt_length):
+            env.close()
+            raise ValueError(
+                f"the episode's prompt has {len(transcript.prompt_ids)} tokens, more than "
+                f"rollout.prompt_length={prompt_length}; raise data.max_prompt_length"
+            )
         request_id = uuid4().hex
+        started = time.perf_counter()
         try:
             for _ in range(self.max_turns):
                 output = await self.server_manager.generate(
@@ -404,19 +424,29 @@ class OpenvirlAgentLoop(_VerlAgentLoopBase):
                 token_ids = getattr(output, "token_ids", output)
                 logprobs = getattr(output, "log_probs", None)
                 transcript.add_answer(token_ids, logprobs)
-                if transcript.done:
+                full = response_length is not None and (
+                    len(transcript.response_ids) >= int(response_length)
+                )
+                if transcript.done or full:  # verl pads responses to response_length
                     break
         finally:
             env.close()
+        limit = len(transcript.response_ids) if response_length is None else int(response_length)
         return _VerlAgentLoopOutput(
             prompt_ids=transcript.prompt_ids,
-            response_ids=transcript.response_ids,
-            response_mask=transcript.response_mask,
-            response_logprobs=transcript.response_logprobs,
+            response_ids=transcript.response_ids[:limit],
+            response_mask=transcript.response_mask[:limit],
+            response_logprobs=(
+                transcript.response_logprobs[:limit] if transcript.has_logprobs else None
+            ),
             reward_score=transcript.total_reward,
             num_turns=transcript.turns,
-            metrics={},
-            extra_fields={"success": transcript.success},
+            metrics={"generate_sequences": time.perf_counter() - started},
+            extra_fields={
+                "success": transcript.success,
+                "turn_scores": transcript.rewards,  # verl's tool agent loop keys, same shape
+                "tool_rewards": [],
+            },
         )
 
 
