@@ -151,6 +151,9 @@ def test_rows_with_their_own_prompt_keep_it_and_replay_the_seed():
     # An empty placeholder row gets the env's prompt and a task from the stream.
     prompt = env.reset(prompt=[{"role": "user", "content": ""}])
     assert "Cards:" in prompt and prompt.endswith(TOOL_INSTRUCTION)
+    # So does a row of some other dataset: its prompt does not show our task.
+    prompt = env.reset(prompt=[{"role": "user", "content": "Play the 24 game."}])
+    assert "Cards:" in prompt and prompt.endswith(TOOL_INSTRUCTION)
 
 
 def test_visual_variants_are_refused_with_a_reason():

@@ -133,10 +133,11 @@ class TRLEnvironment:
     (`TOOL_INSTRUCTION`); feedback on a wrong answer comes back as the tool's reply, so
     rollouts revise as in the paper's sequential revision.
 
-    The task: a row's ``reset_seed`` (as `trl_dataset` writes) picks it, and a row whose
-    prompt already shows it gets ``None`` back from ``reset``; a row with no prompt or an
-    empty one (TRL's placeholder rows when no ``train_dataset`` is given) gets the env's
-    prompt, with a seed drawn from the factory's stream (`_SeedStream`).
+    The task: a row's ``reset_seed`` (as `trl_dataset` writes) picks it, and a row with
+    both a seed and a prompt (which then shows the task) gets ``None`` back from ``reset``.
+    Any other row (TRL's empty placeholder rows when no ``train_dataset`` is given, or a
+    row without ``reset_seed``) gets the env's prompt, which TRL appends to the row's last
+    user message, for a task drawn from the factory's stream (`_SeedStream`).
 
     The reward is the episode's return, with the attempts a rollout left unused scored as
     the env's worst answer (`_unanswered_penalty`), so silence never beats a wrong answer.
@@ -171,7 +172,9 @@ class TRLEnvironment:
         obs, self._info = self._env.reset(seed=self._seeds.next() if seed < 0 else seed)
         self._return = 0.0
         self._done = False
-        return None if _row_has_prompt(row) else str(obs["prompt"]) + TOOL_INSTRUCTION
+        if seed >= 0 and _row_has_prompt(row):
+            return None  # the row was written for this task (`trl_dataset`) and shows it
+        return str(obs["prompt"]) + TOOL_INSTRUCTION
 
     def submit_answer(self, answer: str) -> str:
         """Submit an answer to the task and get the verifier's verdict.
