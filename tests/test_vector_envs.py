@@ -77,6 +77,20 @@ def test_points_async_vector_env_with_default_shared_memory():
         envs.close()
 
 
+def test_visual_points_images_travel_through_shared_memory():
+    options = {"visual": True, "image_size": 96}
+    envs = gym.make_vec(
+        "openvirl/GeneralPoints-v0", num_envs=2, vectorization_mode="async", **options
+    )
+    try:
+        obs, _ = envs.reset(seed=[1, 2])
+        expected, _ = gym.make("openvirl/GeneralPoints-v0", **options).reset(seed=2)
+        assert obs["image"][1].size == (96, 96)
+        assert (np.asarray(obs["image"][1]) == np.asarray(expected["image"])).all()
+    finally:
+        envs.close()
+
+
 def test_text_navigation_async_vector_env_with_default_shared_memory():
     envs = gym.make_vec("openvirl/Navigation-v0", num_envs=2, vectorization_mode="async")
     try:
