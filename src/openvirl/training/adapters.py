@@ -2,7 +2,8 @@
 
 Each adapter speaks its library's documented interface and nothing else of openvirl leaks
 into it; the library itself is imported only when present (none is needed to import this
-module), and each adapter is tested by a fake loop that drives it the way its library does.
+module). The tests drive the real libraries: TRL's ``GRPOTrainer.train``, verifiers'
+``MultiTurnEnv.evaluate`` (0.3) and verl's agent-loop classes where they are installed.
 
 - `TRLEnvironment` for TRL's ``GRPOTrainer(environment_factory=...)``: ``reset(**row)``
   starts the row's task (``reset_seed``) or the next one of the factory's stream, and
