@@ -133,17 +133,26 @@ class _FakeVerifiers(types.ModuleType):
 
 
 async def _fake_verifiers_rollout(env, row, answers):
-    """verifiers' rollout loop: setup, then model turn / stop check / env response."""
-    state = {"info": row["info"], "prompt": row["prompt"], "completion": []}
+    """verifiers 0.3.1's MultiTurnEnv.rollout: setup; then while no stop condition holds,
+    build the prompt (env_response after the first turn), call the model, append a
+    trajectory step. ``state["completion"]`` is filled only at cleanup, after the loop."""
+    state = {"info": row["info"], "prompt": row["prompt"], "trajectory": []}
     state = await env.setup_state(state)
-    messages = list(row["prompt"])
-    for answer in answers:
-        messages.append({"role": "assistant", "content": answer})
-        state["completion"] = messages[len(row["prompt"]) :]
-        if await env.episode_over(state):
-            break
-        messages += await env.env_response(messages, state)
-    return messages, state
+    answers = iter(answers)
+    calls = 0
+    while not await env.episode_over(state):
+        if not state["trajectory"]:
+            prompt = list(row["prompt"])
+        else:
+            last = state["trajectory"][-1]
+            messages = last["prompt"] + last["completion"]
+            prompt = messages + await env.env_response(messages, state)
+        calls += 1
+        completion = [{"role": "assistant", "content": next(answers)}]
+        state["trajectory"].append({"prompt": prompt, "completion": completion})
+    last = state["trajectory"][-1]
+    state["completion"] = (last["prompt"] + last["completion"])[len(row["prompt"]) :]
+    return state, calls
 
 
 def test_verifiers_env_sequential_revision_and_reward():
@@ -154,10 +163,11 @@ def test_verifiers_env_sequential_revision_and_reward():
     assert row["prompt"][0]["role"] == "user" and "Cards:" in row["prompt"][0]["content"]
     assert env.episode_over.is_stop
     expert = _expert(row["info"]["reset_seed"])
-    messages, state = asyncio.run(_fake_verifiers_rollout(env, row, [WRONG, expert, WRONG]))
-    roles = [m["role"] for m in messages]
-    assert roles == ["user", "assistant", "user", "assistant"]  # stopped once solved
-    assert messages[2]["content"].startswith("You failed this trial because")
+    state, calls = asyncio.run(_fake_verifiers_rollout(env, row, [WRONG, expert, WRONG]))
+    assert calls == 2 == state["openvirl_verified"]  # stopped as soon as it was solved
+    roles = [m["role"] for m in state["completion"]]
+    assert roles == ["assistant", "user", "assistant"]
+    assert state["completion"][1]["content"].startswith("You failed this trial because")
     (reward_fn,) = env.rubric.funcs
     assert asyncio.run(reward_fn(state)) == pytest.approx(-2.0 + 5.0)
 

@@ -225,3 +225,46 @@ def tiny_llava(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def tiny_tool_causal_lm(tmp_path: Path, *, name: str = "tiny-tool-lm", seed: int = 0) -> Path:
+    """Write a tiny random Llama whose tokenizer has TRL's copy of the Qwen3 chat template.
+
+    That template renders tool calls and tool replies and TRL knows how to parse its tool
+    calls (`trl.chat_template_utils.add_response_schema`), so TRL's ``GRPOTrainer`` accepts
+    it with ``tools`` or ``environment_factory``. ``<|im_start|>``, ``<|im_end|>`` (the
+    end-of-turn and EOS token) and the tool/think tags are special tokens.
+
+    Returns
+    -------
+    Path
+        The checkpoint folder, loadable with `AutoModelForCausalLM` and `AutoTokenizer`.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl.chat_template_utils import qwen3_chat_template
+
+    tokenizer = tiny_tokenizer(chat_template=qwen3_chat_template)
+    tags = ["<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<think>", "</think>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": tags})
+    tokenizer.eos_token = "<|im_end|>"
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        initializer_range=0.2,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    out = Path(tmp_path) / name
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -142,6 +142,7 @@ def build_dataset(
                             "actions": cfg.actions,
                             "instructions": cfg.instructions,
                             "visual": cfg.visual,
+                            "split": split,
                             "reset_seed": reset_seed,
                         }
                         if item["image"] is not None:
@@ -159,11 +160,20 @@ def build_dataset(
 
     assert cfg is not None
     config = {k: v for k, v in vars(cfg).items() if k not in ("split", "routes")}
+    # `preset` was merged into the options already; replaying with the merged options alone
+    # gives the same config even if a preset changes later.
+    replay_config = {k: v for k, v in config.items() if k != "preset"}
     manifest = {
         "dataset": "openvirl-navigation",
         "openvirl_version": __version__,
         "seed": seed,
         "config": config,
+        # Everything a replay needs, per split (the split decides the route set).
+        "env_id": "openvirl/Navigation-v0",
+        "splits": {split: {**replay_config, "split": split} for split in ("train", "test")},
+        "replay": "gym.make(manifest['env_id'], **manifest['splits'][row['split']]).reset("
+        "seed=row['reset_seed'], options={'route_index': row['route_index']}) replays the "
+        "row's route; train rows then follow the expert answers to row['position']",
         "routes": "train rows from split='train' routes, test rows from split='test' routes; "
         "disjoint by route and by area (see the route files' manifests)",
         "counts": counts,
@@ -176,7 +186,8 @@ def build_dataset(
             "prompt": "the first-turn prompt at a rail position (ground-truth history)",
             "completion": "the expert answer: JSON with current observation, current "
             "instruction, action",
-            "reset_seed": "NavigationEnv(**config).reset(seed=reset_seed, options="
+            "split": "the route set the row comes from (a key of `splits`)",
+            "reset_seed": "with the row's split config, reset(seed=reset_seed, options="
             "{'route_index': route_index}) replays the episode",
         },
         "load_with": (

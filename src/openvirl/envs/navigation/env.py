@@ -252,6 +252,24 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         self._done = True
         self._steps = 0
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """The env without its cities and, for a named split, its route set: vector-env
+        workers and copies load them by name in their own process (`City.load` reads its
+        cache) instead of receiving megabytes through a pipe."""
+        state = self.__dict__.copy()
+        state["_cities"] = {}
+        if self.config.routes is None:
+            state["routes"] = None
+            state["_by_id"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.routes is None:
+            self.routes = load_route_set(self.config.city, self.config.split)
+            self._by_id = {r.route_id: i for i, r in enumerate(self.routes)}
+
     # ------------------------------------------------------------------ gymnasium API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

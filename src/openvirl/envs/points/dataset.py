@@ -62,8 +62,14 @@ def _row(index: int, split: str, info: dict[str, Any], seed: int, cfg: Any) -> d
         "solvable": info["solvable"],
         "n_solutions": info["difficulty"].get("n_solutions", len(info["solutions"])),
         "needs_fractions": info["difficulty"].get("needs_fractions", False),
+        "split": split,
         "reset_seed": episode_seed(seed, split, index),
     }
+
+
+def _json_config(cfg: Any) -> dict[str, Any]:
+    """The env options as JSON values (tuples become lists), ``split`` left out."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k != "split"}
 
 
 def build_dataset(
@@ -125,11 +131,17 @@ def build_dataset(
         "seed": seed,
         "config": {k: v for k, v in vars(cfg).items() if k != "split"},
         "split": describe_split(cfg.test_percent, cfg.split_by),
+        # Everything a replay needs, per split (the split decides which hands are dealt).
+        "env_id": "openvirl/GeneralPoints-v0",
+        "splits": {split: {**_json_config(cfg), "split": split} for split in counts},
+        "replay": "gym.make(manifest['env_id'], **manifest['splits'][row['split']])"
+        ".reset(seed=row['reset_seed']) deals the row's hand",
         "counts": counts,
         "fields": {
             "prompt": "the first-turn prompt (GP-L or GP-VL template)",
             "completion": "the expert answer: one line of JSON with cards, number, formula",
-            "reset_seed": "env.reset(seed=...) with the same config replays the hand",
+            "split": "the side of the split the row was drawn from (a key of `splits`)",
+            "reset_seed": "env.reset(seed=...) with the row's split config replays the hand",
         },
         "load_with": (
             "datasets.load_dataset('imagefolder', data_dir=DIR)"

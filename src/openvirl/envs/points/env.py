@@ -194,6 +194,18 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         self._attempt = 0
         self._done = True
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """The env without its solution table (about 800 KB): vector-env workers and
+        copies look the table up by ``(target, n_cards)`` in their own process instead."""
+        state = self.__dict__.copy()
+        state["_table"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._table = solution_table(self.config.target, self.config.n_cards)
+
     # ------------------------------------------------------------------ gymnasium API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
