@@ -1121,7 +1121,8 @@ class PanoramaViewSource:
 
     Layout as in V-IRL: `panorama_dir/<pano_id>.jpg` (or .png) with
     `panorama_dir/<pano_id>.metadata.json` whose `rotation` is the north offset in degrees, and
-    a mapping `{(lat, lon): pano_id}` (a dict or the path of its pickle). A request at a mapped
+    a mapping `{(lat, lon): pano_id}` (a dict, or the path of a JSON file or of V-IRL's pickle,
+    read by `load_gps_to_pano` without resolving any global, so it cannot run code). A request at a mapped
     (lat, lon) uses that panorama; any other point uses the nearest mapped point closer than
     `mapping_radius_m`, else raises `PanoramaNotFoundError` (or asks `fallback`).
 
@@ -1134,7 +1135,8 @@ class PanoramaViewSource:
     panorama_dir
         Folder of panoramas and their metadata.
     gps_to_pano
-        Mapping `(lat, lon) -> pano_id`, or the path of its pickle.
+        Mapping `(lat, lon) -> pano_id`, or the path of a JSON file or of V-IRL's pickle
+        (see `load_gps_to_pano`).
     mapping_radius_m
         How far a request may be from a mapped point, metres.
     fallback
@@ -1155,8 +1157,7 @@ class PanoramaViewSource:
         if not self.panorama_dir.is_dir():
             raise InvalidViewError(f"`panorama_dir` {self.panorama_dir} is not a folder.")
         if isinstance(gps_to_pano, (str, os.PathLike)):
-            with open(gps_to_pano, "rb") as fh:
-                gps_to_pano = pickle.load(fh)
+            gps_to_pano = load_gps_to_pano(gps_to_pano)
         if not isinstance(gps_to_pano, Mapping) or not gps_to_pano:
             raise InvalidViewError("`gps_to_pano` must be a non-empty {(lat, lon): pano_id}.")
         self.mapping = {(float(k[0]), float(k[1])): str(v) for k, v in gps_to_pano.items()}
@@ -1230,6 +1231,45 @@ class PanoramaViewSource:
             ),
             "RGB",
         )
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves no global at all, so a crafted file cannot run code.
+
+    V-IRL ships its GPS→pano mapping as a pickle of a dict of tuples and strings; those need
+    no global, so refusing every `find_class` reads them and nothing else.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        raise pickle.UnpicklingError(f"refused: the file asks for {module}.{name}")
+
+
+def load_gps_to_pano(path: str | os.PathLike[str]) -> dict[tuple[float, float], str]:
+    """Read a GPS→pano mapping: JSON (`{"lat,lon": pano_id}` or `[[lat, lon, pano_id], ...]`)
+    or V-IRL's pickle of `{(lat, lon): pano_id}`, read without resolving any global (so it
+    cannot run code)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return {
+                    tuple(float(x) for x in str(k).split(",")[:2]): str(v)  # type: ignore[misc]
+                    for k, v in data.items()
+                }
+            return {(float(a), float(b)): str(c) for a, b, c in data}
+        with open(path, "rb") as fh:
+            data = _DataOnlyUnpickler(fh).load()
+    except (OSError, ValueError, TypeError, pickle.UnpicklingError, EOFError) as err:
+        raise InvalidViewError(
+            f"cannot read the GPS→pano mapping {path}: {err} (expected JSON, or V-IRL's pickle "
+            "of a {(lat, lon): pano_id} dict)."
+        ) from None
+    if not isinstance(data, Mapping):
+        raise InvalidViewError(
+            f"the GPS→pano mapping {path} is not a {{(lat, lon): pano_id}} dict."
+        )
+    return data  # type: ignore[return-value]
 
 
 def equirect_to_pinhole(
@@ -1494,14 +1534,20 @@ def view_grid(
     heading = _check_angles(heading, fov, pitch, max_pitch=90.0)
     sep = GRID_SEPARATOR_PX
     grid = Image.new("RGB", (2 * w + sep, 2 * h + sep), (0, 0, 0))
+    credits: list[str] = []
     for k, (name, offset) in enumerate(GRID_LAYOUT):
         view_heading = (heading + offset) % 360.0
         view = render_view(
             city, lat, lon, view_heading, fov=fov, pitch=pitch, size=(w, h), source=source
         )
+        credit = view.info.get("attribution")
+        if credit and credit not in credits:
+            credits.append(str(credit))
         if labels:
             _label(view, f"{name} {view_heading:.0f}°")
         grid.paste(view, ((k % 2) * (w + sep), (k // 2) * (h + sep)))
+    if credits:  # imagery from a provider travels with its copyright line
+        grid.info["attribution"] = "; ".join(credits)
     return grid
 
 
@@ -1836,6 +1882,7 @@ __all__ = [
     "bearing_to_x",
     "box_to_bearing",
     "equirect_to_pinhole",
+    "load_gps_to_pano",
     "make_camera",
     "name_read_score",
     "observe",
