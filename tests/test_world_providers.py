@@ -132,7 +132,7 @@ def test_google_key_missing_rejected_and_over_quota(fake, cache, monkeypatch):
     with pytest.raises(KeyMissingError, match="GOOGLE_MAPS_API_KEY"):
         GoogleStreetViewSource(base_url=fake.url, cache=cache)
     assert fake.hits == []  # nothing was sent without a key
-    with pytest.raises(KeyRejectedError, match="REQUEST_DENIED.*invalid"):
+    with pytest.raises(KeyRejectedError, match=r"REQUEST_DENIED.*invalid"):
         GoogleStreetViewSource("bad", base_url=fake.url, cache=cache).metadata(*POINT)
     with pytest.raises(QuotaExceededError, match="OVER_QUERY_LIMIT"):
         GoogleStreetViewSource("quota", base_url=fake.url, cache=cache).metadata(*POINT)

@@ -1122,9 +1122,9 @@ class PanoramaViewSource:
     Layout as in V-IRL: `panorama_dir/<pano_id>.jpg` (or .png) with
     `panorama_dir/<pano_id>.metadata.json` whose `rotation` is the north offset in degrees, and
     a mapping `{(lat, lon): pano_id}` (a dict, or the path of a JSON file or of V-IRL's pickle,
-    read by `load_gps_to_pano` without resolving any global, so it cannot run code). A request at a mapped
-    (lat, lon) uses that panorama; any other point uses the nearest mapped point closer than
-    `mapping_radius_m`, else raises `PanoramaNotFoundError` (or asks `fallback`).
+    read by `load_gps_to_pano` without resolving any global, so it cannot run code). A request
+    at a mapped (lat, lon) uses that panorama; any other point uses the nearest mapped point
+    closer than `mapping_radius_m`, else raises `PanoramaNotFoundError` (or asks `fallback`).
 
     The crop follows V-IRL's `get_perspective_from_panorama`: the panorama column of heading
     `h` is `((h + rotation) / 360) mod 1` of the width (column 0 at heading `-rotation`);

@@ -194,7 +194,8 @@ class GoogleStreetViewSource:
                 )
             if status != 200 or not ctype.startswith("image/"):
                 raise ProviderUnavailableError(
-                    f"Google Street View image request failed (HTTP {status}, {ctype or 'no type'})."
+                    "Google Street View image request failed "
+                    f"(HTTP {status}, {ctype or 'no type'})."
                 )
             self.cache.put_bytes(ck, data)
         image = _decode_image(data, "Google Street View")

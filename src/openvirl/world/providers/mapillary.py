@@ -35,7 +35,10 @@ KEY_ENV = ("MAPILLARY_ACCESS_TOKEN",)
 URL_ENV = "OPENVIRL_MAPILLARY_URL"
 DEFAULT_URL = "https://graph.mapillary.com"
 KEY_HOW = "create a free client token at mapillary.com/dashboard/developers."
-FIELDS = "id,computed_geometry,geometry,compass_angle,computed_compass_angle,is_pano,captured_at,creator,thumb_2048_url"
+FIELDS = (
+    "id,computed_geometry,geometry,compass_angle,computed_compass_angle,is_pano,captured_at,"
+    "creator,thumb_2048_url"
+)
 _M_PER_DEG = 111_320.0
 
 
