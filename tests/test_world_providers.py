@@ -265,3 +265,61 @@ def test_gps_to_pano_pickle_is_read_without_running_code(tmp_path):
     as_json = tmp_path / "map.json"
     as_json.write_text('{"1.0,2.0": "p1"}')
     assert sv.load_gps_to_pano(as_json) == {(1.0, 2.0): "p1"}
+
+
+def test_visual_navigation_env_views_come_from_the_provider(city, monkeypatch, tmp_path):
+    from openvirl.envs.navigation.env import NavigationEnv
+    from openvirl.envs.navigation.routes import GenerationConfig, generate_routes
+
+    small = GenerationConfig(min_length_m=150, max_length_m=600, max_turns=3)
+    routes = generate_routes(city, 1, seed=0, config=small)
+    with FakeProviders((-90.0, -180.0, 90.0, 180.0), []) as fake:  # imagery everywhere
+        monkeypatch.setenv("OPENVIRL_CACHE", str(tmp_path))  # the provider cache stays private
+        monkeypatch.setenv("GOOGLE_MAPS_API_KEY", "good")
+        monkeypatch.setenv("OPENVIRL_GOOGLE_MAPS_URL", fake.url)
+        env = NavigationEnv(routes=routes, visual=True, image_size=133, imagery="google")
+        obs, _ = env.reset(seed=0)
+        assert obs["image"].size == (133, 133)
+        assert fake.hits.count("/maps/api/streetview") == 4  # the four views of the grid
+    with pytest.raises(ValueError, match="`imagery` must be one of"):
+        NavigationEnv(routes=routes, visual=True, imagery="bing")
+
+
+def test_city_view_cli_with_imagery(fake, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app
+
+    monkeypatch.setenv("OPENVIRL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OPENVIRL_GOOGLE_MAPS_URL", fake.url)
+    monkeypatch.delenv("GOOGLE_MAPS_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    args = ["city", "view", "--city", "monaco", "--at", f"{POINT[0]},{POINT[1]}", "--no-snap"]
+    out = tmp_path / "v.png"
+    runner = CliRunner()
+    missing = runner.invoke(app, [*args, "--imagery", "google", "--out", str(out)])
+    assert missing.exit_code == 2 and "GOOGLE_MAPS_API_KEY" in missing.output
+    assert "Traceback" not in missing.output
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", "good")
+    ok = runner.invoke(app, [*args, "--imagery", "google", "--out", str(out), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert '"imagery_attribution": "© 2024 Google"' in ok.output and out.is_file()
+
+
+def test_agent_cli_takes_google_places(fake, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app
+
+    monkeypatch.setenv("OPENVIRL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OPENVIRL_GOOGLE_MAPS_URL", fake.url)
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", "bad")
+    args = ["agent", "aria", "--city", "monaco", "--start", f"{POINT[0]},{POINT[1]}"]
+    args += ["--intention", "a restaurant for lunch", "--radius", "600", "--json"]
+    runner = CliRunner()
+    rejected = runner.invoke(app, [*args, "--places", "google", "--out", str(tmp_path / "a")])
+    assert rejected.exit_code == 2 and "rejected the key" in rejected.output
+    monkeypatch.setenv("GOOGLE_MAPS_API_KEY", "good")
+    ok = runner.invoke(app, [*args, "--places", "google", "--out", str(tmp_path / "b")])
+    assert ok.exit_code == 0, ok.output
+    assert '"google:ChIJ' in ok.output

@@ -1093,6 +1093,7 @@ class RenderedViewSource:
     """
 
     max_pitch_deg = MAX_RENDER_PITCH_DEG
+    name = "rendered"
 
     def __init__(self, city: City) -> None:
         self._city = weakref.ref(city)
@@ -1144,6 +1145,7 @@ class PanoramaViewSource:
     """
 
     max_pitch_deg = 90.0
+    name = "panoramas"
 
     def __init__(
         self,

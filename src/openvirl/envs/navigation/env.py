@@ -66,6 +66,8 @@ class NavigationConfig:
     stop_radius_m: float = 0.0  # stop() this close to the goal succeeds anywhere (human: 30)
     image_size: int = 1029  # side of the 2x2 view grid, pixels (VL): two 512 px views + 5 px
     intersection_hint: bool = True  # VL: the text still says when you are at an intersection
+    imagery: str | None = None  # VL: "rendered" (default), "google" or "mapillary" (needs a key)
+    imagery_fallback: bool = False  # VL: draw from the map where the provider has no imagery
 
     def validate(self) -> None:
         """Check every option; raise `ValueError` with the allowed values."""
@@ -89,6 +91,11 @@ class NavigationConfig:
             raise ValueError(f"`stop_radius_m` must be >= 0, got {self.stop_radius_m!r}.")
         if not 64 <= self.image_size <= 4096:
             raise ValueError(f"`image_size` must be in 64..4096 pixels, got {self.image_size!r}.")
+        if self.imagery not in (None, "rendered", "google", "mapillary"):
+            raise ValueError(
+                "`imagery` must be one of None, 'rendered', 'google', 'mapillary', "
+                f"got {self.imagery!r}."
+            )
 
 
 def _first_person(text: str) -> str:
@@ -234,6 +241,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         self._space_text = action_space_text(cfg.actions)
         self._valid = valid_actions(cfg.actions)
         self._cities: dict[str, Any] = {}
+        self._view_sources: dict[str, Any] = {}  # imagery providers by city (config.imagery)
         self._route: NavRoute | None = None
         self._rail: Rail | None = None
         self._pos = 0
@@ -408,7 +416,13 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         view = (side - GRID_SEPARATOR_PX) // 2
         # No heading labels: the prompt states the layout, and the reference had none.
         grid = view_grid(
-            city, entry.lat, entry.lon, entry.view_heading, size=(view, view), labels=False
+            city,
+            entry.lat,
+            entry.lon,
+            entry.view_heading,
+            size=(view, view),
+            labels=False,
+            source=self._view_source(city),
         )
         if grid.size != (side, side):  # an even `image_size`: pad with the separator colour
             from PIL import Image
@@ -433,6 +447,19 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         # Without an episode index (or in random order) the seed decides; a per-env counter
         # would hand route 0 to every env of a batched evaluation.
         return int(self.np_random.integers(n))
+
+    def _view_source(self, city: Any) -> Any:
+        """The imagery provider of `config.imagery` for `city` (None: the city's own source,
+        rendered unless `set_view_source` chose another); built once per city."""
+        if self.config.imagery is None:
+            return None
+        if city.name not in self._view_sources:
+            from openvirl.world.providers import view_source_for
+
+            self._view_sources[city.name] = view_source_for(
+                self.config.imagery, city, fallback=self.config.imagery_fallback
+            )
+        return self._view_sources[city.name]
 
     def _city(self, name: str) -> Any:
         if name not in self._cities:
