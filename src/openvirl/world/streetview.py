@@ -52,6 +52,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from openvirl.world.errors import WorldError
+from openvirl.world.furniture import KINDS as FURNITURE_KINDS
+from openvirl.world.furniture import (
+    MIN_OBJECT_HEIGHT_PX,
+    VISIBLE_DISTANCE_M,
+    FurnitureHit,
+    furniture_for,
+    furniture_pass,
+)
 from openvirl.world.geometry import egocentric_relation, haversine_m
 from openvirl.world.scene import (
     FASCIA,
@@ -148,7 +156,8 @@ class VisibleObject:
     category
         The POI's primary place type, or "street_sign".
     kind
-        "poi" or "street_sign".
+        "poi", "street_sign" or "street_object" (street furniture, with `visible(...,
+        furniture=True)`; its `category` is the `openvirl.world.furniture.KINDS` key).
     bearing_deg
         Bearing of the sign as seen (middle of its most visible part), degrees clockwise
         from north.
@@ -170,7 +179,8 @@ class VisibleObject:
     text_height_px
         Height of capital letters on its best sign, pixels (below ~8 px, hard to read).
     sign
-        Kind of its best sign: "fascia", "blade", "panel" or "street_blade".
+        Kind of its best sign: "fascia", "blade", "panel" or "street_blade"; "furniture"
+        for a street object.
     """
 
     id: str
@@ -995,7 +1005,10 @@ def _draw_icon(
 # Putting a view together ---------------------------------------------------------------------
 
 
-def _render(scene: Scene, cam: Camera) -> tuple[Image.Image, list[_SignHit]]:
+def _render(
+    scene: Scene, cam: Camera, city: City | None = None
+) -> tuple[Image.Image, list[_SignHit], list[FurnitureHit]]:
+    """Draw the view: sky, ground, facades, signs, then the city's street furniture."""
     r = _raycast(scene, cam)
     H, W = cam.height_px, cam.width_px
     out = np.empty((H, W, 3), np.float32)
@@ -1004,7 +1017,47 @@ def _render(scene: Scene, cam: Camera) -> tuple[Image.Image, list[_SignHit]]:
     _shade_facades(scene, cam, r, out)
     canvas = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     hits = _sign_pass(scene, cam, r, canvas)
-    return Image.fromarray(canvas, "RGB"), hits
+    furniture = (
+        furniture_pass(city, cam, r.zbuf, canvas, haze_rgb=HAZE_RGB, fog=_fog)
+        if city is not None
+        else []
+    )
+    return Image.fromarray(canvas, "RGB"), hits, furniture
+
+
+def _furniture_objects(
+    city: City, cam: Camera, hits: list[FurnitureHit], max_distance_m: float
+) -> list[VisibleObject]:
+    """The street objects a view shows, as `VisibleObject`s (kind "street_object")."""
+    objects = furniture_for(city).objects
+    result = []
+    for h in hits:
+        if h.distance_m > max_distance_m or h.y_max - h.y_min < MIN_OBJECT_HEIGHT_PX:
+            continue
+        o = objects[h.index]
+        fraction = h.visible_px / h.total_px
+        bearing = float(cam.column_bearing_deg((h.x_min + h.x_max) / 2))
+        result.append(
+            VisibleObject(
+                id=o.id,
+                name=FURNITURE_KINDS[o.kind].words,
+                label="",
+                category=o.kind,
+                kind="street_object",
+                bearing_deg=round(bearing, 2),
+                bearing_min_deg=round(float(cam.column_bearing_deg(h.x_min)), 2),
+                bearing_max_deg=round(float(cam.column_bearing_deg(h.x_max)), 2),
+                distance_m=round(h.distance_m, 2),
+                side=egocentric_relation(bearing, cam.heading_deg),
+                occluded=fraction < OCCLUDED_BELOW,
+                visible_fraction=round(fraction, 3),
+                x_min_px=int(h.x_min),
+                x_max_px=int(math.ceil(h.x_max)),
+                text_height_px=0.0,
+                sign="furniture",
+            )
+        )
+    return result
 
 
 def _objects(
@@ -1113,7 +1166,7 @@ class RenderedViewSource:
         if city is None:
             raise InvalidViewError("The city of this RenderedViewSource no longer exists.")
         cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size)
-        image, _ = _render(scene_for(city), cam)
+        image, _, _ = _render(scene_for(city), cam, city)
         return image
 
 
@@ -1426,7 +1479,7 @@ def render_view(
     max_pitch = float(getattr(src, "max_pitch_deg", MAX_RENDER_PITCH_DEG))
     cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size, max_pitch=max_pitch)
     if isinstance(src, RenderedViewSource) and src._city() is city:
-        image, _ = _render(scene_for(city), cam)
+        image, _, _ = _render(scene_for(city), cam, city)
         return image
     return src.view(
         float(lat),
@@ -1448,6 +1501,8 @@ def visible(
     pitch: float = 0.0,
     size: tuple[int, int] | int = (512, 512),
     max_distance_m: float = DEFAULT_VISIBLE_DISTANCE_M,
+    furniture: bool = False,
+    furniture_distance_m: float = VISIBLE_DISTANCE_M,
 ) -> list[VisibleObject]:
     """What the camera of `render_view` sees: POI and street-name signs, nearest first.
 
@@ -1462,6 +1517,12 @@ def visible(
         As for `render_view`.
     max_distance_m
         Farthest sign to list, metres (at most `RENDER_DISTANCE_M`).
+    furniture
+        Also list the street objects drawn in the view (trees, lamps, hydrants, benches, ...;
+        `kind="street_object"`, `category` their `openvirl.world.furniture.KINDS` key), from
+        the same depth test as the drawing.
+    furniture_distance_m
+        Farthest street object to list, metres.
 
     Returns
     -------
@@ -1477,7 +1538,12 @@ def visible(
     scene = scene_for(city)
     r = _raycast(scene, cam)
     hits = _sign_pass(scene, cam, r, None)
-    return _objects(scene, cam, hits, max_distance_m)
+    seen = _objects(scene, cam, hits, max_distance_m)
+    if furniture:
+        found = furniture_pass(city, cam, r.zbuf, None, haze_rgb=HAZE_RGB, fog=_fog)
+        seen += _furniture_objects(city, cam, found, furniture_distance_m)
+        seen.sort(key=lambda v: (v.distance_m, v.id))
+    return seen
 
 
 def observe(
@@ -1490,14 +1556,20 @@ def observe(
     pitch: float = 0.0,
     size: tuple[int, int] | int = (512, 512),
     max_distance_m: float = DEFAULT_VISIBLE_DISTANCE_M,
+    furniture: bool = False,
 ) -> tuple[Image.Image, list[VisibleObject]]:
-    """The rendered view and what it shows, from one pass (`render_view` + `visible`)."""
+    """The rendered view and what it shows, from one pass (`render_view` + `visible`);
+    `furniture` adds the street objects it shows (see `visible`)."""
     cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size)
     if not 0 < max_distance_m <= RENDER_DISTANCE_M:
         raise InvalidViewError(f"`max_distance_m` must be in (0, {RENDER_DISTANCE_M:g}] metres.")
     scene = scene_for(city)
-    image, hits = _render(scene, cam)
-    return image, _objects(scene, cam, hits, max_distance_m)
+    image, hits, found = _render(scene, cam, city)
+    seen = _objects(scene, cam, hits, max_distance_m)
+    if furniture:
+        seen += _furniture_objects(city, cam, found, min(max_distance_m, VISIBLE_DISTANCE_M))
+        seen.sort(key=lambda v: (v.distance_m, v.id))
+    return image, seen
 
 
 def view_grid(
