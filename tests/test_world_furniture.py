@@ -3,6 +3,7 @@ drawn, hidden by buildings, and counted by the urban robots' oracle detector fro
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_objects_are_read_with_tree_rows_and_cached_as_json(town, monkeypatch):
     kinds = sorted(o.kind for o in objects)
     assert kinds == ["bench", "fire_hydrant", "fire_hydrant", "tree", "tree", "tree"]
     trees = sorted((o for o in objects if o.kind == "tree"), key=lambda o: o.lon)
-    gaps = [np.hypot(b.x - a.x, b.y - a.y) for a, b in zip(trees, trees[1:], strict=False)]
+    gaps = [np.hypot(b.x - a.x, b.y - a.y) for a, b in itertools.pairwise(trees)]
     assert np.allclose(gaps, fu.TREE_ROW_SPACING_M, atol=0.05)
     cache = fu._cache_file(town)
     assert json.loads(cache.read_text())["version"] == fu.FURNITURE_VERSION

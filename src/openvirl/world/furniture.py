@@ -15,6 +15,7 @@ canopies start above the storefront signs (`CANOPY_BASE_M`) so that POI names st
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -252,7 +253,7 @@ def _along(pts: list[tuple[float, float]], spacing_m: float) -> list[tuple[float
         return pts
     out = [pts[0]]
     carry = 0.0
-    for (a_lat, a_lon), (b_lat, b_lon) in zip(pts, pts[1:], strict=False):
+    for (a_lat, a_lon), (b_lat, b_lon) in itertools.pairwise(pts):
         kx = 111_320.0 * math.cos(math.radians(a_lat))
         seg = math.hypot((b_lat - a_lat) * 111_320.0, (b_lon - a_lon) * kx)
         d = spacing_m - carry

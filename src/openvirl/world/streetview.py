@@ -1052,7 +1052,7 @@ def _furniture_objects(
                 occluded=fraction < OCCLUDED_BELOW,
                 visible_fraction=round(fraction, 3),
                 x_min_px=int(h.x_min),
-                x_max_px=int(math.ceil(h.x_max)),
+                x_max_px=math.ceil(h.x_max),
                 text_height_px=0.0,
                 sign="furniture",
             )
