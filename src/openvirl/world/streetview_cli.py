@@ -100,7 +100,9 @@ def view_command(
             )
             objects = []
         elif rendered:
-            image, objects = observe(c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h))
+            image, objects = observe(
+                c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h), furniture=True
+            )
         else:  # a photo: the map's sign list would not describe it
             image = render_view(
                 c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h), source=source
@@ -139,11 +141,11 @@ def view_command(
         + (f" Imagery {image.info['attribution']}." if image.info.get("attribution") else "")
     )
     if objects:
-        table = Table("sign", "kind", "side", "bearing", "distance", "occluded")
+        table = Table("what", "kind", "side", "bearing", "distance", "occluded")
         for o in objects:
             table.add_row(
-                o.label,
-                o.kind,
+                o.label or o.name,
+                o.category if o.kind == "street_object" else o.kind,
                 o.side,
                 f"{o.bearing_min_deg:.0f}..{o.bearing_max_deg:.0f}°",
                 f"{o.distance_m:.0f} m",
