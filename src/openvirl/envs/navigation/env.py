@@ -449,16 +449,21 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         return int(self.np_random.integers(n))
 
     def _view_source(self, city: Any) -> Any:
-        """The imagery provider of `config.imagery` for `city` (None: the city's own source,
-        rendered unless `set_view_source` chose another); built once per city."""
-        if self.config.imagery is None:
+        """The imagery provider of `config.imagery` (else `$OPENVIRL_IMAGERY`, so that
+        `openvirl eval` and training take it without an option) for `city`; None: the city's
+        own source, rendered unless `set_view_source` chose another. Built once per city."""
+        import os
+
+        name = self.config.imagery or os.environ.get("OPENVIRL_IMAGERY") or None
+        if name is None:
             return None
         if city.name not in self._view_sources:
             from openvirl.world.providers import view_source_for
 
-            self._view_sources[city.name] = view_source_for(
-                self.config.imagery, city, fallback=self.config.imagery_fallback
-            )
+            fallback = self.config.imagery_fallback or os.environ.get(
+                "OPENVIRL_IMAGERY_FALLBACK", ""
+            ).strip().lower() in ("1", "true", "yes")
+            self._view_sources[city.name] = view_source_for(name, city, fallback=fallback)
         return self._view_sources[city.name]
 
     def _city(self, name: str) -> Any:
