@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -452,8 +453,6 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         """The imagery provider of `config.imagery` (else `$OPENVIRL_IMAGERY`, so that
         `openvirl eval` and training take it without an option) for `city`; None: the city's
         own source, rendered unless `set_view_source` chose another. Built once per city."""
-        import os
-
         name = self.config.imagery or os.environ.get("OPENVIRL_IMAGERY") or None
         if name is None:
             return None
