@@ -147,6 +147,16 @@ def test_google_key_missing_rejected_and_over_quota(fake, cache, monkeypatch):
     assert GoogleStreetViewSource(base_url=fake.url, cache=cache).metadata(*POINT)["status"] == "OK"
 
 
+def test_mapillary_and_places_without_a_key(fake, cache, monkeypatch):
+    for var in ("MAPILLARY_ACCESS_TOKEN", "GOOGLE_MAPS_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(KeyMissingError, match="MAPILLARY_ACCESS_TOKEN"):
+        MapillaryViewSource(base_url=fake.url, cache=cache)
+    with pytest.raises(KeyMissingError, match="GOOGLE_MAPS_API_KEY"):
+        GooglePlaces(base_url=fake.url, cache=cache)
+    assert fake.hits == []
+
+
 def test_keys_never_go_over_plain_http_to_a_remote_host(cache):
     with pytest.raises(ProviderError, match="plain http"):
         GoogleStreetViewSource("good", base_url="http://example.com", cache=cache)
