@@ -25,6 +25,7 @@ input (a place not in the city, a polygon off the map) prints one ``error:`` lin
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,25 @@ _CITY = "City name (see `openvirl city list`) or path of an OSM file."
 _POLICY = "Policy spec (oracle, random, hf:PATH, openai:URL#model); default: the baseline."
 _OUT = "Run folder to write (default runs/agents/<agent>)."
 _JSON = "Print the result as JSON."
+_PLACES = (
+    "Where places come from: osm (default, offline) or google (Google Places, needs "
+    "GOOGLE_MAPS_API_KEY; billed per request); default $OPENVIRL_PLACES."
+)
+
+
+def _places_city(city: str, places: str | None) -> Any:
+    """None for the offline OSM places (the agent loads the city), else the city with its
+    `search`/`nearby`/`details` answered by the chosen provider."""
+    from openvirl.world.providers import OSMPlaces, ProviderCity, place_provider_for
+    from openvirl.world.providers.select import PLACES_ENV
+
+    if (places or os.environ.get(PLACES_ENV, "osm")).strip().lower() == "osm":
+        return None
+    from openvirl.agents.base import load_city
+
+    loaded = load_city(city)
+    provider = place_provider_for(places, loaded)
+    return None if isinstance(provider, OSMPlaces) else ProviderCity(loaded, provider)
 
 
 def _fail(message: str) -> None:
@@ -204,6 +224,7 @@ def place_recommender_command(
     radius_m: float = typer.Option(800.0, "--radius", help="Search radius, metres."),
     top_k: int = typer.Option(5, "--top", help="Places shown."),
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
+    places: str | None = typer.Option(None, "--places", help=_PLACES),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
@@ -228,7 +249,7 @@ def place_recommender_command(
             radius_m=radius_m,
             top_k=top_k,
         )
-        return PlaceRecommender(config, _policy(policy))
+        return PlaceRecommender(config, _policy(policy), city=_places_city(city, places))
 
     _run("place_recommender", build, out, as_json)
 
@@ -249,6 +270,7 @@ def estate_command(
     min_rent: float = typer.Option(1000.0, "--min-rent"),
     max_rent: float = typer.Option(3000.0, "--max-rent"),
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
+    places: str | None = typer.Option(None, "--places", help=_PLACES),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
@@ -274,7 +296,7 @@ def estate_command(
             min_rent=min_rent,
             max_rent=max_rent,
         )
-        return EstateRecommender(config, _policy(policy))
+        return EstateRecommender(config, _policy(policy), city=_places_city(city, places))
 
     _run("estate", build, out, as_json)
 
@@ -454,6 +476,7 @@ def concierge_command(
         "--persona",
     ),
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
+    places: str | None = typer.Option(None, "--places", help=_PLACES),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
@@ -475,7 +498,7 @@ def concierge_command(
         if interest:
             config.interests = list(interest)
         config.validate()
-        return Concierge(config, _policy(policy))
+        return Concierge(config, _policy(policy), city=_places_city(city, places))
 
     _run("concierge", build, out, as_json)
 

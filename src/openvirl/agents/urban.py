@@ -15,14 +15,13 @@ of seeing them:
   walks (no occlusion), knows its OSM id, and de-duplicates by id. Counts equal the OSM ground
   truth along the walk.
 - ``perception="policy"``: at each position the policy gets one view per heading (a rendered
-  street view when the renderer is installed, plus the question) and answers with the objects
-  it sees, each with a bearing and a distance; detections are placed on the map and
-  de-duplicated by position (same kind within `dedup_radius_m`), as a detector's would be.
-  The oracle policy answers with the objects truly in each view's frustum, so its counts
-  check the de-duplication.
-
-The rendered views draw POI signs, not street furniture, so a vision model has nothing to find
-in them yet; the policy mode is the interface a detector or a VLM plugs into.
+  street view, plus the question) and answers with the objects it sees, each with a bearing
+  and a distance; detections are placed on the map and de-duplicated by position (same kind
+  within `dedup_radius_m`), as a detector's would be. The rendered views draw the street
+  furniture (`openvirl.world.furniture`), and the oracle policy answers with exactly the
+  objects a view shows (`visible(..., furniture=True)`: in frame, within sight, not hidden
+  by a building), so it is a perfect detector on the rendered views and its counts check the
+  de-duplication; `benchmarks/bench_urban_perception.py` scores both against OSM.
 """
 
 from __future__ import annotations
@@ -48,6 +47,8 @@ from openvirl.agents.base import (
 )
 from openvirl.agents.llm import LLMLog, ask_json
 from openvirl.world.errors import WorldError
+from openvirl.world.furniture import KINDS as FURNITURE_KINDS
+from openvirl.world.furniture import StreetObject, street_objects
 
 if TYPE_CHECKING:
     from openvirl.policies.base import Policy
@@ -57,18 +58,7 @@ COUNTER = "urban_counter"
 PLANNER = "urban_planner"
 
 STREET_OBJECTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "waste_basket": (("amenity", "waste_basket"),),
-    "bench": (("amenity", "bench"),),
-    "fire_hydrant": (("emergency", "fire_hydrant"),),
-    "bicycle_parking": (("amenity", "bicycle_parking"),),
-    "street_lamp": (("highway", "street_lamp"),),
-    "post_box": (("amenity", "post_box"),),
-    "drinking_water": (("amenity", "drinking_water"),),
-    "vending_machine": (("amenity", "vending_machine"),),
-    "recycling": (("amenity", "recycling"),),
-    "toilets": (("amenity", "toilets"),),
-    "bus_stop": (("highway", "bus_stop"),),
-    "picnic_table": (("leisure", "picnic_table"),),
+    kind: spec.tags for kind, spec in FURNITURE_KINDS.items()
 }
 """Countable street objects → the OSM node tags that mark them."""
 
@@ -94,6 +84,12 @@ OBJECT_WORDS: dict[str, str] = {
     "drinking fountain": "drinking_water",
     "bus stop": "bus_stop",
     "toilet": "toilets",
+    "tree": "tree",
+    "street tree": "tree",
+    "traffic light": "traffic_signals",
+    "traffic signal": "traffic_signals",
+    "vending machine": "vending_machine",
+    "picnic table": "picnic_table",
 }
 """Words people (and detectors) use → `STREET_OBJECTS` kinds."""
 
@@ -135,70 +131,6 @@ def object_kind(word: str) -> str:
     raise WorldError(
         f"Unknown street object `{word}`.{hint} Known: {', '.join(sorted(STREET_OBJECTS))}."
     )
-
-
-@dataclass(frozen=True)
-class StreetObject:
-    """A street object from OSM.
-
-    Attributes
-    ----------
-    id
-        OSM id ("node/123").
-    kind
-        Its `STREET_OBJECTS` kind.
-    lat, lon
-        Position, degrees.
-    x, y
-        Position in the city's local metres.
-    """
-
-    id: str
-    kind: str
-    lat: float
-    lon: float
-    x: float
-    y: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict."""
-        return {"id": self.id, "kind": self.kind, "lat": self.lat, "lon": self.lon}
-
-
-_OBJECT_CACHE: dict[str, list[StreetObject]] = {}
-
-
-def street_objects(city: City) -> list[StreetObject]:
-    """Every street object node of the city's OSM files (read once per city, then cached).
-
-    The city's own POIs keep only named objects, so street furniture is read here straight
-    from the files with pyosmium (nodes only; a few hundred milliseconds for Manhattan).
-    Objects farther than 150 m outside the street graph's box are dropped.
-    """
-    if city.sha256 in _OBJECT_CACHE:
-        return _OBJECT_CACHE[city.sha256]
-    import osmium
-
-    wanted = {tag: kind for kind, tags in STREET_OBJECTS.items() for tag in tags}
-    keys = sorted({k for k, _ in wanted})
-    found: dict[str, tuple[str, float, float]] = {}
-    for path in city.files:
-        fmt = "osm" if str(path).endswith(".osm") else ""
-        source = osmium.io.File(str(path), fmt) if fmt else str(path)
-        processor = osmium.FileProcessor(source, osmium.osm.NODE)
-        for node in processor.with_filter(osmium.filter.KeyFilter(*keys)):
-            for (k, v), kind in wanted.items():
-                if node.tags.get(k) == v and node.location.valid():
-                    found[f"node/{node.id}"] = (kind, node.location.lat, node.location.lon)
-                    break
-    objects = []
-    for oid, (kind, lat, lon) in sorted(found.items()):
-        if not city.bounds.contains(lat, lon, margin_m=150.0):
-            continue
-        x, y = city.to_xy(lat, lon)
-        objects.append(StreetObject(oid, kind, lat, lon, float(x), float(y)))
-    _OBJECT_CACHE[city.sha256] = objects
-    return objects
 
 
 def _segment_distance(px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -318,25 +250,30 @@ class _Survey:
         )
 
     # -- policy perception ------------------------------------------------------------
-    def _in_view(self, x: float, y: float, heading: float) -> list[dict[str, Any]]:
-        """The objects truly in a view's frustum within sight: the oracle's answer."""
-        from openvirl.world.geometry import xy_bearing_deg
+    def _in_view(self, lat: float, lon: float, heading: float) -> list[dict[str, Any]]:
+        """The objects the rendered view shows within sight (not hidden): the oracle's answer."""
+        from openvirl.world.streetview import visible
 
-        out = []
-        d = np.hypot(self.ox - x, self.oy - y)
-        for i in np.nonzero(d <= self.sight)[0]:
-            o = self.objects[int(i)]
-            bearing = xy_bearing_deg(o.x - x, o.y - y)
-            off = (bearing - heading + 180.0) % 360.0 - 180.0
-            if abs(off) <= self.fov / 2:
-                out.append(
-                    {
-                        "kind": o.kind,
-                        "bearing_deg": round(bearing, 1),
-                        "distance_m": round(float(d[i]), 1),
-                    }
-                )
-        return out
+        size = (self.image_size, self.image_size)
+        seen = visible(
+            self.city,
+            lat,
+            lon,
+            heading,
+            fov=self.fov,
+            size=size,
+            furniture=True,
+            furniture_distance_m=self.sight,
+        )
+        return [
+            {
+                "kind": v.category,
+                "bearing_deg": round(v.bearing_deg, 1),
+                "distance_m": round(v.distance_m, 1),
+            }
+            for v in seen
+            if v.kind == "street_object" and v.category in self.kinds and not v.occluded
+        ]
 
     def detect(self, positions: np.ndarray, headings: list[list[float]]) -> list[dict[str, Any]]:
         """Ask the policy about every view; return detections placed in local metres."""
@@ -350,7 +287,7 @@ class _Survey:
                 prompts.append(
                     VIEW_PROMPT.format(heading=h, fov=self.fov, kinds=kinds, radius=self.sight)
                 )
-                experts.append({"objects": self._in_view(float(x), float(y), h)})
+                experts.append({"objects": self._in_view(lat, lon, h)})
                 images.append(render(lat, lon, h) if render else None)
                 where.append((float(x), float(y), h))
 

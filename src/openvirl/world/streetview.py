@@ -52,6 +52,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from openvirl.world.errors import WorldError
+from openvirl.world.furniture import KINDS as FURNITURE_KINDS
+from openvirl.world.furniture import (
+    MIN_OBJECT_HEIGHT_PX,
+    VISIBLE_DISTANCE_M,
+    FurnitureHit,
+    furniture_for,
+    furniture_pass,
+)
 from openvirl.world.geometry import egocentric_relation, haversine_m
 from openvirl.world.scene import (
     FASCIA,
@@ -148,7 +156,8 @@ class VisibleObject:
     category
         The POI's primary place type, or "street_sign".
     kind
-        "poi" or "street_sign".
+        "poi", "street_sign" or "street_object" (street furniture, with `visible(...,
+        furniture=True)`; its `category` is the `openvirl.world.furniture.KINDS` key).
     bearing_deg
         Bearing of the sign as seen (middle of its most visible part), degrees clockwise
         from north.
@@ -170,7 +179,8 @@ class VisibleObject:
     text_height_px
         Height of capital letters on its best sign, pixels (below ~8 px, hard to read).
     sign
-        Kind of its best sign: "fascia", "blade", "panel" or "street_blade".
+        Kind of its best sign: "fascia", "blade", "panel" or "street_blade"; "furniture"
+        for a street object.
     """
 
     id: str
@@ -995,7 +1005,10 @@ def _draw_icon(
 # Putting a view together ---------------------------------------------------------------------
 
 
-def _render(scene: Scene, cam: Camera) -> tuple[Image.Image, list[_SignHit]]:
+def _render(
+    scene: Scene, cam: Camera, city: City | None = None
+) -> tuple[Image.Image, list[_SignHit], list[FurnitureHit]]:
+    """Draw the view: sky, ground, facades, signs, then the city's street furniture."""
     r = _raycast(scene, cam)
     H, W = cam.height_px, cam.width_px
     out = np.empty((H, W, 3), np.float32)
@@ -1004,7 +1017,47 @@ def _render(scene: Scene, cam: Camera) -> tuple[Image.Image, list[_SignHit]]:
     _shade_facades(scene, cam, r, out)
     canvas = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     hits = _sign_pass(scene, cam, r, canvas)
-    return Image.fromarray(canvas, "RGB"), hits
+    furniture = (
+        furniture_pass(city, cam, r.zbuf, canvas, haze_rgb=HAZE_RGB, fog=_fog)
+        if city is not None
+        else []
+    )
+    return Image.fromarray(canvas, "RGB"), hits, furniture
+
+
+def _furniture_objects(
+    city: City, cam: Camera, hits: list[FurnitureHit], max_distance_m: float
+) -> list[VisibleObject]:
+    """The street objects a view shows, as `VisibleObject`s (kind "street_object")."""
+    objects = furniture_for(city).objects
+    result = []
+    for h in hits:
+        if h.distance_m > max_distance_m or h.y_max - h.y_min < MIN_OBJECT_HEIGHT_PX:
+            continue
+        o = objects[h.index]
+        fraction = h.visible_px / h.total_px
+        bearing = float(cam.column_bearing_deg((h.x_min + h.x_max) / 2))
+        result.append(
+            VisibleObject(
+                id=o.id,
+                name=FURNITURE_KINDS[o.kind].words,
+                label="",
+                category=o.kind,
+                kind="street_object",
+                bearing_deg=round(bearing, 2),
+                bearing_min_deg=round(float(cam.column_bearing_deg(h.x_min)), 2),
+                bearing_max_deg=round(float(cam.column_bearing_deg(h.x_max)), 2),
+                distance_m=round(h.distance_m, 2),
+                side=egocentric_relation(bearing, cam.heading_deg),
+                occluded=fraction < OCCLUDED_BELOW,
+                visible_fraction=round(fraction, 3),
+                x_min_px=int(h.x_min),
+                x_max_px=math.ceil(h.x_max),
+                text_height_px=0.0,
+                sign="furniture",
+            )
+        )
+    return result
 
 
 def _objects(
@@ -1093,6 +1146,7 @@ class RenderedViewSource:
     """
 
     max_pitch_deg = MAX_RENDER_PITCH_DEG
+    name = "rendered"
 
     def __init__(self, city: City) -> None:
         self._city = weakref.ref(city)
@@ -1112,7 +1166,7 @@ class RenderedViewSource:
         if city is None:
             raise InvalidViewError("The city of this RenderedViewSource no longer exists.")
         cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size)
-        image, _ = _render(scene_for(city), cam)
+        image, _, _ = _render(scene_for(city), cam, city)
         return image
 
 
@@ -1121,9 +1175,10 @@ class PanoramaViewSource:
 
     Layout as in V-IRL: `panorama_dir/<pano_id>.jpg` (or .png) with
     `panorama_dir/<pano_id>.metadata.json` whose `rotation` is the north offset in degrees, and
-    a mapping `{(lat, lon): pano_id}` (a dict or the path of its pickle). A request at a mapped
-    (lat, lon) uses that panorama; any other point uses the nearest mapped point closer than
-    `mapping_radius_m`, else raises `PanoramaNotFoundError` (or asks `fallback`).
+    a mapping `{(lat, lon): pano_id}` (a dict, or the path of a JSON file or of V-IRL's pickle,
+    read by `load_gps_to_pano` without resolving any global, so it cannot run code). A request
+    at a mapped (lat, lon) uses that panorama; any other point uses the nearest mapped point
+    closer than `mapping_radius_m`, else raises `PanoramaNotFoundError` (or asks `fallback`).
 
     The crop follows V-IRL's `get_perspective_from_panorama`: the panorama column of heading
     `h` is `((h + rotation) / 360) mod 1` of the width (column 0 at heading `-rotation`);
@@ -1134,7 +1189,8 @@ class PanoramaViewSource:
     panorama_dir
         Folder of panoramas and their metadata.
     gps_to_pano
-        Mapping `(lat, lon) -> pano_id`, or the path of its pickle.
+        Mapping `(lat, lon) -> pano_id`, or the path of a JSON file or of V-IRL's pickle
+        (see `load_gps_to_pano`).
     mapping_radius_m
         How far a request may be from a mapped point, metres.
     fallback
@@ -1142,6 +1198,7 @@ class PanoramaViewSource:
     """
 
     max_pitch_deg = 90.0
+    name = "panoramas"
 
     def __init__(
         self,
@@ -1155,8 +1212,7 @@ class PanoramaViewSource:
         if not self.panorama_dir.is_dir():
             raise InvalidViewError(f"`panorama_dir` {self.panorama_dir} is not a folder.")
         if isinstance(gps_to_pano, (str, os.PathLike)):
-            with open(gps_to_pano, "rb") as fh:
-                gps_to_pano = pickle.load(fh)
+            gps_to_pano = load_gps_to_pano(gps_to_pano)
         if not isinstance(gps_to_pano, Mapping) or not gps_to_pano:
             raise InvalidViewError("`gps_to_pano` must be a non-empty {(lat, lon): pano_id}.")
         self.mapping = {(float(k[0]), float(k[1])): str(v) for k, v in gps_to_pano.items()}
@@ -1230,6 +1286,45 @@ class PanoramaViewSource:
             ),
             "RGB",
         )
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves no global at all, so a crafted file cannot run code.
+
+    V-IRL ships its GPS→pano mapping as a pickle of a dict of tuples and strings; those need
+    no global, so refusing every `find_class` reads them and nothing else.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        raise pickle.UnpicklingError(f"refused: the file asks for {module}.{name}")
+
+
+def load_gps_to_pano(path: str | os.PathLike[str]) -> dict[tuple[float, float], str]:
+    """Read a GPS→pano mapping: JSON (`{"lat,lon": pano_id}` or `[[lat, lon, pano_id], ...]`)
+    or V-IRL's pickle of `{(lat, lon): pano_id}`, read without resolving any global (so it
+    cannot run code)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return {
+                    tuple(float(x) for x in str(k).split(",")[:2]): str(v)  # type: ignore[misc]
+                    for k, v in data.items()
+                }
+            return {(float(a), float(b)): str(c) for a, b, c in data}
+        with open(path, "rb") as fh:
+            data = _DataOnlyUnpickler(fh).load()
+    except (OSError, ValueError, TypeError, pickle.UnpicklingError, EOFError) as err:
+        raise InvalidViewError(
+            f"cannot read the GPS→pano mapping {path}: {err} (expected JSON, or V-IRL's pickle "
+            "of a {(lat, lon): pano_id} dict)."
+        ) from None
+    if not isinstance(data, Mapping):
+        raise InvalidViewError(
+            f"the GPS→pano mapping {path} is not a {{(lat, lon): pano_id}} dict."
+        )
+    return data  # type: ignore[return-value]
 
 
 def equirect_to_pinhole(
@@ -1384,7 +1479,7 @@ def render_view(
     max_pitch = float(getattr(src, "max_pitch_deg", MAX_RENDER_PITCH_DEG))
     cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size, max_pitch=max_pitch)
     if isinstance(src, RenderedViewSource) and src._city() is city:
-        image, _ = _render(scene_for(city), cam)
+        image, _, _ = _render(scene_for(city), cam, city)
         return image
     return src.view(
         float(lat),
@@ -1406,6 +1501,8 @@ def visible(
     pitch: float = 0.0,
     size: tuple[int, int] | int = (512, 512),
     max_distance_m: float = DEFAULT_VISIBLE_DISTANCE_M,
+    furniture: bool = False,
+    furniture_distance_m: float = VISIBLE_DISTANCE_M,
 ) -> list[VisibleObject]:
     """What the camera of `render_view` sees: POI and street-name signs, nearest first.
 
@@ -1420,6 +1517,12 @@ def visible(
         As for `render_view`.
     max_distance_m
         Farthest sign to list, metres (at most `RENDER_DISTANCE_M`).
+    furniture
+        Also list the street objects drawn in the view (trees, lamps, hydrants, benches, ...;
+        `kind="street_object"`, `category` their `openvirl.world.furniture.KINDS` key), from
+        the same depth test as the drawing.
+    furniture_distance_m
+        Farthest street object to list, metres.
 
     Returns
     -------
@@ -1435,7 +1538,12 @@ def visible(
     scene = scene_for(city)
     r = _raycast(scene, cam)
     hits = _sign_pass(scene, cam, r, None)
-    return _objects(scene, cam, hits, max_distance_m)
+    seen = _objects(scene, cam, hits, max_distance_m)
+    if furniture:
+        found = furniture_pass(city, cam, r.zbuf, None, haze_rgb=HAZE_RGB, fog=_fog)
+        seen += _furniture_objects(city, cam, found, furniture_distance_m)
+        seen.sort(key=lambda v: (v.distance_m, v.id))
+    return seen
 
 
 def observe(
@@ -1448,14 +1556,20 @@ def observe(
     pitch: float = 0.0,
     size: tuple[int, int] | int = (512, 512),
     max_distance_m: float = DEFAULT_VISIBLE_DISTANCE_M,
+    furniture: bool = False,
 ) -> tuple[Image.Image, list[VisibleObject]]:
-    """The rendered view and what it shows, from one pass (`render_view` + `visible`)."""
+    """The rendered view and what it shows, from one pass (`render_view` + `visible`);
+    `furniture` adds the street objects it shows (see `visible`)."""
     cam = make_camera(city, lat, lon, heading, fov=fov, pitch=pitch, size=size)
     if not 0 < max_distance_m <= RENDER_DISTANCE_M:
         raise InvalidViewError(f"`max_distance_m` must be in (0, {RENDER_DISTANCE_M:g}] metres.")
     scene = scene_for(city)
-    image, hits = _render(scene, cam)
-    return image, _objects(scene, cam, hits, max_distance_m)
+    image, hits, found = _render(scene, cam, city)
+    seen = _objects(scene, cam, hits, max_distance_m)
+    if furniture:
+        seen += _furniture_objects(city, cam, found, min(max_distance_m, VISIBLE_DISTANCE_M))
+        seen.sort(key=lambda v: (v.distance_m, v.id))
+    return image, seen
 
 
 def view_grid(
@@ -1494,14 +1608,20 @@ def view_grid(
     heading = _check_angles(heading, fov, pitch, max_pitch=90.0)
     sep = GRID_SEPARATOR_PX
     grid = Image.new("RGB", (2 * w + sep, 2 * h + sep), (0, 0, 0))
+    credits: list[str] = []
     for k, (name, offset) in enumerate(GRID_LAYOUT):
         view_heading = (heading + offset) % 360.0
         view = render_view(
             city, lat, lon, view_heading, fov=fov, pitch=pitch, size=(w, h), source=source
         )
+        credit = view.info.get("attribution")
+        if credit and credit not in credits:
+            credits.append(str(credit))
         if labels:
             _label(view, f"{name} {view_heading:.0f}°")
         grid.paste(view, ((k % 2) * (w + sep), (k // 2) * (h + sep)))
+    if credits:  # imagery from a provider travels with its copyright line
+        grid.info["attribution"] = "; ".join(credits)
     return grid
 
 
@@ -1836,6 +1956,7 @@ __all__ = [
     "bearing_to_x",
     "box_to_bearing",
     "equirect_to_pinhole",
+    "load_gps_to_pano",
     "make_camera",
     "name_read_score",
     "observe",

@@ -46,6 +46,17 @@ def view_command(
         f"{SNAP_RADIUS_M:g} m) rather than exactly at --at.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    imagery: str | None = typer.Option(
+        None,
+        "--imagery",
+        help="rendered (default), google or mapillary (needs GOOGLE_MAPS_API_KEY or "
+        "MAPILLARY_ACCESS_TOKEN); default $OPENVIRL_IMAGERY.",
+    ),
+    imagery_fallback: bool = typer.Option(
+        False,
+        "--imagery-fallback",
+        help="Draw the view from the map where the provider has no imagery.",
+    ),
 ) -> None:
     """Render what a walker sees, offline, from the map: facades, signs, streets, sky.
 
@@ -54,7 +65,8 @@ def view_command(
     from openvirl.world.city import City
     from openvirl.world.errors import WorldError
     from openvirl.world.geometry import bearing_deg, haversine_m
-    from openvirl.world.streetview import observe, view_grid
+    from openvirl.world.providers import view_source_for
+    from openvirl.world.streetview import RenderedViewSource, observe, render_view, view_grid
 
     m = _SIZE.match(size)
     if not m:
@@ -80,11 +92,22 @@ def view_command(
         if heading is None:
             far = haversine_m(lat, lon, *target) >= 2.0
             heading = bearing_deg(lat, lon, *target) if far else 0.0
+        source = view_source_for(imagery, c, fallback=imagery_fallback)
+        rendered = isinstance(source, RenderedViewSource)
         if grid:
-            image = view_grid(c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h))
+            image = view_grid(
+                c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h), source=source
+            )
             objects = []
-        else:
-            image, objects = observe(c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h))
+        elif rendered:
+            image, objects = observe(
+                c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h), furniture=True
+            )
+        else:  # a photo: the map's sign list would not describe it
+            image = render_view(
+                c, lat, lon, heading, fov=fov, pitch=pitch, size=(w, h), source=source
+            )
+            objects = []
     except WorldError as err:
         _fail(str(err))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +124,8 @@ def view_command(
         "size": list(image.size),
         "visible": [o.to_dict() for o in objects],
         "attribution": c.attribution,
+        "imagery": getattr(source, "name", "rendered"),
+        "imagery_attribution": image.info.get("attribution"),
     }
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
@@ -113,13 +138,14 @@ def view_command(
         f"[bold]{out}[/bold]: {c.name} at {name} ({lat:.6f}, {lon:.6f}), heading "
         f"{heading % 360.0:.0f}°, fov {fov:g}°, {image.size[0]}x{image.size[1]}. "
         f"Map data {c.attribution}."
+        + (f" Imagery {image.info['attribution']}." if image.info.get("attribution") else "")
     )
     if objects:
-        table = Table("sign", "kind", "side", "bearing", "distance", "occluded")
+        table = Table("what", "kind", "side", "bearing", "distance", "occluded")
         for o in objects:
             table.add_row(
-                o.label,
-                o.kind,
+                o.label or o.name,
+                o.category if o.kind == "street_object" else o.kind,
                 o.side,
                 f"{o.bearing_min_deg:.0f}..{o.bearing_max_deg:.0f}°",
                 f"{o.distance_m:.0f} m",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -66,6 +67,8 @@ class NavigationConfig:
     stop_radius_m: float = 0.0  # stop() this close to the goal succeeds anywhere (human: 30)
     image_size: int = 1029  # side of the 2x2 view grid, pixels (VL): two 512 px views + 5 px
     intersection_hint: bool = True  # VL: the text still says when you are at an intersection
+    imagery: str | None = None  # VL: "rendered" (default), "google" or "mapillary" (needs a key)
+    imagery_fallback: bool = False  # VL: draw from the map where the provider has no imagery
 
     def validate(self) -> None:
         """Check every option; raise `ValueError` with the allowed values."""
@@ -89,6 +92,11 @@ class NavigationConfig:
             raise ValueError(f"`stop_radius_m` must be >= 0, got {self.stop_radius_m!r}.")
         if not 64 <= self.image_size <= 4096:
             raise ValueError(f"`image_size` must be in 64..4096 pixels, got {self.image_size!r}.")
+        if self.imagery not in (None, "rendered", "google", "mapillary"):
+            raise ValueError(
+                "`imagery` must be one of None, 'rendered', 'google', 'mapillary', "
+                f"got {self.imagery!r}."
+            )
 
 
 def _first_person(text: str) -> str:
@@ -240,6 +248,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         self._space_text = action_space_text(cfg.actions)
         self._valid = valid_actions(cfg.actions)
         self._cities: dict[str, Any] = {}
+        self._view_sources: dict[str, Any] = {}  # imagery providers by city (config.imagery)
         self._route: NavRoute | None = None
         self._rail: Rail | None = None
         self._pos = 0
@@ -259,6 +268,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         cache) instead of receiving megabytes through a pipe."""
         state = self.__dict__.copy()
         state["_cities"] = {}
+        state["_view_sources"] = {}  # imagery clients reconnect in the worker
         if self.config.routes is None:
             state["routes"] = None
             state["_by_id"] = None
@@ -266,6 +276,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_view_sources", {})
         if self.routes is None:
             self.routes = load_route_set(self.config.city, self.config.split)
             self._by_id = {r.route_id: i for i, r in enumerate(self.routes)}
@@ -432,7 +443,13 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         view = (side - GRID_SEPARATOR_PX) // 2
         # No heading labels: the prompt states the layout, and the reference had none.
         grid = view_grid(
-            city, entry.lat, entry.lon, entry.view_heading, size=(view, view), labels=False
+            city,
+            entry.lat,
+            entry.lon,
+            entry.view_heading,
+            size=(view, view),
+            labels=False,
+            source=self._view_source(city),
         )
         if grid.size != (side, side):  # an even `image_size`: pad with the separator colour
             from PIL import Image
@@ -457,6 +474,22 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         # Without an episode index (or in random order) the seed decides; a per-env counter
         # would hand route 0 to every env of a batched evaluation.
         return int(self.np_random.integers(n))
+
+    def _view_source(self, city: Any) -> Any:
+        """The imagery provider of `config.imagery` (else `$OPENVIRL_IMAGERY`, so that
+        `openvirl eval` and training take it without an option) for `city`; None: the city's
+        own source, rendered unless `set_view_source` chose another. Built once per city."""
+        name = self.config.imagery or os.environ.get("OPENVIRL_IMAGERY") or None
+        if name is None:
+            return None
+        if city.name not in self._view_sources:
+            from openvirl.world.providers import view_source_for
+
+            fallback = self.config.imagery_fallback or os.environ.get(
+                "OPENVIRL_IMAGERY_FALLBACK", ""
+            ).strip().lower() in ("1", "true", "yes")
+            self._view_sources[city.name] = view_source_for(name, city, fallback=fallback)
+        return self._view_sources[city.name]
 
     def _city(self, name: str) -> Any:
         if name not in self._cities:
