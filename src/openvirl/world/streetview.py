@@ -1116,6 +1116,23 @@ class RenderedViewSource:
         return image
 
 
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Reads dicts, tuples, numbers and strings only: any class or function is refused, so a
+    crafted mapping file cannot run code (V-IRL's mapping needs nothing more)."""
+
+    def find_class(self, module: str, name: str) -> None:  # type: ignore[override]
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: plain data only")
+
+
+def _load_mapping_pickle(path: Path) -> object:
+    """V-IRL's ``gps_pano_mapping.pkl`` as plain data, never executing what it names."""
+    try:
+        with path.open("rb") as fh:
+            return _DataOnlyUnpickler(fh).load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise InvalidViewError(f"`gps_to_pano` file {path}: {exc}") from exc
+
+
 class PanoramaViewSource:
     """Pinhole crops from the user's own equirectangular panoramas (V-IRL's offline mode).
 
@@ -1155,8 +1172,7 @@ class PanoramaViewSource:
         if not self.panorama_dir.is_dir():
             raise InvalidViewError(f"`panorama_dir` {self.panorama_dir} is not a folder.")
         if isinstance(gps_to_pano, (str, os.PathLike)):
-            with open(gps_to_pano, "rb") as fh:
-                gps_to_pano = pickle.load(fh)
+            gps_to_pano = _load_mapping_pickle(Path(gps_to_pano))
         if not isinstance(gps_to_pano, Mapping) or not gps_to_pano:
             raise InvalidViewError("`gps_to_pano` must be a non-empty {(lat, lon): pano_id}.")
         self.mapping = {(float(k[0]), float(k[1])): str(v) for k, v in gps_to_pano.items()}
