@@ -35,7 +35,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import cache
@@ -293,14 +293,31 @@ def _completion_tokens(policy: Policy) -> int | None:
 
 
 # ---------------------------------------------------------------------------- records on disk
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` made encodable as UTF-8: a surrogate pair becomes its character, a lone surrogate
+    (which a model's bytes or a JSON ``"\\ud800"`` escape can produce) becomes U+FFFD.
+
+    Every string of a record passes through here, so a line can always be written and read.
+    """
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _jsonable(value: Any) -> Any:
-    """Plain JSON types for info values (numpy scalars, tuples, paths); NaN becomes None."""
-    if value is None or isinstance(value, (bool, int, str)):
+    """Plain JSON types for info values (numpy scalars, tuples, paths); NaN becomes None;
+    strings always encodable (`clean_text`)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {clean_text(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
@@ -308,9 +325,7 @@ def _jsonable(value: Any) -> Any:
             return _jsonable(value.item())
         except (TypeError, ValueError):
             pass
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return clean_text(str(value))
 
 
 _STEP_KEYS = ("attempt", "outcome", "feedback")
@@ -341,10 +356,10 @@ def episode_to_dict(
         steps.append(
             {
                 "attempt": step.attempt,
-                "action": step.action,
+                "action": clean_text(step.action),
                 "reward": step.reward,
-                "outcome": step.outcome,
-                "feedback": step.feedback,
+                "outcome": clean_text(step.outcome),
+                "feedback": clean_text(step.feedback),
                 **extra,
                 **step_signals(step.action, step.info, episode.reset_info),
             }
@@ -355,49 +370,89 @@ def episode_to_dict(
         "seed": episode.seed,
         "task": task,
         "split": split,
-        "policy": policy,
+        "policy": clean_text(policy),
         "success": episode.success,
         "episode_outcome": _jsonable(last.get("episode_outcome")),
         "attempts": len(episode.steps),
         "total_reward": episode.total_reward,
         "wall_s": round(episode.wall_s, 6),
-        "prompt": episode.prompt,
+        "prompt": clean_text(episode.prompt),
         "image": image,
         "reset_info": reset_info,
         "steps": steps,
     }
 
 
+def record_line(record: Mapping[str, Any]) -> str:
+    """One JSONL line (with its newline) for `record`, always encodable as UTF-8."""
+    try:
+        line = json.dumps(record, ensure_ascii=False)
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(_jsonable(record), ensure_ascii=False)
+    return line + "\n"
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[str | None, bool]]:
+    """``(text, complete)`` per line of a JSONL file, read as bytes and decoded line by line.
+
+    A line that is not valid UTF-8 (a write torn inside a multi-byte character) comes back as
+    None instead of failing the whole file; `complete` is False for a last line with no newline.
+    """
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    for raw in lines:
+        try:
+            yield raw.decode("utf-8"), True
+        except UnicodeDecodeError:
+            yield None, True
+    if tail:
+        try:
+            yield tail.decode("utf-8"), False
+        except UnicodeDecodeError:
+            yield None, False
+
+
 def read_trajectories(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
     """Read the complete records of a trajectories file, first record per index.
 
     A line that is not a complete JSON record (a run killed mid-write leaves a half line at
-    the end) is skipped; with `repair`, the file is rewritten atomically without such lines
-    and without duplicate indices, so appending can continue after the last good line.
+    the end, possibly cut inside a multi-byte character) is skipped; with `repair`, the file is
+    rewritten atomically without such lines and without duplicate indices, so appending can
+    continue after the last good line.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read; the message names it.
     """
     if not path.exists():
         return []
     records: dict[int, dict[str, Any]] = {}
     dirty = False
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                dirty = True  # half-written last line
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                dirty = True
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("index"), int):
-                dirty = True
-                continue
-            if record["index"] in records:
-                dirty = True
-                continue
-            records[record["index"]] = record
+    try:
+        lines = list(_jsonl_lines(path))
+    except OSError as exc:
+        raise OSError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for line, complete in lines:
+        if not complete or line is None:
+            dirty = True  # half-written last line, or bytes that are not UTF-8
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            dirty = True
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("index"), int):
+            dirty = True
+            continue
+        if record["index"] in records:
+            dirty = True
+            continue
+        records[record["index"]] = record
     ordered = [records[i] for i in sorted(records)]
     if dirty and repair:
         _rewrite_jsonl(path, ordered)
@@ -408,20 +463,23 @@ def _rewrite_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(record_line(record))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of `path` that parse (torn or undecodable lines skipped)."""
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line, _complete in _jsonl_lines(path):
+        if line is None:
+            continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     return out
 
@@ -467,7 +525,7 @@ def _check_resumable(out: Path, config: EvalConfig) -> None:
         return
     try:
         previous = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-    except (json.JSONDecodeError, AttributeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return
     current = config.to_dict()
     changed = [k for k in EPISODE_DEFINING if k in previous and previous[k] != current.get(k)]
@@ -567,7 +625,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
                 record = episode_to_dict(
                     episode, task=spec.task, split=spec.split, policy=policy_name, image=image_rel
                 )
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(record_line(record))
                 handle.flush()
                 if time.monotonic() - last_sync > FSYNC_EVERY_S:
                     os.fsync(handle.fileno())
