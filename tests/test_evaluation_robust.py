@@ -97,5 +97,5 @@ def test_undecodable_middle_line_is_dropped_not_fatal(tmp_path: Path) -> None:
 def test_unreadable_trajectories_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "trajectories.jsonl"
     path.mkdir()  # not a readable file
-    with pytest.raises(OSError, match="trajectories.jsonl"):
+    with pytest.raises(OSError, match=r"trajectories\.jsonl"):
         read_trajectories(path)
