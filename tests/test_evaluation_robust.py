@@ -99,3 +99,93 @@ def test_unreadable_trajectories_error_names_the_file(tmp_path: Path) -> None:
     path.mkdir()  # not a readable file
     with pytest.raises(OSError, match=r"trajectories\.jsonl"):
         read_trajectories(path)
+
+
+# ---------------------------------------------------------------------------- run folder lock
+def test_second_run_on_a_locked_folder_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    from openvirl.evaluation.evaluate import RunLockedError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with (out / ".eval.lock").open("a+") as holder:  # what a running `openvirl eval` holds
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunLockedError, match=r"another `openvirl eval` is writing"):
+            evaluate(config(tmp_path, episodes=2))
+        assert not (out / "trajectories.jsonl").exists()
+    # Released (as when the holder exits, even killed): the run goes ahead.
+    assert evaluate(config(tmp_path, episodes=2)).complete
+
+
+def test_eval_cli_on_a_locked_folder_and_on_a_file_exits_cleanly(tmp_path: Path) -> None:
+    import fcntl
+
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app
+
+    out = tmp_path / "run"
+    out.mkdir()
+    args = ["eval", "--episodes", "2", "--no-progress", "--no-report", "--out"]
+    with (out / ".eval.lock").open("a+") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(app, [*args, str(out)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "another `openvirl eval`" in " ".join(result.output.split())
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    result = CliRunner().invoke(app, [*args, str(a_file)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "is a file" in " ".join(result.output.split())
+
+
+# ---------------------------------------------------------------------------- killed sessions
+_KILLED_RUN = """
+import os, signal, sys
+from openvirl.evaluation import EvalConfig, evaluate
+from openvirl.policies.base import Usage
+from openvirl.policies.oracle import OraclePolicy
+
+class Counting:
+    name = "oracle"
+    def __init__(self):
+        self.inner, self.total_usage, self.calls = OraclePolicy(), Usage(), 0
+    def act(self, requests):
+        self.calls += 1
+        if self.calls > 3:
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9 mid-run
+        self.total_usage.completion_tokens += 7 * len(requests)
+        return self.inner.act(requests)
+
+evaluate(EvalConfig(episodes=8, batch_size=2, out=sys.argv[1], progress=False, report=False),
+         Counting())
+"""
+
+
+def test_killed_sessions_time_and_tokens_are_counted(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    script = tmp_path / "run_and_die.py"
+    script.write_text(_KILLED_RUN)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)], env=env, timeout=120, capture_output=True
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert not (out / "sessions.jsonl").exists()  # the killed run wrote no session line
+    live = json.loads((out / "session-live.json").read_text())
+    assert live["episodes"] == 6 and live["tokens_generated"] == 42 and live["wall_s"] > 0
+
+    result = evaluate(config(tmp_path, episodes=8))
+    sessions = [json.loads(x) for x in (out / "sessions.jsonl").read_text().splitlines()]
+    assert len(sessions) == 2 and not (out / "session-live.json").exists()
+    killed, resumed = sessions
+    assert killed["episodes"] == 6 and killed["tokens_generated"] == 42
+    assert "killed" in killed["error"]
+    assert resumed["started_episodes"] == 6 and resumed["episodes"] == 2
+    assert result.metrics["eval/wall_s"] >= killed["wall_s"] + resumed["wall_s"] - 1e-9

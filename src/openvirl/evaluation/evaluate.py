@@ -9,6 +9,9 @@ Output folder (``--out``)::
     trajectories.jsonl   one line per finished episode, appended (and flushed) as it ends
     images/00007.png     the image the policy saw in episode 7 (vision tasks)
     sessions.jsonl       one line per run of this folder: wall time, model time, tokens
+    session-live.json    the running session's counters, rewritten after every episode; a
+                         killed run's is moved into sessions.jsonl by the next run
+    .eval.lock           held (fcntl) while a run writes the folder; a second run is refused
     metrics.json         namespaced metrics (`compute_metrics`), also after a failure
     report.md / .html    plots and example episodes (`openvirl.evaluation.report`)
 
@@ -36,6 +39,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import cache
@@ -51,6 +55,8 @@ TRAJECTORIES = "trajectories.jsonl"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 SESSIONS = "sessions.jsonl"
+LIVE_SESSION = "session-live.json"
+LOCK = ".eval.lock"
 IMAGES = "images"
 
 FSYNC_EVERY_S = 2.0
@@ -170,6 +176,8 @@ class EvalConfig:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
         if self.examples < 0:
             raise ValueError(f"`examples` must be >= 0, got {self.examples}.")
+        if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"`out` {self.out} is a file; pass a folder (created if missing).")
         if self.suite is not None:
             return None
         return get_task(self.task, self.split)
@@ -537,6 +545,53 @@ def _check_resumable(out: Path, config: EvalConfig) -> None:
         )
 
 
+class RunLockedError(ValueError):
+    """Another process is writing the run folder."""
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder (``.eval.lock``) for a whole run.
+
+    Two runs appending to one ``trajectories.jsonl`` would interleave and tear its lines; the
+    lock makes the second one stop at once with a message. The OS drops the lock when the
+    holder exits, killed or not, so a stale lock file never blocks a resume.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, run unlocked
+        yield
+        return
+    handle = (out / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"another `openvirl eval` is writing {out} (it holds {out / LOCK}); wait for "
+                "it to finish, or pass another --out."
+            ) from None
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _recover_live_session(out: Path) -> None:
+    """Move a killed run's last counters (``session-live.json``) into ``sessions.jsonl``."""
+    live = out / LIVE_SESSION
+    if not live.is_file():
+        return
+    try:
+        session = json.loads(live.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        session = None
+    if isinstance(session, dict):
+        session["error"] = session.get("error") or "killed (counters up to its last episode)"
+        with (out / SESSIONS).open("a", encoding="utf-8") as handle:
+            handle.write(record_line(_jsonable(session)))
+    live.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------------- the run
 def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     """Play the evaluation episodes of ``config.task``/``config.split`` and write the run folder.
@@ -557,21 +612,35 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
         disk; rerunning with the same folder resumes.
     """
     spec = config.validate() or get_task(config.task, config.split)
-    n_planned = spec.episodes if config.episodes is None else config.episodes
     if policy is None:
         policy = build_policy(config)
     policy_name = str(getattr(policy, "name", type(policy).__name__))
     out = config.output_dir(policy_name)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out` {out} is a file; pass a folder (created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
+    with _locked(out):
+        return _evaluate_locked(config, spec, policy, policy_name, out)
+
+
+def _evaluate_locked(
+    config: EvalConfig, spec: TaskSpec, policy: Policy, policy_name: str, out: Path
+) -> EvalResult:
+    """`evaluate` once the run folder is created and locked."""
+    n_planned = spec.episodes if config.episodes is None else config.episodes
     traj_path = out / TRAJECTORIES
 
     # PLUMBING: resume or start over
     if config.resume:
         _check_resumable(out, config)
+        _recover_live_session(out)
         done = read_trajectories(traj_path)
         sessions = _read_jsonl(out / SESSIONS)
     else:
-        for name in (TRAJECTORIES, SESSIONS, METRICS):
+        for name in (TRAJECTORIES, SESSIONS, METRICS, LIVE_SESSION):
             (out / name).unlink(missing_ok=True)
         done, sessions = [], []
     records = {r["index"]: r for r in done}
@@ -601,6 +670,21 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     n_new = 0
     t0 = time.perf_counter()
     make = _env_factory(spec, config)
+
+    def session_counters() -> dict[str, Any]:
+        tokens_now = _completion_tokens(policy)
+        return {
+            "started_episodes": len(done),
+            "episodes": n_new,
+            "wall_s": time.perf_counter() - t0,
+            "model_s": timed.seconds,
+            "policy_calls": timed.calls,
+            "tokens_generated": (None if tokens_now is None else tokens_now - (tokens_before or 0)),
+            "policy": policy_name,
+            "error": error,
+            "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
     with traj_path.open("a", encoding="utf-8") as handle, _progress(config) as bar:
         label = f"{spec.name} · {policy_name}"
         task_id = bar.add_task(label, total=n_planned, completed=len(records), wins=_wins(records))
@@ -632,6 +716,8 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
                     last_sync = time.monotonic()
                 records[record["index"]] = record
                 n_new += 1
+                # A killed run loses no time or tokens: the next run books these counters.
+                _write_json(out / LIVE_SESSION, session_counters())
                 bar.update(task_id, advance=1, wins=_wins(records))
         except PolicyError as exc:
             error = f"policy {policy_name!r} failed: {exc}"
@@ -642,23 +728,12 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             episodes.close()
             handle.flush()
             os.fsync(handle.fileno())
-    wall = time.perf_counter() - t0
 
     # PLUMBING: session counters, metrics, report
-    tokens_after = _completion_tokens(policy)
-    session = {
-        "started_episodes": len(done),
-        "episodes": n_new,
-        "wall_s": wall,
-        "model_s": timed.seconds,
-        "policy_calls": timed.calls,
-        "tokens_generated": (None if tokens_after is None else tokens_after - (tokens_before or 0)),
-        "policy": policy_name,
-        "error": error,
-        "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    session = session_counters()
     with (out / SESSIONS).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(_jsonable(session)) + "\n")
+    (out / LIVE_SESSION).unlink(missing_ok=True)
     sessions.append(session)
 
     planned = [records[i] for i in sorted(records) if i < n_planned]
