@@ -187,6 +187,37 @@ def test_client_errors_are_not_retried(scripted_server):
 
 def test_api_key_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert OpenAIPolicy("http://h/v1", "m")._client.headers["authorization"] == "Bearer sk-test"
+    hosted = OpenAIPolicy("https://api.openai.com/v1", "m")
+    assert hosted._client.headers["authorization"] == "Bearer sk-test"
     explicit = OpenAIPolicy("http://h/v1", "m", api_key="other")
     assert explicit._client.headers["authorization"] == "Bearer other"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h/v1",
+        "http://api.openai.com/v1",  # plain http, even to OpenAI's host
+        "https://api.openai.com.evil.example/v1",
+        "https://evil.example/v1?host=api.openai.com",
+        "http://127.0.0.1:8000/v1",
+    ],
+)
+def test_openai_key_is_not_sent_to_other_servers(monkeypatch, url):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    with pytest.warns(UserWarning, match="OPENAI_API_KEY is not sent"):
+        policy = OpenAIPolicy(url, "m")
+    assert "authorization" not in policy._client.headers
+
+
+def test_api_key_env_sends_a_key_to_the_server_asked(monkeypatch):
+    from openvirl.policies.registry import make_policy
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("MY_SERVER_KEY", "local-token")
+    policy = make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=MY_SERVER_KEY")
+    assert policy._client.headers["authorization"] == "Bearer local-token"
+    asked = make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=OPENAI_API_KEY")
+    assert asked._client.headers["authorization"] == "Bearer sk-secret"
+    with pytest.raises(ValueError, match="NOT_SET_ANYWHERE is not set"):
+        make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=NOT_SET_ANYWHERE")
