@@ -119,6 +119,36 @@ GENERATION_DEFAULTS: dict[str, Any] = {
 """Generation options of `HFPolicy` (per-call overrides go to `generate`)."""
 
 
+def _looks_like_path(source: str) -> bool:
+    """Whether `source` names a local folder rather than a Hub id (``name`` or ``org/name``)."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or "\\" in source
+        or source.count("/") >= 2
+        or Path(source).is_absolute()
+    )
+
+
+def _check_local_source(source: str, what: str) -> None:
+    """Fail with a plain message for a local path that is not a folder, instead of the Hub's
+    "Repo id must be in the form ..." that transformers gives for any string it cannot find.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path-like `source` that does not exist.
+    NotADirectoryError
+        A `source` that is a file.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        raise NotADirectoryError(f"{what} path {source} is a file; pass the {what}'s folder.")
+    if _looks_like_path(source) and not path.exists():
+        raise FileNotFoundError(
+            f"{what} folder {source} does not exist (a local path; a Hub id looks like org/name)."
+        )
+
+
 class _RowSampler(transformers.LogitsProcessor):
     """Samples each row's next token from that row's own seeded generator.
 
@@ -507,6 +537,9 @@ class HFPolicy:
             name = name or embedded.EMBEDDED_MODEL_NAME
             if chat_template is None:
                 chat_template = embedded.EMBEDDED_CHAT_TEMPLATE
+        _check_local_source(source, "model")
+        if adapter is not None:
+            _check_local_source(str(adapter), "adapter")
         device = auto_device() if device in (None, "auto") else device
         torch_dtype = _resolve_dtype(dtype, device)
         if kind not in ("auto", "causal", "vlm"):
