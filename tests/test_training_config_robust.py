@@ -91,3 +91,26 @@ def test_wrong_type_fails_before_the_model_loads(monkeypatch):
 def test_numbers_for_text_options_are_taken_as_text():
     config = load_config(PPOConfig, "ppo-gp-l-quick.yaml", ["output_dir=2024"])
     assert config.output_dir == "2024"
+
+
+def test_study_launcher_command_is_printed_before_it_runs(tmp_path, monkeypatch, capsys):
+    import json
+    import subprocess
+
+    from openvirl.training import study as study_module
+    from openvirl.training.sft import SFTRunConfig
+    from openvirl.training.study import StudyConfig
+
+    ran = []
+
+    def fake_run(command, check):
+        ran.append(command)
+        (tmp_path / "stage" / "summary.json").write_text(json.dumps({"ok": True}))
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    study = StudyConfig(launcher="accelerate launch --num_processes 2")
+    config = SFTRunConfig(output_dir=str(tmp_path / "stage"))
+    assert study_module._run_training("sft", config, study) == {"ok": True}
+    err = capsys.readouterr().err
+    assert "study: running accelerate launch --num_processes 2 -m openvirl.training.cli sft" in err
+    assert ran and ran[0][:2] == ["accelerate", "launch"]
