@@ -189,3 +189,11 @@ def test_killed_sessions_time_and_tokens_are_counted(tmp_path: Path) -> None:
     assert "killed" in killed["error"]
     assert resumed["started_episodes"] == 6 and resumed["episodes"] == 2
     assert result.metrics["eval/wall_s"] >= killed["wall_s"] + resumed["wall_s"] - 1e-9
+
+
+def test_agent_run_files_encode_model_text_with_lone_surrogates(tmp_path: Path) -> None:
+    from openvirl.agents.base import write_json
+
+    path = write_json(tmp_path / "result.json", {"reply": "go \ud800 north", "\udfff": [1.5]})
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    assert data == {"reply": "go \ufffd north", "\ufffd": [1.5]}

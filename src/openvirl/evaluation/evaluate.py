@@ -46,6 +46,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from openvirl._text import clean_text
 from openvirl.evaluation.metrics import compute_metrics, step_signals
 from openvirl.evaluation.rollout import EpisodeRecord, run_episodes
 from openvirl.evaluation.tasks import GP_ENV_ID, TaskSpec, episode_seeds, get_task, make_env
@@ -301,20 +302,6 @@ def _completion_tokens(policy: Policy) -> int | None:
 
 
 # ---------------------------------------------------------------------------- records on disk
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """`text` made encodable as UTF-8: a surrogate pair becomes its character, a lone surrogate
-    (which a model's bytes or a JSON ``"\\ud800"`` escape can produce) becomes U+FFFD.
-
-    Every string of a record passes through here, so a line can always be written and read.
-    """
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-
-
 def _jsonable(value: Any) -> Any:
     """Plain JSON types for info values (numpy scalars, tuples, paths); NaN becomes None;
     strings always encodable (`clean_text`)."""
