@@ -221,3 +221,14 @@ def test_api_key_env_sends_a_key_to_the_server_asked(monkeypatch):
     assert asked._client.headers["authorization"] == "Bearer sk-secret"
     with pytest.raises(ValueError, match="NOT_SET_ANYWHERE is not set"):
         make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=NOT_SET_ANYWHERE")
+
+
+def test_request_seed_sets_the_sent_seed():
+    from openvirl.policies.base import text_message
+
+    policy = OpenAIPolicy("http://127.0.0.1:9/v1", "m", seed=5)
+    messages = [text_message("user", "q")]
+    a = policy.payload(messages, 0, request_seed=123)["seed"]
+    assert a == policy.payload(messages, 7, request_seed=123)["seed"]  # not the call position
+    assert a != policy.payload(messages, 0, request_seed=124)["seed"]
+    assert 0 <= a < 2**31 and policy.payload(messages, 3)["seed"] == 8

@@ -21,6 +21,11 @@ from tiny_models import tiny_causal_lm  # noqa: E402
 PROMPTS = ["Cards: ['K', '3', '7', 'Q']. Reach 24.", "Turn left", "0123", "north 120 m"]
 
 
+@pytest.fixture(scope="module")
+def causal_path(tmp_path_factory):
+    return tiny_causal_lm(tmp_path_factory.mktemp("models"))
+
+
 def _requests(prompts, seeds):
     return [
         {"messages": [text_message("user", p)], "info": {}, "seed": s}
@@ -35,9 +40,9 @@ def test_answer_seed_is_stable_and_spread():
     assert mix_seed(-1, 10**30) >= 0  # any sign or size
 
 
-def test_hf_sampling_per_row_ignores_batch_mates_and_call_count(tmp_path):
+def test_hf_sampling_per_row_ignores_batch_mates_and_call_count(causal_path):
     policy = HFPolicy.from_pretrained(
-        tiny_causal_lm(tmp_path), temperature=1.5, top_k=50, top_p=0.95, max_new_tokens=10
+        causal_path, temperature=1.5, top_k=50, top_p=0.95, max_new_tokens=10
     )
     seeds = [11, 22, 33, 44]
     together = policy.act(_requests(PROMPTS, seeds))
@@ -87,3 +92,20 @@ def test_resumed_random_run_equals_an_uninterrupted_one(
     assert _strip(resumed.records) == _strip(clean.records)
     saved = (tmp_path / "resumed" / "trajectories.jsonl").read_text().splitlines()
     assert [json.loads(line)["index"] for line in saved] == list(range(12))
+
+
+def test_resumed_hf_sampling_run_equals_an_uninterrupted_one(tmp_path: Path, causal_path) -> None:
+    def policy():
+        return HFPolicy.from_pretrained(causal_path, temperature=1.0, max_new_tokens=6, seed=3)
+
+    options = {"task": "gp-l", "episodes": 6, "progress": False, "report": False}
+    options["max_attempts"] = 2
+    clean = evaluate(EvalConfig(**options, batch_size=4, out=tmp_path / "clean"), policy())
+    cfg = EvalConfig(**options, batch_size=2, out=tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg, _DiesAfter(policy(), calls=3))
+    assert 0 < len(read_trajectories(tmp_path / "resumed" / "trajectories.jsonl")) < 6
+    resumed = evaluate(cfg, policy())
+    assert _strip(resumed.records) == _strip(clean.records)
+    answers = [s["action"] for r in clean.records for s in r["steps"]]
+    assert len(set(answers)) > 1  # it did sample

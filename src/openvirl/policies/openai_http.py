@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or `pip install httpx`)"
     ) from exc
 
-from openvirl.policies.base import Message, PolicyError, Request, Usage
+from openvirl.policies.base import Message, PolicyError, Request, Usage, mix_seed
 
 OPENAI_KEY_HOSTS = frozenset({"api.openai.com"})
 """Hosts that get ``OPENAI_API_KEY`` without being asked (over https only)."""
@@ -143,7 +143,9 @@ class OpenAIPolicy:
         ``OPENAI_API_KEY`` is sent to ``https://api.openai.com`` only (see the module docstring).
     temperature, top_p, max_new_tokens, seed, stop
         Sent as ``temperature``, ``top_p``, ``max_tokens``, ``seed`` and ``stop`` (omitted
-        when None). `seed` is offset by the request's index in the call, so requests differ.
+        when None). `seed` is offset by the request's index in the call, so requests differ;
+        a request that carries its own `seed` (evaluation's per-answer seed) sends that mixed
+        with this one instead, so a resumed run asks with the same seeds.
     concurrency
         Requests in flight at once.
     max_retries
@@ -227,7 +229,7 @@ class OpenAIPolicy:
         workers = min(self.concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openvirl-http") as pool:
             futures = [
-                pool.submit(self._complete, request["messages"], index)
+                pool.submit(self._complete, request["messages"], index, request.get("seed"))
                 for index, request in enumerate(requests)
             ]
             try:
@@ -260,8 +262,11 @@ class OpenAIPolicy:
             raise PolicyError(f"{url} lists no models; pass the model name explicitly.")
         return ids
 
-    def payload(self, messages: Sequence[Message], index: int = 0) -> dict[str, Any]:
-        """The JSON body sent for one conversation (`index` offsets the seed)."""
+    def payload(
+        self, messages: Sequence[Message], index: int = 0, request_seed: int | None = None
+    ) -> dict[str, Any]:
+        """The JSON body sent for one conversation (`index`, or the request's own seed, sets
+        the seed)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": to_openai_messages(messages),
@@ -271,14 +276,19 @@ class OpenAIPolicy:
         if self.top_p is not None:
             body["top_p"] = self.top_p
         if self.seed is not None:
-            body["seed"] = self.seed + index
+            if request_seed is None:
+                body["seed"] = self.seed + index
+            else:  # 31 bits: every OpenAI-compatible server takes that
+                body["seed"] = mix_seed(self.seed, request_seed) % (2**31 - 1)
         if self.stop:
             body["stop"] = list(self.stop)
         body.update(self.extra_body)
         return body
 
-    def _complete(self, messages: Sequence[Message], index: int) -> tuple[str, int, int]:
-        body = self.payload(messages, index)
+    def _complete(
+        self, messages: Sequence[Message], index: int, request_seed: int | None = None
+    ) -> tuple[str, int, int]:
+        body = self.payload(messages, index, request_seed)
         return self._with_retries(lambda: self._post_completion(body), self.completions_url)
 
     def _post_completion(self, body: dict[str, Any]) -> tuple[str, int, int]:
