@@ -89,8 +89,9 @@ def test_wrong_type_fails_before_the_model_loads(monkeypatch):
 
 
 def test_numbers_for_text_options_are_taken_as_text():
-    config = load_config(PPOConfig, "ppo-gp-l-quick.yaml", ["output_dir=2024"])
+    config = load_config(PPOConfig, "ppo-gp-l-quick.yaml", ["output_dir=2024", "num_updates=1e3"])
     assert config.output_dir == "2024"
+    assert config.num_updates == 1000 and isinstance(config.num_updates, int)
 
 
 def test_study_launcher_command_is_printed_before_it_runs(tmp_path, monkeypatch, capsys):

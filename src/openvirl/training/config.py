@@ -125,7 +125,8 @@ def check_types(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """`data` with each value checked against its field's type, before anything slow (a model
     load) would trip over it: ``learning_rate=fast`` fails here, naming the option.
 
-    A number given for a text option (``output_dir=2024``, which YAML reads as an integer) is
+    A whole float given for an integer option (``max_steps=1e3``) becomes that integer, and a
+    number given for a text option (``output_dir=2024``, which YAML reads as an integer) is
     taken as its text.
 
     Raises
@@ -141,6 +142,9 @@ def check_types(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in data.items():
         hint = hints.get(key)
         if hint is None or _accepts(hint, value):
+            continue
+        if isinstance(value, float) and value.is_integer() and _accepts(hint, 0):
+            out[key] = int(value)  # max_steps=1e3
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and _accepts(hint, ""):
             out[key] = str(value)
