@@ -187,6 +187,48 @@ def test_client_errors_are_not_retried(scripted_server):
 
 def test_api_key_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert OpenAIPolicy("http://h/v1", "m")._client.headers["authorization"] == "Bearer sk-test"
+    hosted = OpenAIPolicy("https://api.openai.com/v1", "m")
+    assert hosted._client.headers["authorization"] == "Bearer sk-test"
     explicit = OpenAIPolicy("http://h/v1", "m", api_key="other")
     assert explicit._client.headers["authorization"] == "Bearer other"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h/v1",
+        "http://api.openai.com/v1",  # plain http, even to OpenAI's host
+        "https://api.openai.com.evil.example/v1",
+        "https://evil.example/v1?host=api.openai.com",
+        "http://127.0.0.1:8000/v1",
+    ],
+)
+def test_openai_key_is_not_sent_to_other_servers(monkeypatch, url):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    with pytest.warns(UserWarning, match="OPENAI_API_KEY is not sent"):
+        policy = OpenAIPolicy(url, "m")
+    assert "authorization" not in policy._client.headers
+
+
+def test_api_key_env_sends_a_key_to_the_server_asked(monkeypatch):
+    from openvirl.policies.registry import make_policy
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("MY_SERVER_KEY", "local-token")
+    policy = make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=MY_SERVER_KEY")
+    assert policy._client.headers["authorization"] == "Bearer local-token"
+    asked = make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=OPENAI_API_KEY")
+    assert asked._client.headers["authorization"] == "Bearer sk-secret"
+    with pytest.raises(ValueError, match="NOT_SET_ANYWHERE is not set"):
+        make_policy("openai:http://127.0.0.1:9/v1#m?api_key_env=NOT_SET_ANYWHERE")
+
+
+def test_request_seed_sets_the_sent_seed():
+    from openvirl.policies.base import text_message
+
+    policy = OpenAIPolicy("http://127.0.0.1:9/v1", "m", seed=5)
+    messages = [text_message("user", "q")]
+    a = policy.payload(messages, 0, request_seed=123)["seed"]
+    assert a == policy.payload(messages, 7, request_seed=123)["seed"]  # not the call position
+    assert a != policy.payload(messages, 0, request_seed=124)["seed"]
+    assert 0 <= a < 2**31 and policy.payload(messages, 3)["seed"] == 8

@@ -104,3 +104,25 @@ def test_panorama_source_errors(pano_dir, tmp_path):
     source = sv.PanoramaViewSource(pano_dir, {POINT: "nope"})
     with pytest.raises(sv.PanoramaNotFoundError, match="nope"):
         source.view(*POINT, 0.0, fov=90, pitch=0, size=(16, 16))
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_mapping_pickle_with_code_is_refused(pano_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "gps_pano_mapping.pkl"
+    path.write_bytes(pickle.dumps({POINT: _RunsCode(str(marker))}))
+    with pytest.raises(sv.InvalidViewError, match=r"gps_to_pano.*plain data only"):
+        sv.PanoramaViewSource(pano_dir, path)
+    assert not marker.exists()
+    path.write_bytes(b"\x80\x05 truncated")
+    with pytest.raises(sv.InvalidViewError, match="gps_to_pano"):
+        sv.PanoramaViewSource(pano_dir, path)

@@ -105,3 +105,79 @@ def test_csv_logger_appends_and_truncates(tmp_path):
             RunLogger(tmp_path / "tb", tensorboard=True, wandb=True)
         else:  # pragma: no cover - both installed
             raise ImportError("tensorboard and wandb installed")
+
+
+# --------------------------------------------------------------------- no code through rng
+class _RunsCode:
+    """Unpickling this calls `pathlib.Path.touch` on a marker file: code execution."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def _bare_checkpoint(tmp_path, model_path):
+    folder = save_checkpoint(tmp_path / "ckpt", 3, model=_model(model_path))
+    assert (folder / "rng.json").is_file() and not (folder / "rng.pt").exists()
+    return folder
+
+
+def test_rng_state_is_json_and_restores(tmp_path, model_path):
+    import json
+
+    folder = _bare_checkpoint(tmp_path, model_path)
+    json.loads((folder / "rng.json").read_text())  # plain JSON, nothing to unpickle
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    load_checkpoint(folder)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+
+
+def test_malicious_rng_pickle_is_refused_without_running(tmp_path, model_path):
+    from openvirl.training.checkpoint import CheckpointError
+
+    folder = _bare_checkpoint(tmp_path, model_path)
+    (folder / "rng.json").unlink()  # an old-style checkpoint: rng.pt only
+    marker = tmp_path / "pwned"
+    torch.save({"python": _RunsCode(marker)}, folder / "rng.pt")
+    with pytest.raises(CheckpointError, match=r"rng\.pt.*refused"):
+        load_checkpoint(folder)
+    assert not marker.exists()  # the payload never ran
+    # The same payload under the new name is refused by the JSON reader, and never unpickled.
+    (folder / "rng.pt").rename(folder / "rng.json")
+    with pytest.raises(CheckpointError, match=r"rng\.json"):
+        load_checkpoint(folder)
+    assert not marker.exists()
+
+
+def test_legacy_numpy_rng_pt_still_loads(tmp_path, model_path):
+    from openvirl.training.checkpoint import rng_state
+
+    folder = _bare_checkpoint(tmp_path, model_path)
+    (folder / "rng.json").unlink()
+    torch.save(rng_state(), folder / "rng.pt")  # what older versions wrote
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    load_checkpoint(folder)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+
+
+def test_train_resume_from_malicious_checkpoint_is_one_line(tmp_path, model_path, monkeypatch):
+    import typer
+
+    from openvirl.training import cli
+    from openvirl.training.checkpoint import load_checkpoint as load
+
+    folder = _bare_checkpoint(tmp_path, model_path)
+    (folder / "rng.json").unlink()
+    torch.save({"python": _RunsCode(tmp_path / "pwned")}, folder / "rng.pt")
+    monkeypatch.setattr(cli, "_run", lambda algorithm, config: load(folder))
+    with pytest.raises(typer.Exit) as info:
+        cli.run("ppo", None)
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "pwned").exists()

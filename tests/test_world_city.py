@@ -86,7 +86,7 @@ def test_cache_hit_is_faster_and_equal(tmp_path):
         start = time.perf_counter()
         second = City.load("singapore", progress=False)
         cached_s = time.perf_counter() - start
-        assert list((tmp_path / "world").glob("city-*.pkl"))
+        assert list((tmp_path / "world").glob("city-*.signed"))
     assert not first.from_cache and second.from_cache
     assert cached_s < built_s
     assert first.sha256 == second.sha256
@@ -103,7 +103,7 @@ def test_cache_hit_is_faster_and_equal(tmp_path):
 def test_stale_or_corrupt_cache_is_rebuilt(tmp_path):
     with private_cache(tmp_path):
         City.load("singapore", progress=False)
-        (cache_file,) = (tmp_path / "world").glob("city-*.pkl")
+        (cache_file,) = (tmp_path / "world").glob("city-*.signed")
         cache_file.write_bytes(b"not a pickle")
         again = City.load("singapore", progress=False)
     assert not again.from_cache and again.pois

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from openvirl._text import clean_text
 from openvirl.world.errors import OutsideMapError, WorldError
 
 if TYPE_CHECKING:
@@ -259,16 +260,18 @@ def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return _jsonable(asdict(value))
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {clean_text(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        return clean_text(value)  # model text may hold lone surrogates
+    if value is None or isinstance(value, (int, float, bool)):
         return value
-    return str(value)
+    return clean_text(str(value))
 
 
 def write_json(path: Path, payload: Any) -> Path:

@@ -198,12 +198,16 @@ def route_optimizer_command(
     )
 
     def build():
+        from openvirl.world.catalog import resolve
+
+        # The city first: an unknown one is the error to report, not the missing places.
+        is_demo_city = resolve(city).name == "manhattan"
         config = RouteOptimizerConfig(city=city, sentence=sentence, round_trip=round_trip)
         if stops or sentence:
             config.stops = list(stops or [])
-            demo = DEMO_START if city == "manhattan" and not stops else None
+            demo = DEMO_START if is_demo_city and not stops else None
             config.start = _where(start) if start else demo
-        elif city != "manhattan":
+        elif not is_demo_city:
             _fail("give the places to visit (arguments or --sentence); the demo is Manhattan's.")
         elif start:
             config.start = _where(start)

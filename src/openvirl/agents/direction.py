@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from openvirl.agents.base import (
     AgentResult,
+    _jsonable,
     draw_map,
     load_city,
     policy_name,
@@ -591,7 +592,8 @@ class Tourist:
                         "steps": a["steps"],
                         "policy": policy_name(self.policy),
                     }
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    # _jsonable: model text may hold lone surrogates no encoder takes.
+                    fh.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
             summary = [
                 f"**Q:** {cfg.question} → {dest.name}",
                 "",

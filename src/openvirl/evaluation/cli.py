@@ -99,7 +99,7 @@ def eval_command(
     if suite is not None:
         try:
             result = run_suite(config, model)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             _fail(str(exc))
             return
         console.print(suite_table(result, str(getattr(model, "name", policy))))
@@ -112,7 +112,7 @@ def eval_command(
 
     try:
         run = evaluate(config, model)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc))
         return
     _print_run(console, run)

@@ -9,6 +9,9 @@ Output folder (``--out``)::
     trajectories.jsonl   one line per finished episode, appended (and flushed) as it ends
     images/00007.png     the image the policy saw in episode 7 (vision tasks)
     sessions.jsonl       one line per run of this folder: wall time, model time, tokens
+    session-live.json    the running session's counters, rewritten after every episode; a
+                         killed run's is moved into sessions.jsonl by the next run
+    .eval.lock           held (fcntl) while a run writes the folder; a second run is refused
     metrics.json         namespaced metrics (`compute_metrics`), also after a failure
     report.md / .html    plots and example episodes (`openvirl.evaluation.report`)
 
@@ -35,13 +38,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from openvirl._text import clean_text
 from openvirl.evaluation.metrics import compute_metrics, step_signals
 from openvirl.evaluation.rollout import EpisodeRecord, run_episodes
 from openvirl.evaluation.tasks import GP_ENV_ID, TaskSpec, episode_seeds, get_task, make_env
@@ -51,6 +56,8 @@ TRAJECTORIES = "trajectories.jsonl"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 SESSIONS = "sessions.jsonl"
+LIVE_SESSION = "session-live.json"
+LOCK = ".eval.lock"
 IMAGES = "images"
 
 FSYNC_EVERY_S = 2.0
@@ -181,6 +188,8 @@ class EvalConfig:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
         if self.examples < 0:
             raise ValueError(f"`examples` must be >= 0, got {self.examples}.")
+        if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"`out` {self.out} is a file; pass a folder (created if missing).")
         if self.suite is not None:
             if self.routes is not None:
                 raise ValueError("`routes` plays one navigation task; drop --suite or --routes.")
@@ -313,13 +322,16 @@ def _completion_tokens(policy: Policy) -> int | None:
 
 # ---------------------------------------------------------------------------- records on disk
 def _jsonable(value: Any) -> Any:
-    """Plain JSON types for info values (numpy scalars, tuples, paths); NaN becomes None."""
-    if value is None or isinstance(value, (bool, int, str)):
+    """Plain JSON types for info values (numpy scalars, tuples, paths); NaN becomes None;
+    strings always encodable (`clean_text`)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {clean_text(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
@@ -327,9 +339,7 @@ def _jsonable(value: Any) -> Any:
             return _jsonable(value.item())
         except (TypeError, ValueError):
             pass
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return clean_text(str(value))
 
 
 _STEP_KEYS = ("attempt", "outcome", "feedback")
@@ -360,10 +370,10 @@ def episode_to_dict(
         steps.append(
             {
                 "attempt": step.attempt,
-                "action": step.action,
+                "action": clean_text(step.action),
                 "reward": step.reward,
-                "outcome": step.outcome,
-                "feedback": step.feedback,
+                "outcome": clean_text(step.outcome),
+                "feedback": clean_text(step.feedback),
                 **extra,
                 **step_signals(step.action, step.info, episode.reset_info),
             }
@@ -374,49 +384,89 @@ def episode_to_dict(
         "seed": episode.seed,
         "task": task,
         "split": split,
-        "policy": policy,
+        "policy": clean_text(policy),
         "success": episode.success,
         "episode_outcome": _jsonable(last.get("episode_outcome")),
         "attempts": len(episode.steps),
         "total_reward": episode.total_reward,
         "wall_s": round(episode.wall_s, 6),
-        "prompt": episode.prompt,
+        "prompt": clean_text(episode.prompt),
         "image": image,
         "reset_info": reset_info,
         "steps": steps,
     }
 
 
+def record_line(record: Mapping[str, Any]) -> str:
+    """One JSONL line (with its newline) for `record`, always encodable as UTF-8."""
+    try:
+        line = json.dumps(record, ensure_ascii=False)
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(_jsonable(record), ensure_ascii=False)
+    return line + "\n"
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[str | None, bool]]:
+    """``(text, complete)`` per line of a JSONL file, read as bytes and decoded line by line.
+
+    A line that is not valid UTF-8 (a write torn inside a multi-byte character) comes back as
+    None instead of failing the whole file; `complete` is False for a last line with no newline.
+    """
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    for raw in lines:
+        try:
+            yield raw.decode("utf-8"), True
+        except UnicodeDecodeError:
+            yield None, True
+    if tail:
+        try:
+            yield tail.decode("utf-8"), False
+        except UnicodeDecodeError:
+            yield None, False
+
+
 def read_trajectories(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
     """Read the complete records of a trajectories file, first record per index.
 
     A line that is not a complete JSON record (a run killed mid-write leaves a half line at
-    the end) is skipped; with `repair`, the file is rewritten atomically without such lines
-    and without duplicate indices, so appending can continue after the last good line.
+    the end, possibly cut inside a multi-byte character) is skipped; with `repair`, the file is
+    rewritten atomically without such lines and without duplicate indices, so appending can
+    continue after the last good line.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read; the message names it.
     """
     if not path.exists():
         return []
     records: dict[int, dict[str, Any]] = {}
     dirty = False
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                dirty = True  # half-written last line
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                dirty = True
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("index"), int):
-                dirty = True
-                continue
-            if record["index"] in records:
-                dirty = True
-                continue
-            records[record["index"]] = record
+    try:
+        lines = list(_jsonl_lines(path))
+    except OSError as exc:
+        raise OSError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for line, complete in lines:
+        if not complete or line is None:
+            dirty = True  # half-written last line, or bytes that are not UTF-8
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            dirty = True
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("index"), int):
+            dirty = True
+            continue
+        if record["index"] in records:
+            dirty = True
+            continue
+        records[record["index"]] = record
     ordered = [records[i] for i in sorted(records)]
     if dirty and repair:
         _rewrite_jsonl(path, ordered)
@@ -427,20 +477,23 @@ def _rewrite_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(record_line(record))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of `path` that parse (torn or undecodable lines skipped)."""
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line, _complete in _jsonl_lines(path):
+        if line is None:
+            continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
     return out
 
@@ -486,7 +539,7 @@ def _check_resumable(out: Path, config: EvalConfig) -> None:
         return
     try:
         previous = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-    except (json.JSONDecodeError, AttributeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return
     current = config.to_dict()
     changed = [k for k in EPISODE_DEFINING if k in previous and previous[k] != current.get(k)]
@@ -496,6 +549,53 @@ def _check_resumable(out: Path, config: EvalConfig) -> None:
             f"{out} holds a run with different episodes ({diffs}); pass --no-resume to start "
             "over there, or choose another --out."
         )
+
+
+class RunLockedError(ValueError):
+    """Another process is writing the run folder."""
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder (``.eval.lock``) for a whole run.
+
+    Two runs appending to one ``trajectories.jsonl`` would interleave and tear its lines; the
+    lock makes the second one stop at once with a message. The OS drops the lock when the
+    holder exits, killed or not, so a stale lock file never blocks a resume.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, run unlocked
+        yield
+        return
+    handle = (out / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"another `openvirl eval` is writing {out} (it holds {out / LOCK}); wait for "
+                "it to finish, or pass another --out."
+            ) from None
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _recover_live_session(out: Path) -> None:
+    """Move a killed run's last counters (``session-live.json``) into ``sessions.jsonl``."""
+    live = out / LIVE_SESSION
+    if not live.is_file():
+        return
+    try:
+        session = json.loads(live.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        session = None
+    if isinstance(session, dict):
+        session["error"] = session.get("error") or "killed (counters up to its last episode)"
+        with (out / SESSIONS).open("a", encoding="utf-8") as handle:
+            handle.write(record_line(_jsonable(session)))
+    live.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -519,22 +619,41 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     """
     spec = config.validate() or get_task(config.task, config.split)
     route_list = _route_file(config)
-    n_default = spec.episodes if route_list is None else len(route_list)
-    n_planned = n_default if config.episodes is None else config.episodes
     if policy is None:
         policy = build_policy(config)
     policy_name = str(getattr(policy, "name", type(policy).__name__))
     out = config.output_dir(policy_name)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out` {out} is a file; pass a folder (created if missing).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
+    with _locked(out):
+        return _evaluate_locked(config, spec, policy, policy_name, out, route_list)
+
+
+def _evaluate_locked(
+    config: EvalConfig,
+    spec: TaskSpec,
+    policy: Policy,
+    policy_name: str,
+    out: Path,
+    route_list: Any = None,
+) -> EvalResult:
+    """`evaluate` once the run folder is created and locked."""
+    n_default = spec.episodes if route_list is None else len(route_list)
+    n_planned = n_default if config.episodes is None else config.episodes
     traj_path = out / TRAJECTORIES
 
     # PLUMBING: resume or start over
     if config.resume:
         _check_resumable(out, config)
+        _recover_live_session(out)
         done = read_trajectories(traj_path)
         sessions = _read_jsonl(out / SESSIONS)
     else:
-        for name in (TRAJECTORIES, SESSIONS, METRICS):
+        for name in (TRAJECTORIES, SESSIONS, METRICS, LIVE_SESSION):
             (out / name).unlink(missing_ok=True)
         done, sessions = [], []
     records = {r["index"]: r for r in done}
@@ -564,6 +683,21 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     n_new = 0
     t0 = time.perf_counter()
     make = _env_factory(spec, config, route_list)
+
+    def session_counters() -> dict[str, Any]:
+        tokens_now = _completion_tokens(policy)
+        return {
+            "started_episodes": len(done),
+            "episodes": n_new,
+            "wall_s": time.perf_counter() - t0,
+            "model_s": timed.seconds,
+            "policy_calls": timed.calls,
+            "tokens_generated": (None if tokens_now is None else tokens_now - (tokens_before or 0)),
+            "policy": policy_name,
+            "error": error,
+            "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
     with traj_path.open("a", encoding="utf-8") as handle, _progress(config) as bar:
         label = f"{spec.name} · {policy_name}"
         task_id = bar.add_task(label, total=n_planned, completed=len(records), wins=_wins(records))
@@ -588,13 +722,15 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
                 record = episode_to_dict(
                     episode, task=spec.task, split=spec.split, policy=policy_name, image=image_rel
                 )
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(record_line(record))
                 handle.flush()
                 if time.monotonic() - last_sync > FSYNC_EVERY_S:
                     os.fsync(handle.fileno())
                     last_sync = time.monotonic()
                 records[record["index"]] = record
                 n_new += 1
+                # A killed run loses no time or tokens: the next run books these counters.
+                _write_json(out / LIVE_SESSION, session_counters())
                 bar.update(task_id, advance=1, wins=_wins(records))
         except PolicyError as exc:
             error = f"policy {policy_name!r} failed: {exc}"
@@ -605,23 +741,12 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             episodes.close()
             handle.flush()
             os.fsync(handle.fileno())
-    wall = time.perf_counter() - t0
 
     # PLUMBING: session counters, metrics, report
-    tokens_after = _completion_tokens(policy)
-    session = {
-        "started_episodes": len(done),
-        "episodes": n_new,
-        "wall_s": wall,
-        "model_s": timed.seconds,
-        "policy_calls": timed.calls,
-        "tokens_generated": (None if tokens_after is None else tokens_after - (tokens_before or 0)),
-        "policy": policy_name,
-        "error": error,
-        "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    session = session_counters()
     with (out / SESSIONS).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(_jsonable(session)) + "\n")
+    (out / LIVE_SESSION).unlink(missing_ok=True)
     sessions.append(session)
 
     planned = [records[i] for i in sorted(records) if i < n_planned]

@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from openvirl.policies.base import Policy, Request
+from openvirl.policies.base import Policy, Request, answer_seed
 
 
 @dataclass
@@ -131,8 +131,15 @@ def run_episodes(
 
     try:
         while slots:
+            # Each answer's seed comes from its episode's seed and attempt, never from the
+            # order of calls, so a resumed run asks exactly what an uninterrupted one asks.
             requests: list[Request] = [
-                {"messages": s["env"].unwrapped.messages(), "info": s["info"]} for s in slots
+                {
+                    "messages": s["env"].unwrapped.messages(),
+                    "info": s["info"],
+                    "seed": answer_seed(s["record"].seed, len(s["record"].steps)),
+                }
+                for s in slots
             ]
             answers = policy.act(requests)
             if len(answers) != len(slots):

@@ -13,6 +13,7 @@ Messages follow the Hugging Face chat format, with content always a list of part
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, runtime_checkable
@@ -68,10 +69,28 @@ class Message(TypedDict):
 
 
 class Request(TypedDict, total=False):
-    """What a policy is asked: the conversation so far and the env's `info` (privileged)."""
+    """What a policy is asked: the conversation so far and the env's `info` (privileged).
+
+    `seed`, when present, is the seed of this one answer (`answer_seed` of the episode's seed
+    and the attempt): a sampling policy draws from it instead of from its own running stream,
+    so an answer does not depend on what was asked before it, and a resumed evaluation gives
+    exactly the answers of an uninterrupted one.
+    """
 
     messages: list[Message]
     info: dict[str, Any]
+    seed: int
+
+
+def mix_seed(*parts: int) -> int:
+    """A well-spread seed in [0, 2**63) from integers (any sign or size), stable everywhere."""
+    text = ":".join(str(int(p)) for p in parts).encode("ascii")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+def answer_seed(episode_seed: int, attempt: int) -> int:
+    """The seed of answer `attempt` (0-based) of the episode reset with `episode_seed`."""
+    return mix_seed(episode_seed, attempt)
 
 
 @runtime_checkable

@@ -34,6 +34,12 @@ Sampling
 `top_p` and `top_k`. `do_sample` is always passed explicitly, so a checkpoint's default
 sampling never applies silently (the reference's evaluation bug, spec §10.16).
 
+When every request of a call carries a `seed` (evaluation gives each answer one, derived
+from its episode's seed and attempt), each row samples from its own generator seeded with
+that seed and the policy's `seed` (`_RowSampler`), so an answer depends neither on the rows
+batched with it nor on how many calls came before: a resumed evaluation equals an
+uninterrupted one (up to floating-point differences of the batch's padding).
+
 Batched generation
 ------------------
 Evaluation sends one request per episode in flight, and a multi-turn episode resends its whole
@@ -76,14 +82,21 @@ import numpy as np
 
 try:
     import torch
-    import transformers  # noqa: F401  (checked here so the error names the extra)
+    import transformers
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "the `hf` policy needs torch and transformers; install them with "
         "`pip install 'openvirl[train]'`"
     ) from exc
 
-from openvirl.policies.base import Message, Request, Usage, message_images, message_text
+from openvirl.policies.base import (
+    Message,
+    Request,
+    Usage,
+    message_images,
+    message_text,
+    mix_seed,
+)
 
 PLAIN_ROLE_LABELS: dict[str, str] = {"system": "System", "user": "User", "assistant": "Assistant"}
 """Labels of the plain prompt's turns; unknown roles are capitalized."""
@@ -104,6 +117,87 @@ GENERATION_DEFAULTS: dict[str, Any] = {
     "stop": None,
 }
 """Generation options of `HFPolicy` (per-call overrides go to `generate`)."""
+
+
+def _looks_like_path(source: str) -> bool:
+    """Whether `source` names a local folder rather than a Hub id (``name`` or ``org/name``)."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or "\\" in source
+        or source.count("/") >= 2
+        or Path(source).is_absolute()
+    )
+
+
+def _check_local_source(source: str, what: str) -> None:
+    """Fail with a plain message for a local path that is not a folder, instead of the Hub's
+    "Repo id must be in the form ..." that transformers gives for any string it cannot find.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path-like `source` that does not exist.
+    NotADirectoryError
+        A `source` that is a file.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        raise NotADirectoryError(f"{what} path {source} is a file; pass the {what}'s folder.")
+    if _looks_like_path(source) and not path.exists():
+        raise FileNotFoundError(
+            f"{what} folder {source} does not exist (a local path; a Hub id looks like org/name)."
+        )
+
+
+class _RowSampler(transformers.LogitsProcessor):
+    """Samples each row's next token from that row's own seeded generator.
+
+    `generate` samples a whole batch from one RNG stream, so a row's tokens depend on its
+    batch mates. This processor applies the sampling warpers (temperature, top-k, top-p) and
+    draws each row with its own `torch.Generator`, then returns scores that leave only the
+    drawn token, which `generate` (run greedy) picks. A row makes exactly one draw per step,
+    so its answer depends only on its seed and its logits.
+    """
+
+    def __init__(self, seeds: Sequence[int], warpers: Any, device: torch.device) -> None:
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.warpers = warpers
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = self.warpers(input_ids, scores)
+        probs = torch.softmax(scores.float(), dim=-1)
+        chosen = torch.cat(
+            [
+                torch.multinomial(probs[i], 1, generator=generator)
+                for i, generator in enumerate(self.generators)
+            ]
+        )
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, chosen[:, None], 0.0)
+
+
+def _row_sampling_kwargs(
+    kwargs: dict[str, Any], seeds: Sequence[int], device: torch.device
+) -> dict[str, Any]:
+    """`generate` arguments that sample row by row with `_RowSampler` instead of `do_sample`."""
+    from transformers import (
+        LogitsProcessorList,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    out = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p", "top_k")}
+    warpers = LogitsProcessorList()
+    if kwargs["temperature"] != 1.0:
+        warpers.append(TemperatureLogitsWarper(kwargs["temperature"]))
+    if kwargs["top_k"]:
+        warpers.append(TopKLogitsWarper(top_k=kwargs["top_k"]))
+    if kwargs["top_p"] < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=kwargs["top_p"]))
+    out["do_sample"] = False
+    out["logits_processor"] = LogitsProcessorList([_RowSampler(seeds, warpers, device)])
+    return out
 
 
 def render_plain_prompt(
@@ -304,7 +398,9 @@ class HFPolicy:
     seed
         Base seed: call number `k` of this policy samples with seed `seed + k`, so a fresh
         policy replays the same sequence of calls identically, and repeated calls differ.
-        A `seed` passed to `generate` is used as given. The global torch RNG is untouched.
+        A `seed` passed to `generate` is used as given. Requests that carry their own `seed`
+        sample row by row from that seed mixed with this one (see Sampling above). The global
+        torch RNG is untouched.
     stop
         Strings that end an answer; the answer is cut before the first one (as OpenAI does).
         None means `PLAIN_STOP` with plain prompts and nothing with a chat template; ``[]``
@@ -441,6 +537,9 @@ class HFPolicy:
             name = name or embedded.EMBEDDED_MODEL_NAME
             if chat_template is None:
                 chat_template = embedded.EMBEDDED_CHAT_TEMPLATE
+        _check_local_source(source, "model")
+        if adapter is not None:
+            _check_local_source(str(adapter), "adapter")
         device = auto_device() if device in (None, "auto") else device
         torch_dtype = _resolve_dtype(dtype, device)
         if kind not in ("auto", "causal", "vlm"):
@@ -604,6 +703,10 @@ class HFPolicy:
         else:
             seed = int(options["seed"]) + self._calls
         self._calls += 1
+        # Requests that each carry a seed sample from it, row by row (see the module docstring).
+        row_seeds = [request.get("seed") for request in requests]
+        per_row = float(options["temperature"]) > 0 and all(s is not None for s in row_seeds)
+        base_seed = int(explicit_seed) if explicit_seed is not None else int(options["seed"])
         usage = Usage(calls=1)
         kwargs = self._generation_kwargs(options, stop)
         end_ids = self._end_token_ids()
@@ -617,8 +720,12 @@ class HFPolicy:
                 torch.manual_seed(seed)
                 prompts = self._prepare(requests)
                 for chunk in self._chunks([prompt.length for prompt in prompts]):
+                    chunk_kwargs = kwargs
+                    if per_row:
+                        seeds = [mix_seed(base_seed, int(row_seeds[i])) for i in chunk]
+                        chunk_kwargs = _row_sampling_kwargs(kwargs, seeds, self.device)
                     texts = self._generate_batch(
-                        [prompts[i] for i in chunk], kwargs, stop, end_ids, usage
+                        [prompts[i] for i in chunk], chunk_kwargs, stop, end_ids, usage
                     )
                     for i, text in zip(chunk, texts, strict=True):
                         answers[i] = text

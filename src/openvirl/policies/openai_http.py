@@ -7,6 +7,12 @@ flight), each retried with exponential backoff on connection errors, timeouts, H
 can stop and keep the episodes it finished. Other HTTP errors (400, 401, 404 ...) are not
 retried: the same request would fail again.
 
+API keys: an explicit `api_key`, or the environment variable named by `api_key_env`, is sent
+to the given server. ``OPENAI_API_KEY`` alone is sent only to OpenAI's own API
+(``https://api.openai.com``, `OPENAI_KEY_HOSTS`): a local or third-party server, and anything
+over plain http, never receives it unless asked, e.g.
+``openai:http://127.0.0.1:8000/v1#m?api_key_env=OPENAI_API_KEY``.
+
 Images travel as base64 PNG data URLs in ``image_url`` parts; text-only messages are sent with
 string content, which every server accepts.
 """
@@ -19,6 +25,7 @@ import os
 import random
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,7 +38,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or `pip install httpx`)"
     ) from exc
 
-from openvirl.policies.base import Message, PolicyError, Request, Usage
+from openvirl.policies.base import Message, PolicyError, Request, Usage, mix_seed
+
+OPENAI_KEY_HOSTS = frozenset({"api.openai.com"})
+"""Hosts that get ``OPENAI_API_KEY`` without being asked (over https only)."""
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: overload, rate limits and transient server faults."""
@@ -77,6 +87,36 @@ def normalize_base_url(base_url: str) -> str:
     return url
 
 
+def resolve_api_key(base_url: str, api_key: str | None, api_key_env: str | None) -> str | None:
+    """The bearer token to send to `base_url`, or None (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If `api_key_env` names a variable that is not set.
+    """
+    if api_key is not None:
+        return api_key or None
+    if api_key_env is not None:
+        value = os.environ.get(api_key_env)
+        if not value:
+            raise ValueError(f"`api_key_env`: the environment variable {api_key_env} is not set.")
+        return value
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key:
+        return None
+    url = httpx.URL(base_url)
+    if url.scheme == "https" and url.host in OPENAI_KEY_HOSTS:
+        return key
+    warnings.warn(
+        f"OPENAI_API_KEY is not sent to {url.scheme}://{url.host}: it goes only to "
+        f"https://{', '.join(sorted(OPENAI_KEY_HOSTS))}. To send it to this server, add "
+        "`?api_key_env=OPENAI_API_KEY` to the policy spec.",
+        stacklevel=3,
+    )
+    return None
+
+
 class _RetryableError(Exception):
     """A failure worth another attempt (kept private: callers only see PolicyError)."""
 
@@ -97,10 +137,15 @@ class OpenAIPolicy:
         The model id sent with each request; None asks the server's ``/models`` once and uses
         the first (what vLLM and llama.cpp serve).
     api_key
-        Bearer token; defaults to the ``OPENAI_API_KEY`` environment variable (none if unset).
+        Bearer token sent to this server (prefer `api_key_env`: a spec is saved with the run).
+    api_key_env
+        Name of an environment variable holding the token for this server. With neither,
+        ``OPENAI_API_KEY`` is sent to ``https://api.openai.com`` only (see the module docstring).
     temperature, top_p, max_new_tokens, seed, stop
         Sent as ``temperature``, ``top_p``, ``max_tokens``, ``seed`` and ``stop`` (omitted
-        when None). `seed` is offset by the request's index in the call, so requests differ.
+        when None). `seed` is offset by the request's index in the call, so requests differ;
+        a request that carries its own `seed` (evaluation's per-answer seed) sends that mixed
+        with this one instead, so a resumed run asks with the same seeds.
     concurrency
         Requests in flight at once.
     max_retries
@@ -122,6 +167,7 @@ class OpenAIPolicy:
         model: str | None = None,
         *,
         api_key: str | None = None,
+        api_key_env: str | None = None,
         temperature: float = 0.0,
         top_p: float | None = None,
         max_new_tokens: int = 256,
@@ -153,7 +199,7 @@ class OpenAIPolicy:
         self.timeout_s = timeout_s
         self.extra_body = dict(extra_body or {})
         self._name = name
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        key = resolve_api_key(self.base_url, api_key, api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(headers=headers, timeout=timeout_s)
         self._lock = threading.Lock()
@@ -183,7 +229,7 @@ class OpenAIPolicy:
         workers = min(self.concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openvirl-http") as pool:
             futures = [
-                pool.submit(self._complete, request["messages"], index)
+                pool.submit(self._complete, request["messages"], index, request.get("seed"))
                 for index, request in enumerate(requests)
             ]
             try:
@@ -216,8 +262,11 @@ class OpenAIPolicy:
             raise PolicyError(f"{url} lists no models; pass the model name explicitly.")
         return ids
 
-    def payload(self, messages: Sequence[Message], index: int = 0) -> dict[str, Any]:
-        """The JSON body sent for one conversation (`index` offsets the seed)."""
+    def payload(
+        self, messages: Sequence[Message], index: int = 0, request_seed: int | None = None
+    ) -> dict[str, Any]:
+        """The JSON body sent for one conversation (`index`, or the request's own seed, sets
+        the seed)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": to_openai_messages(messages),
@@ -227,14 +276,19 @@ class OpenAIPolicy:
         if self.top_p is not None:
             body["top_p"] = self.top_p
         if self.seed is not None:
-            body["seed"] = self.seed + index
+            if request_seed is None:
+                body["seed"] = self.seed + index
+            else:  # 31 bits: every OpenAI-compatible server takes that
+                body["seed"] = mix_seed(self.seed, request_seed) % (2**31 - 1)
         if self.stop:
             body["stop"] = list(self.stop)
         body.update(self.extra_body)
         return body
 
-    def _complete(self, messages: Sequence[Message], index: int) -> tuple[str, int, int]:
-        body = self.payload(messages, index)
+    def _complete(
+        self, messages: Sequence[Message], index: int, request_seed: int | None = None
+    ) -> tuple[str, int, int]:
+        body = self.payload(messages, index, request_seed)
         return self._with_retries(lambda: self._post_completion(body), self.completions_url)
 
     def _post_completion(self, body: dict[str, Any]) -> tuple[str, int, int]:

@@ -10,35 +10,43 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from openvirl.policies.base import Request
+from openvirl.policies.base import Request, mix_seed
 
 _OPS = ("+", "-", "*", "/")
 
 
 class RandomPolicy:
-    """Random well-formed answers, reproducible from `seed`."""
+    """Random well-formed answers, reproducible from `seed`.
+
+    A request with a `seed` (evaluation gives each answer one, from its episode and attempt)
+    is answered from that seed mixed with the policy's, so the answer is the same however the
+    run was batched, interrupted or resumed; requests without one draw from a running stream.
+    """
 
     name = "random"
 
     def __init__(self, *, seed: int = 0):
+        self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
 
     def act(self, requests: Sequence[Request]) -> list[str]:
-        return [self._answer(request.get("info") or {}) for request in requests]
+        return [self._answer(request) for request in requests]
 
-    def _answer(self, info: dict[str, Any]) -> str:
+    def _answer(self, request: Request) -> str:
+        info = request.get("info") or {}
+        seed = request.get("seed")
+        rng = self.rng if seed is None else np.random.default_rng(mix_seed(self.seed, seed))
         if info.get("task") == "points":
             numbers = list(info["numbers"])
-            formula = random_expression(numbers, self.rng)
+            formula = random_expression(numbers, rng)
             payload = {"cards": info["cards"], "number": numbers, "formula": formula}
             return json.dumps(payload)
         actions = info.get("valid_actions")
         if actions:
-            return str(actions[int(self.rng.integers(len(actions)))])
+            return str(actions[int(rng.integers(len(actions)))])
         raise ValueError(f"the random policy does not know task {info.get('task')!r}")
 
 

@@ -6,7 +6,7 @@ Layout of one checkpoint (``<run>/checkpoints/step-00000012/``)::
     modules.pt             extra modules' state dicts (PPO's value head)
     optimizer.pt           optimizer state
     scheduler.pt           LR scheduler state
-    rng.pt                 python, numpy, torch (and CUDA) RNG states
+    rng.json               python, numpy, torch (and CUDA) RNG states as plain numbers
     state.json             step, FLOP counter, data cursor, anything the trainer needs
     openvirl-checkpoint.json   the completion marker, written last
 
@@ -14,6 +14,12 @@ A checkpoint is complete when its marker exists. Everything is first written to
 ``.tmp-step-.../`` and the folder is renamed into place with one `os.replace`, so a process
 killed mid-save leaves at most a temporary folder that `latest_checkpoint` ignores (and the
 next save cleans up). `--resume` loads `latest_checkpoint(run_dir)`.
+
+Nothing in a checkpoint is unpickled: tensors load with ``torch.load(weights_only=True)`` and
+the RNG states are JSON, so a crafted checkpoint folder cannot run code. Checkpoints of older
+versions kept the RNG states in a pickled ``rng.pt``; it is read only through the
+weights-only loader (with numpy's array types allowed, as transformers does), and a file that
+needs anything more is refused with a message naming it.
 
 The ``model/`` folder loads like any checkpoint, e.g. as an evaluation policy:
 ``hf:<base>?adapter=<ckpt>/model`` (LoRA) or ``hf:<ckpt>/model`` (full fine-tuning).
@@ -60,6 +66,17 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or unsafe to load; the message names the file."""
+
+
+RNG_FILE = "rng.json"
+"""The RNG states of a checkpoint, as plain JSON numbers (never unpickled)."""
+
+LEGACY_RNG_FILE = "rng.pt"
+"""Where checkpoints before `RNG_FILE` kept the RNG states (a pickle; loaded weights-only)."""
+
+
 def rng_state() -> dict[str, Any]:
     """The state of every RNG a training loop may draw from."""
     import numpy as np
@@ -85,6 +102,106 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def rng_state_to_json(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`rng_state` as plain JSON (lists of ints), so loading it can never run code."""
+    version, internal, gauss = state["python"]
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    out: dict[str, Any] = {
+        "format": 1,
+        "python": {"version": int(version), "state": [int(v) for v in internal], "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": [int(v) for v in keys],
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": [int(v) for v in state["torch"].tolist()],
+    }
+    if "cuda" in state:
+        out["cuda"] = [[int(v) for v in t.tolist()] for t in state["cuda"]]
+    return out
+
+
+def rng_state_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of `rng_state_to_json`: the states `set_rng_state` takes.
+
+    Raises
+    ------
+    ValueError
+        If `data` is not a state this module wrote (wrong shape or types).
+    """
+    import numpy as np
+    import torch
+
+    try:
+        py = data["python"]
+        gauss = py["gauss"]
+        state: dict[str, Any] = {
+            "python": (
+                int(py["version"]),
+                tuple(int(v) for v in py["state"]),
+                None if gauss is None else float(gauss),
+            ),
+            "numpy": (
+                str(data["numpy"]["kind"]),
+                np.asarray(data["numpy"]["keys"], dtype=np.uint32),
+                int(data["numpy"]["pos"]),
+                int(data["numpy"]["has_gauss"]),
+                float(data["numpy"]["cached_gaussian"]),
+            ),
+            "torch": torch.tensor(data["torch"], dtype=torch.uint8),
+        }
+        if "cuda" in data:
+            state["cuda"] = [torch.tensor(t, dtype=torch.uint8) for t in data["cuda"]]
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise ValueError(f"not an openvirl RNG state ({type(exc).__name__}: {exc})") from exc
+    return state
+
+
+def load_rng_state(folder: Path) -> dict[str, Any]:
+    """Read a checkpoint's RNG states without unpickling anything that could run code.
+
+    ``rng.json`` is plain JSON. An older checkpoint's ``rng.pt`` goes through
+    ``torch.load(weights_only=True)`` with only numpy's array types allowed.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, when it is unreadable or would need an unsafe unpickler.
+    FileNotFoundError
+        If the checkpoint has neither file.
+    """
+    import torch
+
+    folder = Path(folder)
+    path = folder / RNG_FILE
+    if path.is_file():
+        try:
+            return rng_state_from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise CheckpointError(f"{path}: unreadable RNG state: {exc}") from exc
+    legacy = folder / LEGACY_RNG_FILE
+    if not legacy.is_file():
+        raise FileNotFoundError(f"{folder} has no {RNG_FILE} (RNG state); cannot resume it.")
+    import numpy as np
+
+    core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / numpy 1
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            state = torch.load(legacy, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ...
+        raise CheckpointError(
+            f"{legacy}: refused to load this RNG file: it is not plain tensors and numbers "
+            "(it would need an unpickler that can run code). Resume from a checkpoint written "
+            "by this version, or delete the file to resume without restoring the RNG states."
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{legacy}: not an RNG state (a {type(state).__name__}).")
+    return state
 
 
 def is_peft_model(model: Any) -> bool:
@@ -143,7 +260,7 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     if scheduler is not None:
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
+    write_json_atomic(tmp / RNG_FILE, rng_state_to_json(rng_state()))
     write_json_atomic(tmp / "state.json", {"step": int(step), **dict(state or {})})
     write_json_atomic(tmp / MARKER, {"step": int(step), "complete": True})
     _fsync_dir(tmp)
@@ -232,6 +349,8 @@ def load_checkpoint(
     ------
     FileNotFoundError
         If `folder` is not a complete checkpoint.
+    CheckpointError
+        If its RNG file is unreadable or would need an unsafe unpickler (see `load_rng_state`).
     """
     import torch
 
@@ -253,20 +372,26 @@ def load_checkpoint(
             torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True)
         )
     if restore_rng:
-        set_rng_state(torch.load(folder / "rng.pt", weights_only=False))
+        set_rng_state(load_rng_state(folder))
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
 
 
 __all__ = [
+    "LEGACY_RNG_FILE",
     "MARKER",
+    "RNG_FILE",
+    "CheckpointError",
     "checkpoint_step",
     "is_peft_model",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_model_weights",
+    "load_rng_state",
     "mark_complete",
     "rng_state",
+    "rng_state_from_json",
+    "rng_state_to_json",
     "save_checkpoint",
     "set_rng_state",
     "write_json_atomic",

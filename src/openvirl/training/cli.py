@@ -84,7 +84,21 @@ def build_config(
 
 
 def run(algorithm: str, config: Any) -> Any:
-    """Run one training algorithm with a built config; return its result."""
+    """Run one training algorithm with a built config; return its result.
+
+    A checkpoint that `--resume` refuses to load (`CheckpointError`: unreadable or unsafe)
+    ends the command with its one-line message instead of a traceback.
+    """
+    from openvirl.training.checkpoint import CheckpointError
+
+    try:
+        return _run(algorithm, config)
+    except CheckpointError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(algorithm: str, config: Any) -> Any:
     if algorithm == "sft":
         from openvirl.training.sft import train_sft
 

@@ -75,7 +75,8 @@ class StudyConfig:
             "help": "Run training stages as `<launcher> -m openvirl.training.cli ...` "
             "(e.g. 'accelerate launch --num_processes 8'), one string or one per algorithm "
             "({sft: ..., ppo: ...}); None runs them in this process. `{configs}` expands to "
-            "the shipped configs folder."
+            "the shipped configs folder. It runs as a shell-free command line: a study "
+            "config is code, so run only configs you trust."
         },
     )
     # Model
@@ -265,6 +266,8 @@ def _run_training(algorithm: str, config: Any, study: StudyConfig) -> dict[str, 
         ]
         if command[0] == "python":
             command[0] = sys.executable
+        # The launcher comes from the study config and runs as a command: say what runs.
+        print(f"study: running {shlex.join(command)}", file=sys.stderr, flush=True)
         subprocess.run(command, check=True)
     else:
         from openvirl.training.cli import run

@@ -7,9 +7,12 @@ directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,21 +114,54 @@ def registry_path() -> Path:
     return base / "user_cities.json"
 
 
-def _read_registry() -> dict[str, dict]:
+def _registry_problem(path: Path) -> tuple[dict[str, dict], str | None]:
+    """The registry's cities and, when the file is unusable, why (then the cities are {})."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return {}, f"it cannot be read as JSON ({type(exc).__name__}: {exc})"
+    cities = data.get("cities") if isinstance(data, dict) else None
+    if not isinstance(cities, dict) or not all(isinstance(v, dict) for v in cities.values()):
+        return {}, 'it is not {"cities": {name: {...}}}'
+    return cities, None
+
+
+def _read_registry(*, for_update: bool = False) -> dict[str, dict]:
+    """The user's registered cities.
+
+    A corrupt file reads as no cities, with a warning; with `for_update` (before a write) it
+    raises instead, after copying it aside, so a `city add` never overwrites the entries a
+    repair could still recover.
+    """
     path = registry_path()
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    cities, problem = _registry_problem(path)
+    if problem is None:
+        return cities
+    if not for_update:
+        warnings.warn(f"ignoring the user city registry {path}: {problem}", stacklevel=3)
         return {}
-    cities = data.get("cities", {}) if isinstance(data, dict) else {}
-    return cities if isinstance(cities, dict) else {}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        shutil.copy2(path, backup)
+        kept = f"a copy is at {backup}"
+    except OSError as exc:
+        kept = f"could not copy it aside ({exc})"
+    raise WorldError(
+        f"refusing to change the user city registry {path}: {problem}; {kept}. Fix the file "
+        "(or delete it to start an empty registry), then run the command again."
+    )
 
 
 def _write_registry(cities: dict[str, dict]) -> None:
+    """Replace the registry atomically, keeping the previous version as ``.bak``."""
     path = registry_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        with contextlib.suppress(OSError):  # a backup is a courtesy, not a condition
+            shutil.copy2(path, path.with_name(path.name + ".bak"))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"cities": cities}, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(path)
@@ -257,7 +293,7 @@ def add_city(
         )
     if key in _BUNDLED or key in _ALIASES:
         raise WorldError(f"`{key}` is a bundled city; choose another `name`.")
-    cities = _read_registry()
+    cities = _read_registry(for_update=True)
     if key in cities and not replace:
         raise WorldError(
             f"A user city `{key}` is already registered ({cities[key].get('files')}); "
@@ -275,7 +311,7 @@ def add_city(
 
 def remove_city(name: str) -> bool:
     """Unregister a user city; return whether it was registered. The file is left alone."""
-    cities = _read_registry()
+    cities = _read_registry(for_update=True)
     if cities.pop(name.strip().lower(), None) is None:
         return False
     _write_registry(cities)

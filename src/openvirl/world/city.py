@@ -16,7 +16,9 @@
 - `intersections`: node id -> the names of its streets, for every node of degree >= 3.
 
 The built structures are pickled in the user cache directory, keyed by the files' sha256 and
-`CACHE_VERSION`, so the second load of a city is fast.
+`CACHE_VERSION`, so the second load of a city is fast. A cache file is HMAC-signed with a
+per-user key (`openvirl._signed`) and unpickled only after its tag verifies for this city's
+sha256 and version, so a cache file from anywhere else is rebuilt, never loaded.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon
 
 from openvirl._paths import cache_dir
+from openvirl._signed import read_signed, write_signed
 from openvirl.world import catalog
 from openvirl.world.categories import is_poi, types_for_tags
 from openvirl.world.errors import MapFileError, OutsideMapError
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
     from openvirl.world.places import PlaceIndex, ReverseGeocode
     from openvirl.world.routing import Route, Router, Tour
 
-CACHE_VERSION = 6
+CACHE_VERSION = 7
 """Bump whenever the built structures change; older cache files are then rebuilt."""
 
 WALK_SPEED_MPS = 1.4
@@ -795,7 +798,13 @@ def files_sha256(files: Iterable[Path]) -> str:
 
 def _cache_path(sha256: str) -> Path:
     # Keyed by content only: a file added under a new name reuses its cache.
-    return cache_dir("world") / f"city-{sha256[:32]}-v{CACHE_VERSION}.pkl"
+    # ".signed": unsigned pickles of versions <= 6 (".pkl") are never opened.
+    return cache_dir("world") / f"city-{sha256[:32]}-v{CACHE_VERSION}.signed"
+
+
+def _cache_purpose(sha256: str) -> str:
+    """What a cache file's signature binds it to: this format version and these OSM files."""
+    return f"openvirl city cache v{CACHE_VERSION} {sha256}"
 
 
 def cache_file(entry: catalog.CityEntry) -> Path | None:
@@ -808,11 +817,15 @@ def cache_file(entry: catalog.CityEntry) -> Path | None:
 
 
 def _read_cache(path: Path, sha256: str) -> dict[str, Any] | None:
-    try:
-        with path.open("rb") as fh:
-            data = pickle.load(fh)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
+    """The built structures cached at `path`, or None: unpickled only once the file's HMAC
+    verifies (we wrote it, for these files), so a foreign cache file never runs code."""
+    payload = read_signed(path, _cache_purpose(sha256))
+    if payload is None:
         return None
+    try:
+        data = pickle.loads(payload)
+    except (EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
+        return None  # ours, but from a code version whose classes changed: rebuild
     if not isinstance(data, dict):
         return None
     if data.get("version") != CACHE_VERSION or data.get("sha256") != sha256:
@@ -821,17 +834,11 @@ def _read_cache(path: Path, sha256: str) -> dict[str, Any] | None:
 
 
 def _write_cache(path: Path, sha256: str, built: dict[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            pickle.dump(
-                {"version": CACHE_VERSION, "sha256": sha256, "built": built},
-                fh,
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    payload = pickle.dumps(
+        {"version": CACHE_VERSION, "sha256": sha256, "built": built},
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    write_signed(path, payload, _cache_purpose(sha256))
 
 
 # The City -----------------------------------------------------------------------------------
@@ -919,7 +926,8 @@ class City:
 
         The first load parses the files with pyosmium and builds the graph, POIs and buildings
         (seconds); the result is pickled in the user cache directory (`OPENVIRL_CACHE`
-        overrides it) under the files' sha256, so later loads only unpickle it.
+        overrides it) under the files' sha256 and signed, so later loads only verify and
+        unpickle it.
 
         Parameters
         ----------

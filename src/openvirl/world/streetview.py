@@ -1317,8 +1317,8 @@ def load_gps_to_pano(path: str | os.PathLike[str]) -> dict[tuple[float, float], 
             data = _DataOnlyUnpickler(fh).load()
     except (OSError, ValueError, TypeError, pickle.UnpicklingError, EOFError) as err:
         raise InvalidViewError(
-            f"cannot read the GPS→pano mapping {path}: {err} (expected JSON, or V-IRL's pickle "
-            "of a {(lat, lon): pano_id} dict)."
+            f"`gps_to_pano` file {path}: {err} (expected JSON, or V-IRL's pickle of a "
+            "{(lat, lon): pano_id} dict: plain data only)."
         ) from None
     if not isinstance(data, Mapping):
         raise InvalidViewError(

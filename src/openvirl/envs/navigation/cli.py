@@ -23,7 +23,7 @@ def _fail(message: str) -> None:
 def routes_command(
     out: Path = typer.Option(..., "--out", help="Output file: .jsonl, .jsonl.gz or .json (V-IRL)."),
     city: str = typer.Option("manhattan", help="City name or OSM file path."),
-    n: int = typer.Option(100, "--n", help="Routes to generate."),
+    n: int = typer.Option(100, "--n", min=1, help="Routes to generate."),
     seed: int = typer.Option(0, help="Generator seed; route i depends only on (seed, i)."),
     split: str | None = typer.Option(
         None, help="'train' or 'test': keep routes whose ends lie in that side's area cells."
@@ -108,8 +108,10 @@ def dataset_command(
     actions: str = typer.Option("absolute", help=_ACTIONS_HELP),
     instructions: str = typer.Option("reference", help="'reference' or 'headings'."),
     visual: bool = typer.Option(False, help="VL: write view grids and the vision prompt."),
-    n_train: int | None = typer.Option(None, "--n-train", help="Training routes (default all)."),
-    n: int | None = typer.Option(None, "--n", help="Held-out routes (default all)."),
+    n_train: int | None = typer.Option(
+        None, "--n-train", min=0, help="Training routes (default all)."
+    ),
+    n: int | None = typer.Option(None, "--n", min=0, help="Held-out routes (default all)."),
     seed: int = typer.Option(42, help="Dataset seed."),
     routes: Path | None = typer.Option(
         None,

@@ -320,10 +320,12 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
         cfg = self.config
         assert self._rail is not None
         entry = self._rail.entries[self._pos]
-        text = action if isinstance(action, str) else repr(action)
+        # A non-text answer is verifier feedback, never a crash: its repr may recurse without
+        # end (a 100k-deep list) or raise, so only its type is shown.
+        text = action if isinstance(action, str) else f"<{type(action).__name__}>"
         self._attempt += 1
         self._steps += 1
-        parsed = parse_answer(text)
+        parsed = parse_answer(action if isinstance(action, str) else None)
         outcome, message = self._verify(parsed, entry)
         reward = REWARDS[outcome]
         info = dict(self._info)

@@ -653,12 +653,16 @@ def generate_routes(
     RouteGenerationError
         The city has too few named places of the V-IRL types, or no candidate passed the
         checks within `config.max_tries` tries; the message gives the counts of each reason.
+    ValueError
+        A negative `n`, an unknown `split` or a bad `config`.
     """
     from openvirl.world import City
     from openvirl.world.errors import WorldError
 
     config = config or GenerationConfig()
     config.validate()
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"`n` (routes to generate) must be an integer >= 0, got {n!r}.")
     if split is not None and split not in ROUTE_SPLITS:
         raise ValueError(f"`split` must be None or one of {ROUTE_SPLITS}, got {split!r}.")
     if isinstance(city, str):

@@ -79,7 +79,11 @@ def solve_command(
 
     if not numbers or any(n < 1 or n > 13 for n in numbers):
         _fail("numbers must be between 1 and 13")
-    solutions = solve(numbers, target)
+    try:
+        solutions = solve(numbers, target)
+    except ValueError as err:  # e.g. more numbers than the solver takes
+        _fail(str(err))
+        return
     if as_json:
         typer.echo(json.dumps({"numbers": numbers, "target": target, "solutions": solutions}))
         return

@@ -256,7 +256,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             )
             return obs, 0.0, True, False, self._info_copy()
         cfg = self.config
-        text = action if isinstance(action, str) else repr(action)
+        # A non-text answer counts as no answer, never a crash (its repr may recurse or raise).
+        text = action if isinstance(action, str) else ""
         self._attempt += 1
         verdict, parsed_cards, parse_error = self._verify(text)
         reward = verdict.reward

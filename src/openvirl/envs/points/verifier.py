@@ -52,6 +52,17 @@ MAX_NUMBER_DIGITS = 12
 """Longer numbers are never converted (Python refuses int() beyond 4,300 digits anyway)."""
 _MAX_LISTED = 10  # numbers listed in one message before eliding the rest
 
+MAX_ECHO_CHARS = 120
+"""Longest piece of the answer quoted back in feedback; longer ones are clipped (a formula of
+100,000 parentheses would otherwise come back whole, into the next prompt)."""
+
+
+def _clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text`, or its start and length when longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}... ({len(text)} characters)"
+
 
 class Outcome(str, Enum):
     """What happened to one answer; each maps to one reward in :data:`REWARDS`."""
@@ -333,7 +344,7 @@ def _prefix_hint(tokens: list[str], sols: Sequence[str]) -> str:
         kept.pop()
     if not kept:
         return "your formula does not match any solution"
-    shown = "".join(kept)
+    shown = _clip("".join(kept))
     return f"{shown} is partially correct but the full formula does not match any solution"
 
 
@@ -450,7 +461,7 @@ def check(
     sols = _solutions(cards, goal, solutions)
     shown_value = _format_value(value)
     normal = _normal_tokens(tokens)
-    head = f"{''.join(normal)} evaluates to {shown_value}, not {goal}"
+    head = f"{_clip(''.join(normal))} evaluates to {shown_value}, not {goal}"
     if not sols:
         message = f"{head}, and this hand has no solution: answer 'no solution'."
     else:
