@@ -137,10 +137,10 @@ def test_reads_the_reference_milestone_format() -> None:
     assert route.milestones[1].landmark_name == "Aritzia"
     assert route.milestones[1].landmark_relation == "left front"
     assert synthesize_instruction(route, 303) == [
-        "First, turn slightly left to face northwest.",
-        "Move forward until you reach the next intersection, where Prince St is on your front.",
+        "First, turn slightly left, still facing northwest.",
+        "Move forward until you reach the next intersection, where Prince St is ahead of you.",
         "Turn left to face southwest.",
-        "Move forward until you reach the next intersection, where Aritzia is on your left front.",
+        "Move forward until you reach the next intersection, where Aritzia is ahead on your left.",
         "Turn left to face southeast.",
         "Move forward until you reach the destination, where the destination MoMA Design Store "
         "is on your left.",

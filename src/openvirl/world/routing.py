@@ -108,6 +108,22 @@ class Snap:
     street: str
 
 
+_RELATION_PHRASES = {
+    "front": "ahead of you",
+    "behind": "behind you",
+    "left front": "ahead on your left",
+    "right front": "ahead on your right",
+    "left behind": "behind you on your left",
+    "right behind": "behind you on your right",
+}
+
+
+def relation_phrase(relation: str) -> str:
+    """An egocentric relation word as English: "front" -> "ahead of you", "left" -> "on your
+    left" (never "on your front" or "on your behind")."""
+    return _RELATION_PHRASES.get(relation, f"on your {relation}")
+
+
 @dataclass(frozen=True)
 class Landmark:
     """A named POI (or the destination) seen from a turn point.
@@ -139,6 +155,14 @@ class Landmark:
         if self.is_destination:
             return f"The destination {self.name} is on your {self.relation}"
         return f"{self.name} is on your {self.relation}"
+
+    @property
+    def sentence(self) -> str:
+        """The same in plain English for written directions: "X is ahead of you", "X is
+        behind you on your left", "The destination X is on your right" (`text` keeps
+        V-IRL's relation words, which the navigation task parses)."""
+        subject = f"The destination {self.name}" if self.is_destination else self.name
+        return f"{subject} is {relation_phrase(self.relation)}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -263,6 +287,14 @@ class Route:
     destination_relation: str
     node_path: list[int] = field(default_factory=list)
     speed_mps: float = WALK_SPEED_MPS
+
+    def __repr__(self) -> str:
+        # Short on purpose: steps, polyline and node path are in the fields / `to_dict()`.
+        return (
+            f"Route({self.origin.name!r} -> {self.destination.name!r}, "
+            f"length_m={self.length_m:.0f}, duration_s={self.duration_s:.0f}, "
+            f"steps={len(self.steps)})"
+        )
 
     @property
     def turn_points(self) -> list[tuple[float, float]]:
@@ -412,6 +444,14 @@ class Tour:
     method: str
     points: list[Place]
     distance_matrix_m: list[list[float]]
+
+    def __repr__(self) -> str:
+        # Short on purpose: the stops' tags and the legs' steps are in the fields.
+        return (
+            f"Tour(stops={[p.name for p in self.stops]!r}, order={self.order!r}, "
+            f"length_m={self.length_m:.0f}, duration_s={self.duration_s:.0f}, "
+            f"method={self.method!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -1210,9 +1250,9 @@ def _instruction(step: Step, index: int, is_last: bool) -> str:
         text = f"Turn {step.maneuver}{onto} and walk {dist}."
     if is_last:
         if step.landmarks:
-            text += f" {step.landmarks[0].text}."
+            text += f" {step.landmarks[0].sentence}."
     elif step.landmarks:
-        text += f" At the next turn, {step.landmarks[0].text}."
+        text += f" At the next turn, {step.landmarks[0].sentence}."
     return text
 
 
@@ -1227,5 +1267,6 @@ __all__ = [
     "Snap",
     "Step",
     "Tour",
+    "relation_phrase",
     "solve_tour",
 ]

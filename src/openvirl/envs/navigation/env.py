@@ -132,7 +132,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
     The V-IRL navigation task of "SFT Memorizes, RL Generalizes" (Chu et al., 2025), on real
     OpenStreetMap cities. An episode follows one route: a numbered instruction ("First, turn
     slightly left to face northwest. Move forward until you reach the next intersection,
-    where Prince St is on your front. ...") and a *rail* of ground-truth positions along the
+    where Prince St is ahead of you. ...") and a *rail* of ground-truth positions along the
     real streets: the start, forward positions along each leg, a turn at each turning point
     and a stop at the destination. At each position the agent answers with its current
     observation, the instruction sentence it executes and an action; a correct action moves

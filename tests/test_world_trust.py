@@ -1,0 +1,99 @@
+"""Issue 20: geocoding and search only accept matches that clear a stated confidence, errors
+list the best candidates and say when a place lies outside the extract, and written
+directions read as English."""
+
+from __future__ import annotations
+
+import pytest
+
+from openvirl.world import PlaceNotFoundError
+from openvirl.world.places import GEOCODE_SCORE_CUTOFF, name_confidence
+from openvirl.world.routing import relation_phrase
+from world_fixtures import load_city
+
+
+@pytest.fixture(scope="module")
+def manhattan():
+    return load_city("manhattan")
+
+
+@pytest.mark.parametrize(
+    ("query", "wrong"),
+    [
+        ("Eiffel Tower", "WE"),
+        ("Central Park", "Central Parking"),
+        ("11 W 53rd St", "98 East 53rd Street"),
+        ("Union Square", "Union Square Cafe"),
+    ],
+)
+def test_geocode_refuses_wrong_matches(manhattan, query, wrong):
+    # Today's code returned `wrong`; now nothing clears the confidence, in one line.
+    with pytest.raises(PlaceNotFoundError, match="No place") as err:
+        manhattan.geocode(query)
+    assert "\n" not in str(err.value)
+    assert all(p.name != wrong for p in manhattan.search(query, limit=3)) or query == (
+        "Union Square"
+    )
+
+
+def test_geocode_error_lists_candidates_with_confidence(manhattan):
+    with pytest.raises(PlaceNotFoundError) as err:
+        manhattan.geocode("Union Square")
+    assert err.value.candidates[0].startswith("Union Square Cafe (cafe, ")
+    assert f"confidence {GEOCODE_SCORE_CUTOFF:g}/100" in str(err.value)
+
+
+def test_geocode_says_a_numbered_street_lies_outside_the_extract(manhattan):
+    for query in ("11 W 53rd St", "W 110th St"):
+        with pytest.raises(PlaceNotFoundError, match="outside this extract's bounds") as err:
+            manhattan.geocode(query)
+        assert "West Streets run from" in err.value.note
+    # An address beyond the mapped numbers of a street that is in the extract.
+    with pytest.raises(PlaceNotFoundError, match="mapped numbers"):
+        manhattan.geocode("9 East 53rd Street")
+
+
+def test_geocode_still_finds_real_names(manhattan):
+    for query, name in [
+        ("Times Square", "Times Square"),
+        ("Bryant Park", "Bryant Park"),
+        ("empire state bilding", "Empire State Building"),
+        ("Macys", "Macy's"),
+        ("Union Square West", "Union Square West"),
+    ]:
+        assert manhattan.geocode(query).name == name
+    assert manhattan.geocode("250 E 53rd St").name == "250 East 53rd Street"
+    # Names in ";" lists of alt_name / loc_name count, and accents never decide.
+    assert manhattan.geocode("New York Public Library").name == "Stephen A. Schwarzman Building"
+    assert name_confidence("Café de Paris", "Cafe de Paris", whole_name=True) == 100.0
+
+
+def test_search_needs_the_query_words(manhattan):
+    assert manhattan.search("Eiffel Tower") == []
+    assert "Central Parking" not in [p.name for p in manhattan.search("Central Park")]
+    # Parks that do not have "central" in them are not "Central Park".
+    assert "Bryant Park" not in [p.name for p in manhattan.search("Central Park")]
+    assert {p.name for p in manhattan.search("Union Square")} >= {"Union Square Cafe"}
+
+
+def test_route_and_agents_inherit_the_confidence(manhattan):
+    with pytest.raises(PlaceNotFoundError, match="Central Parking"):
+        manhattan.route("Central Park", "Bryant Park")
+
+
+def test_name_confidence_is_stated():
+    assert name_confidence("Eiffel Tower", "WE") == 0.0
+    assert name_confidence("Central Park", "Central Parking") < 70
+    assert name_confidence("Union Square", "Union Square Cafe", whole_name=True) < 86
+    assert name_confidence("Union Square", "Union Square Cafe") >= 80
+    assert name_confidence("Bryant Park", "Bryant Park", whole_name=True) == 100.0
+
+
+def test_written_directions_read_as_english(manhattan):
+    assert relation_phrase("front") == "ahead of you"
+    assert relation_phrase("behind") == "behind you"
+    assert relation_phrase("left") == "on your left"
+    route = manhattan.route("Empire State Building", "Grand Central Terminal")
+    text = " ".join(route.instructions)
+    assert "on your front" not in text and "on your behind" not in text
+    assert "on your right behind" not in text and "on your left behind" not in text
