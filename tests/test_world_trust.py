@@ -97,3 +97,43 @@ def test_written_directions_read_as_english(manhattan):
     text = " ".join(route.instructions)
     assert "on your front" not in text and "on your behind" not in text
     assert "on your right behind" not in text and "on your left behind" not in text
+
+
+def test_maps_draw_cjk_names(tmp_path):
+    import warnings
+
+    from openvirl.world.maps import map_fonts
+
+    tokyo = load_city("tokyo-shibuya")
+    assert "IPAexGothic" in map_fonts() or "Noto Sans CJK JP" in map_fonts()
+    names = [p.name for p in tokyo.pois if any("\u3040" <= ch <= "\u9fff" for ch in p.name)]
+    assert names, "the Tokyo extract has Japanese names"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tokyo.area_map(*tokyo.center, tmp_path / "tokyo.png", radius_m=250)
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert missing == []
+
+
+def test_street_labels_are_legible_and_on_their_street(manhattan):
+    from openvirl.world import maps
+
+    _fig, ax = maps.new_figure(900)
+    x, y = manhattan.to_xy(*manhattan.geocode("Grand Central Terminal").latlon)
+    maps.draw_base(ax, manhattan, maps.square_window(x - 300, y - 300, x + 300, y + 300, 80))
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith("street-label:")]
+    assert labels and all(t.get_fontsize() >= 8 and t.get_path_effects() for t in labels)
+    router = manhattan.router
+    for t in labels:
+        lat, lon = manhattan.to_latlon(*t.get_position())
+        assert router.snap(float(lat), float(lon)).street == t.get_text()
+
+
+def test_default_street_view_heading_follows_the_street(manhattan):
+    # On 5th Avenue (Manhattan's grid is tilted 29 degrees): not 0, which faces a wall.
+    corner = manhattan.geocode("350 5th Avenue")
+    snap = manhattan.router.snap(corner.lat, corner.lon)
+    heading = manhattan.router.street_heading(snap.lat, snap.lon)
+    assert 15 < heading < 45 or 105 < heading < 135 or 285 < heading < 315
+    image = manhattan.street_view(snap.lat, snap.lon, size=64)
+    assert image.size == (64, 64)

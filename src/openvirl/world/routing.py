@@ -763,6 +763,25 @@ class Router:
         plat, plon = city.to_latlon(p.x, p.y)
         return Snap(plat, plon, p.x, p.y, u, v, du, dv, float(ds[k]), data["street"])
 
+    def street_heading(self, lat: float, lon: float) -> float:
+        """The direction of the street nearest a point, degrees clockwise from north.
+
+        Of the street's two directions, the one within 90° of north (east when it runs
+        exactly east-west), so the default view of a point looks along the street rather
+        than at a wall (Manhattan's grid is tilted 29° from north).
+        """
+        snap = self.snap(lat, lon)
+        geom = self.city.graph[snap.u][snap.v]["geometry"]
+        s = geom.project(Point(snap.x, snap.y))
+        a = geom.interpolate(max(0.0, s - 3.0))
+        b = geom.interpolate(min(geom.length, s + 3.0))
+        if a.distance(b) < 1e-6:
+            return 0.0
+        heading = xy_bearing_deg(b.x - a.x, b.y - a.y)
+        if 90.0 < heading <= 270.0:
+            heading = (heading + 180.0) % 360.0
+        return round(float(heading), 2)
+
     # Shortest paths -----------------------------------------------------------------------
 
     def _astar(
