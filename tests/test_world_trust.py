@@ -137,3 +137,45 @@ def test_default_street_view_heading_follows_the_street(manhattan):
     assert 15 < heading < 45 or 105 < heading < 135 or 285 < heading < 315
     image = manhattan.street_view(snap.lat, snap.lon, size=64)
     assert image.size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("name", "streetscape"),
+    [("helsinki", True), ("monaco", True), ("tokyo-shibuya", False), ("singapore", False)],
+)
+def test_building_coverage_says_which_views_look_like_streets(name, streetscape):
+    from openvirl.envs.navigation.splits import VISUAL_OOD_CAVEATS, VISUAL_OOD_CITIES
+    from openvirl.world.coverage import building_coverage
+
+    cov = building_coverage(load_city(name))
+    assert cov["streetscape"] is streetscape
+    # The default visual-OOD set is exactly the streetscape cities; the others carry a caveat.
+    assert (name in VISUAL_OOD_CITIES) is streetscape
+    assert (name in VISUAL_OOD_CAVEATS) is (not streetscape)
+    assert bool(cov["note"]) is (not streetscape)
+
+
+def test_city_info_reports_coverage_and_a_user_citys_own_provenance(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app
+    from world_fixtures import grid_town, private_cache
+
+    runner = CliRunner()
+    with private_cache(tmp_path / "cache"):
+        result = runner.invoke(app, ["city", "info", "tokyo-shibuya", "--json"])
+        assert result.exit_code == 0, result.output
+        info = json.loads(result.output)
+        assert info["building_coverage"]["streetscape"] is False
+        assert info["sources"].endswith("SOURCES.md")
+        town = grid_town(tmp_path / "town.osm")
+        result = runner.invoke(
+            app,
+            ["city", "add", str(town), "--name", "grid-town", "--origin", "drawn by a test"],
+        )
+        assert result.exit_code == 0, result.output
+        info = json.loads(runner.invoke(app, ["city", "info", "grid-town", "--json"]).output)
+        assert "SOURCES.md" not in info["sources"]
+        assert "town.osm" in info["sources"] and "origin: drawn by a test" in info["sources"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -126,6 +127,19 @@ def landmark_correct(stated: str | None, truth: str) -> bool:
     return fuzz.partial_ratio(target, low) >= 85.0
 
 
+def _warn_non_streetscapes(routes: Sequence[NavRoute]) -> None:
+    """Say once per city when visual routes lie in an extract with few buildings."""
+    from openvirl.envs.navigation.splits import VISUAL_OOD_CAVEATS
+
+    for city in dict.fromkeys(r.city for r in routes):
+        if city in VISUAL_OOD_CAVEATS:
+            warnings.warn(
+                f"visual routes in {city}: {VISUAL_OOD_CAVEATS[city]}; results there do not "
+                f"measure street-view navigation (`openvirl city info {city}`).",
+                stacklevel=3,
+            )
+
+
 class NavigationEnv(gym.Env[dict[str, Any], str]):
     """
     ## Description
@@ -222,6 +236,8 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
             self.routes: tuple[NavRoute, ...] = _coerce_routes(cfg.routes, city=cfg.city)
         else:
             self.routes = load_route_set(cfg.city, cfg.split)
+        if cfg.visual:
+            _warn_non_streetscapes(self.routes)
         if not self.routes:
             raise ValueError("the route set is empty; pass another `split` or `routes` file.")
         self._by_id = {r.route_id: i for i, r in enumerate(self.routes)}
