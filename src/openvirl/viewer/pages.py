@@ -885,7 +885,11 @@ def episode_page(
             f"<figure class='episode-image'><img id='episode-image' alt='what the model saw' "
             f"src='{esc(image_url)}'><figcaption>"
             + (
-                "the image the model saw"
+                (
+                    "the first observation; each step shows the one it answered"
+                    if any(st["image"] for st in steps[1:])
+                    else "the image the model saw"
+                )
                 if record.get("image")
                 else "the hand (drawn for the reader; the model read text)"
             )
