@@ -94,3 +94,14 @@ def test_the_viewer_shows_each_steps_own_view(tmp_path: Path) -> None:
     for k, path in enumerate(images, start=1):
         section = page.text.split(f"id='step-{k}'")[1].split("</section>")[0]
         assert f"/files/{path}'" in section
+        assert "<span class='q q0'>front</span>" in section  # the grid's quadrants are named
+
+
+def test_the_viewer_names_the_grid_quadrants() -> None:
+    from openvirl.viewer.pages import _grid_labels
+
+    html = _grid_labels("<img src='x.png'>", True)
+    assert [html.index(w) for w in ("front", "right", "back", "left")] == sorted(
+        html.index(w) for w in ("front", "right", "back", "left")
+    )
+    assert "class='grid-obs'" in html and _grid_labels("<img>", False) == "<img>"
