@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from world_fixtures import load_city
-
 from openvirl.agents.urban import UrbanCounter, UrbanCounterConfig, kind_colour
 from openvirl.world import maps
+from world_fixtures import load_city
 
 
 def test_rx399_map_has_a_legend_of_the_counted_kinds(tmp_path, monkeypatch):
