@@ -179,3 +179,12 @@ def test_city_info_reports_coverage_and_a_user_citys_own_provenance(tmp_path):
         info = json.loads(runner.invoke(app, ["city", "info", "grid-town", "--json"]).output)
         assert "SOURCES.md" not in info["sources"]
         assert "town.osm" in info["sources"] and "origin: drawn by a test" in info["sources"]
+
+
+def test_printed_places_and_tours_are_short(manhattan):
+    place = manhattan.search("Le Pain Quotidien", limit=1)[0]
+    assert len(place.tags) > 10 and len(repr(place)) < 160 and "tags" not in repr(place)
+    tour = manhattan.tour(["Macy's", "Bryant Park", "Madison Square Garden"], round_trip=True)
+    assert len(repr(tour)) < 300 and repr(tour).startswith("Tour(stops=[")
+    route = manhattan.route("Empire State Building", "Grand Central Terminal")
+    assert len(repr(route)) < 200

@@ -924,7 +924,9 @@ class PlaceIndex:
 
         Tried in order: an intersection of two streets ("W 34th St & 7th Ave", "8th and 33rd",
         separators &, and, at, /, @, +), a street address ("350 5th Avenue", from `addr:*`
-        tags), a POI name (best search hit scoring >= `GEOCODE_SCORE_CUTOFF`), a street name.
+        tags; West/East must agree), a POI name (the candidate whose `name_confidence` with
+        `whole_name` clears `GEOCODE_SCORE_CUTOFF`), a street name. Nothing is guessed: a
+        text that matches nothing with that confidence raises.
 
         Parameters
         ----------
@@ -939,7 +941,9 @@ class PlaceIndex:
         Raises
         ------
         PlaceNotFoundError
-            Nothing matches; the message lists close names.
+            Nothing clears the confidence; the message lists the best candidates with their
+            confidence (or close names) and says when a numbered street or house number lies
+            outside the extract.
         """
         query = text.strip()
         if not query:
