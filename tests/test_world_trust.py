@@ -9,7 +9,7 @@ import pytest
 from openvirl.world import PlaceNotFoundError
 from openvirl.world.places import GEOCODE_SCORE_CUTOFF, name_confidence
 from openvirl.world.routing import relation_phrase
-from world_fixtures import load_city
+from world_fixtures import load_city, private_cache
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_city_info_reports_coverage_and_a_user_citys_own_provenance(tmp_path):
     from typer.testing import CliRunner
 
     from openvirl.cli import app
-    from world_fixtures import grid_town, private_cache
+    from world_fixtures import grid_town
 
     runner = CliRunner()
     with private_cache(tmp_path / "cache"):
@@ -188,3 +188,21 @@ def test_printed_places_and_tours_are_short(manhattan):
     assert len(repr(tour)) < 300 and repr(tour).startswith("Tour(stops=[")
     route = manhattan.route("Empire State Building", "Grand Central Terminal")
     assert len(repr(route)) < 200
+
+
+def test_city_view_defaults_to_the_streets_heading(manhattan, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from openvirl.cli import app
+
+    snap = manhattan.router.snap(40.7484, -73.9857)
+    at = f"{snap.lat:.7f},{snap.lon:.7f}"
+    args = ["city", "view", "--city", "manhattan", "--at", at, "--no-snap", "--size", "32"]
+    with private_cache():
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "v.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    heading = json.loads(result.output)["heading"]
+    assert heading != 0.0
+    assert heading == pytest.approx(manhattan.router.street_heading(snap.lat, snap.lon), abs=0.5)
