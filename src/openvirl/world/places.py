@@ -974,11 +974,12 @@ class PlaceIndex:
         if street is not None:
             candidates.append((street_score, f"{street.name} (street, {street_score:.0f})"))
         best = [label for _, label in sorted(candidates, key=lambda c: -c[0])[:3]]
+        note = note or self._outside_note(query)
         raise PlaceNotFoundError(
             text,
-            self.suggest(query),
+            [] if note else self.suggest(query),  # outside the extract: no look-alikes
             candidates=best,
-            note=note or self._outside_note(query),
+            note=note,
             cutoff=GEOCODE_SCORE_CUTOFF,
         )
 
