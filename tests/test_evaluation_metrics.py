@@ -113,8 +113,8 @@ def test_compute_metrics_rates_and_slices() -> None:
     assert m["eval/episodes_per_s"] == pytest.approx(1.5)
     assert m["eval/tokens_generated"] is None
     rows = {r["bucket"]: r for r in slice_table(m, "n_solutions")}
-    assert rows["1-8"]["episodes"] == 2 and rows["1-8"]["success"] == pytest.approx(0.5)
-    assert rows["33-128"]["success"] == 1.0
+    assert rows["3-4"]["episodes"] == 1 and rows["3-4"]["success"] == 1.0
+    assert rows["2"]["success"] == 0.0 and rows[">4"]["success"] == 1.0
     fractions = {r["bucket"]: r["success"] for r in slice_table(m, "needs_fractions")}
     assert fractions == {"yes": 0.0, "no": 1.0}
 
@@ -125,12 +125,13 @@ def test_compute_metrics_of_nothing_is_nan_not_an_error() -> None:
 
 
 def test_n_solutions_buckets() -> None:
-    assert [n_solutions_bucket(n) for n in (0, 1, 8, 9, 128, 129, 900)] == [
+    # Solutions counted up to commutativity and associativity (issue 20): 1 to ~22.
+    assert [n_solutions_bucket(n) for n in (0, 1, 2, 3, 4, 5, 900)] == [
         "0",
-        "1-8",
-        "1-8",
-        "9-32",
-        "33-128",
-        ">128",
-        ">128",
+        "1",
+        "2",
+        "3-4",
+        "3-4",
+        ">4",
+        ">4",
     ]

@@ -96,6 +96,20 @@ def test_cli_routes_convert_and_dataset(tmp_path: Path) -> None:
         app, ["navigate", "convert", str(virl), str(back), "--city", "singapore"]
     )
     assert result.exit_code == 0 and len(back.read_text().splitlines()) == 2
+    # jsonl -> json -> jsonl is lossless (issue 20): ids, city, start kind, streets, crossings.
+    from openvirl.envs.navigation.routes import OPENVIRL_KEY, read_routes
+
+    original = [r.to_dict() for r in read_routes(out)]
+    assert [r.to_dict() for r in read_routes(back)] == original
+    assert any(m["street"] for r in original for m in r["milestones"])
+    # Without our embedded record (a V-IRL-only reader rewrote it), id and city still survive.
+    records, n = json.loads(virl.read_text())
+    for record in records:
+        record.pop(OPENVIRL_KEY)
+    virl.write_text(json.dumps([records, n]))
+    plain = read_routes(virl)
+    assert [r.route_id for r in plain] == [r["route_id"] for r in original]
+    assert {r.city for r in plain} == {"singapore"}
     result = runner.invoke(
         app, ["navigate", "dataset", "--out", str(tmp_path / "ds"), "--n-train", "1", "--n", "1"]
     )

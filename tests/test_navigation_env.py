@@ -256,7 +256,8 @@ def test_routes_option_reads_virl_files(tmp_path: Path) -> None:
     path = write_virl([ROUTE], tmp_path / "route_infos.json")
     env = NavigationEnv(routes=str(path), city="manhattan")
     _, info = env.reset(seed=0)
-    assert info["route_id"] == "route_infos-0000" and info["gt_action"] == "turn_direction(east)"
+    # The route keeps its own id through the V-IRL file (issue 20), not "route_infos-0000".
+    assert info["route_id"] == ROUTE.route_id and info["gt_action"] == "turn_direction(east)"
 
 
 def test_visual_prompt_leaks_no_landmark_text(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,12 +309,17 @@ def test_rail_positions_lie_on_streets_of_the_route() -> None:
     assert np.all(np.isfinite(lats))
 
 
-def test_visual_ood_renders_the_grid_in_singapore() -> None:
+def test_visual_ood_defaults_to_streetscapes_and_singapore_is_opt_in() -> None:
     pytest.importorskip("openvirl.world.streetview")
-    env = NavigationEnv(preset="visual-ood", image_size=132)
+    # Issue 20: the default set holds only cities whose views look like streets.
+    default = NavigationEnv(preset="visual-ood", image_size=132)
+    assert {r.city for r in default.routes} == {"helsinki", "monaco"}
+    assert len(default.routes) == 12
+    with pytest.warns(UserWarning, match="singapore: the extract has 31 buildings"):
+        env = NavigationEnv(preset="visual-ood-all", image_size=132)
     assert env.config.visual and env.config.order == "fixed"
     cities = [r.city for r in env.routes]
-    assert len(env.routes) >= 18 and set(cities) == {
+    assert len(env.routes) == 24 and set(cities) == {
         "helsinki",
         "monaco",
         "tokyo-shibuya",

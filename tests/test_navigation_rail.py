@@ -52,7 +52,8 @@ def test_relative_words_wrap_across_north() -> None:
     route = make_route([0, 350, 90], [100, 100, 100])
     sentences = synthesize_instruction(route, 270)
     assert sentences[0] == "First, turn right to face north."
-    assert sentences[2] == "Turn slightly left to face north."
+    # Already facing north: a small correction, not "turn to face north" (issue 20).
+    assert sentences[2] == "Turn slightly left, still facing north."
     assert sentences[4] == "Turn right to face east."
     rail = build_rail(route, np.random.default_rng(0), init_heading=270, drop_rate=0.0)
     turns = [e.relative for e in rail.entries if e.kind in ("start", "turn")]
@@ -71,8 +72,8 @@ def test_sentences_name_landmarks_and_destination() -> None:
     )
     sentences = synthesize_instruction(route, 303)
     assert sentences == [
-        "First, turn slightly left to face northwest.",
-        "Move forward until you reach the next intersection, where Prince St is on your front.",
+        "First, turn slightly left, still facing northwest.",
+        "Move forward until you reach the next intersection, where Prince St is ahead of you.",
         "Turn left to face southwest.",
         "Move forward until you reach the destination, where the destination MoMA Store is on "
         "your left.",

@@ -99,7 +99,15 @@ def test_virl_export_import_round_trip(routes: list[NavRoute], tmp_path: Path) -
             (round(m.lat, 6), round(m.lon, 6)) for m in b.milestones
         ]
         assert synthesize_instruction(a, 90) == synthesize_instruction(b, 90)
-        assert b.source == "virl" and b.init_heading is None
+        # Lossless (issue 20): our own record travels inside the V-IRL one.
+        assert b.to_dict() == a.to_dict()
+    # A record with the V-IRL fields only is read from those.
+    for record in data[0]:
+        del record["openvirl_route"]
+    path.write_text(json.dumps(data))
+    for a, b in zip(routes, read_routes(path, city="singapore"), strict=True):
+        assert b.source == "virl" and b.init_heading is None and b.route_id == a.route_id
+        assert [m.heading for m in a.milestones] == [m.heading for m in b.milestones]
 
 
 def test_reads_the_reference_milestone_format() -> None:
@@ -137,10 +145,10 @@ def test_reads_the_reference_milestone_format() -> None:
     assert route.milestones[1].landmark_name == "Aritzia"
     assert route.milestones[1].landmark_relation == "left front"
     assert synthesize_instruction(route, 303) == [
-        "First, turn slightly left to face northwest.",
-        "Move forward until you reach the next intersection, where Prince St is on your front.",
+        "First, turn slightly left, still facing northwest.",
+        "Move forward until you reach the next intersection, where Prince St is ahead of you.",
         "Turn left to face southwest.",
-        "Move forward until you reach the next intersection, where Aritzia is on your left front.",
+        "Move forward until you reach the next intersection, where Aritzia is ahead on your left.",
         "Turn left to face southeast.",
         "Move forward until you reach the destination, where the destination MoMA Design Store "
         "is on your left.",

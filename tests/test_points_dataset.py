@@ -64,6 +64,10 @@ def test_cli_dataset_solve_and_play(tmp_path) -> None:
     assert (out / "manifest.json").is_file()
     result = runner.invoke(app, ["points", "solve", "3", "3", "8", "8", "--json"])
     assert json.loads(result.output)["solutions"] == ["8/(3-8/3)"]
+    # Counted up to commutativity and associativity, not 314 written forms (issue 20).
+    result = runner.invoke(app, ["points", "solve", "1", "2", "3", "4"])
+    assert result.output.startswith("4 distinct solutions") and "314 written forms" in result.output
+    assert len(result.output.strip().splitlines()) == 5
     bad = runner.invoke(app, ["points", "dataset", "--out", str(out), "--rule", "weird"])
     assert bad.exit_code == 2 and "`rule`" in bad.output
     easy = tmp_path / "easy"

@@ -10,6 +10,8 @@ from itertools import combinations_with_replacement
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openvirl.envs.points import solver
 from openvirl.envs.points.solver import (
@@ -103,16 +105,20 @@ def test_difficulty(table24: SolutionTable) -> None:
     assert hard == {
         "solvable": True,
         "n_solutions": 1,
+        "n_solution_strings": 1,
         "n_distinct_values_paths": 1,
         "needs_fractions": True,
     }
     easy = table24.difficulty([4, 3, 2, 10])
-    assert easy["solvable"] and easy["n_solutions"] == 94 and not easy["needs_fractions"]
+    # 94 written forms, 5 solutions up to commutativity and associativity (issue 20).
+    assert easy["solvable"] and easy["n_solution_strings"] == 94 and not easy["needs_fractions"]
+    assert easy["n_solutions"] == 5
     assert 0 < easy["n_distinct_values_paths"] <= 94
     none = table24.difficulty([1, 1, 1, 1])
     assert none == {
         "solvable": False,
         "n_solutions": 0,
+        "n_solution_strings": 0,
         "n_distinct_values_paths": 0,
         "needs_fractions": False,
     }
@@ -201,3 +207,39 @@ def test_cli(capsys) -> None:
     assert capsys.readouterr().out.strip() == "8/(3-8/3)"
     assert solver.main(["1", "1", "1", "1"]) == 0
     assert capsys.readouterr().out.strip() == "no solution"
+
+
+def test_solutions_are_counted_up_to_commutativity_and_associativity(
+    table24: SolutionTable,
+) -> None:
+    from openvirl.envs.points.solver import canonical_form, distinct_solutions
+
+    written = solve([1, 2, 3, 4])
+    assert len(written) == 314  # every reordering and bracket variant
+    distinct = distinct_solutions(written)
+    assert sorted(distinct) == ["(1+2+3)*4", "(1+3)*(2+4)", "1*2*3*4", "2*3*4/1"]
+    assert table24.difficulty([1, 2, 3, 4])["n_solutions"] == 4
+    assert canonical_form("(4*3)+2+10") == canonical_form("10+(2+3*4)")
+    assert canonical_form("8-(4-2)") == canonical_form("8-4+2")
+    assert canonical_form("8/(4/2)") == canonical_form("8*2/4")
+    assert canonical_form("8-4") != canonical_form("4-8")
+    assert canonical_form("1*2*3*4") != canonical_form("2*3*4/1")
+
+
+_EXPR = st.recursive(
+    st.integers(1, 13).map(str),
+    lambda inner: st.tuples(inner, st.sampled_from("+-*/"), inner).map(
+        lambda t: f"({t[0]}{t[1]}{t[2]})"
+    ),
+    max_leaves=5,
+)
+
+
+@given(_EXPR, _EXPR, _EXPR, st.sampled_from("+*"))
+@settings(max_examples=60, deadline=None)
+def test_canonical_form_ignores_order_and_grouping(a: str, b: str, c: str, op: str) -> None:
+    from openvirl.envs.points.solver import canonical_form
+
+    assert canonical_form(f"{a}{op}{b}") == canonical_form(f"{b}{op}{a}")
+    assert canonical_form(f"({a}{op}{b}){op}{c}") == canonical_form(f"{a}{op}({b}{op}{c})")
+    assert canonical_form(f"({a})") == canonical_form(a)

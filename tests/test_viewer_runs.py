@@ -144,7 +144,9 @@ def test_episode_summaries_filters_and_steps(runs):
     assert filter_episodes(records, task="gp-vl") == []
     assert "rule-ood" in facets(records)["split"]
     steps = steps_view(records[0])
-    assert steps[0]["prompt"] == records[0]["prompt"] and steps[1]["prompt"] is None
+    assert steps[0]["prompt"] == records[0]["prompt"]
+    # Each step keeps the prompt it answered (issue 20), not only the first.
+    assert steps[1]["prompt"] == records[0]["steps"][1]["prompt"] and steps[1]["prompt"]
     assert steps[-1]["return_so_far"] == pytest.approx(records[0]["total_reward"])
     # A record with no steps (an agent's log line) still gets one step.
     assert steps_view({"answer": "Café de Paris"})[0]["action"] == "Café de Paris"

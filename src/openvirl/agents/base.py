@@ -361,6 +361,7 @@ def draw_map(
     numbered: bool = False,
     size_px: int = MAP_SIZE_PX,
     heat_cell_m: float = 8.0,
+    legend: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Draw polylines, labelled points and an optional density layer over the city's streets.
 
@@ -389,6 +390,9 @@ def draw_map(
         Image side, pixels.
     heat_cell_m
         Heatmap cell side, metres.
+    legend
+        ``(colour, label)`` rows for the point markers, shown in the legend with the
+        labelled lines and the start marker.
 
     Returns
     -------
@@ -471,8 +475,22 @@ def draw_map(
             zorder=9,
             va="center",
         )
-    if any(label for _, _, label in lines):
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.03), fontsize=8, framealpha=0.85)
+    handles, _ = ax.get_legend_handles_labels()
+    if legend:
+        from matplotlib.lines import Line2D
+
+        marker = {"marker": "o", "linestyle": "", "markeredgecolor": "white", "markersize": 8}
+        if start is not None:
+            handles.append(Line2D([], [], markerfacecolor="#2e9b4e", label="start", **marker))
+        handles += [Line2D([], [], markerfacecolor=c, label=lab, **marker) for c, lab in legend]
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc="lower right",
+            bbox_to_anchor=(1.0, 0.03),
+            fontsize=8,
+            framealpha=0.85,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # glyphs (CJK names) the map font lacks
         return maps.finish_map(fig, ax, city, window, title, path)

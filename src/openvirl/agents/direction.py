@@ -190,7 +190,7 @@ class DirectionGiver:
         try:
             return self.city.geocode(query)
         except PlaceNotFoundError as err:
-            raise PlaceNotFoundError(query, err.matches) from None
+            raise err.renamed(query) from None
 
     def directions(
         self, origin: Place | tuple[float, float], destination: Place, *, init_heading: int

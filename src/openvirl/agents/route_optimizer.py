@@ -278,7 +278,7 @@ class RouteOptimizer:
             try:
                 places.append(resolve_place(self.city, name, what="stops"))
             except PlaceNotFoundError as err:
-                raise PlaceNotFoundError(name, err.matches) from None
+                raise err.renamed(name) from None
         return places
 
     def run(self, *, out_dir: str | Path | None = None) -> AgentResult:

@@ -379,6 +379,23 @@ class _Survey:
         return maps
 
 
+KIND_COLOURS = {"waste_basket": "#2e7d32", "bench": "#6d4c41", "fire_hydrant": "#d32f2f"}
+"""Marker colour of each street-object kind on the maps (others: `OTHER_KIND_COLOUR`)."""
+
+OTHER_KIND_COLOUR = "#1565c0"
+
+
+def kind_colour(kind: str) -> str:
+    """The map colour of a street-object kind."""
+    return KIND_COLOURS.get(kind, OTHER_KIND_COLOUR)
+
+
+def _legend(kinds: list[str], counted: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(colour, label) legend rows: each counted kind with its count."""
+    n = Counter(c["kind"] for c in counted)
+    return [(kind_colour(k), f"{k.replace('_', ' ')} ({n.get(k, 0)})") for k in kinds]
+
+
 def _kinds(words: list[str]) -> list[str]:
     kinds = list(dict.fromkeys(object_kind(w) for w in words))
     if not kinds:
@@ -578,14 +595,14 @@ class UrbanCounter:
         result = AgentResult(COUNTER, data, metrics=metrics)
         if out_dir is not None:
             out = Path(out_dir)
-            colours = {"waste_basket": "#2e7d32", "bench": "#6d4c41", "fire_hydrant": "#d32f2f"}
-            points = [(c["lat"], c["lon"], colours.get(c["kind"], "#1565c0"), "") for c in counted]
+            points = [(c["lat"], c["lon"], kind_colour(c["kind"]), "") for c in counted]
             result.map_png = draw_map(
                 city,
                 out / "map.png",
                 lines=[(route.polyline, "#1f6fd1", "walk")],
                 points=points,
                 start=(a.lat, a.lon, a.name),
+                legend=_legend(survey.kinds, counted),
                 title="RX-399: " + ", ".join(f"{v} {k}" for k, v in data["counts"].items()),
             )
             heat = survey.heatmaps(out, counted, path_latlon=route.polyline, title="RX-399")
@@ -759,15 +776,13 @@ class UrbanPlanner:
         if out_dir is not None:
             out = Path(out_dir)
             path = list(zip(np.asarray(lats).tolist(), np.asarray(lons).tolist(), strict=True))
-            colours = {"waste_basket": "#2e7d32", "bench": "#6d4c41", "fire_hydrant": "#d32f2f"}
             result.map_png = draw_map(
                 city,
                 out / "map.png",
                 polygon=polygon,
                 lines=[(path, "#90a4ae", "sweep order")],
-                points=[
-                    (c["lat"], c["lon"], colours.get(c["kind"], "#1565c0"), "") for c in counted
-                ],
+                points=[(c["lat"], c["lon"], kind_colour(c["kind"]), "") for c in counted],
+                legend=_legend(survey.kinds, counted),
                 title="Imani: " + ", ".join(f"{v} {k}" for k, v in data["counts"].items()),
             )
             heat = survey.heatmaps(out, counted, polygon=polygon, title="Imani")

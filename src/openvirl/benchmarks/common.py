@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import html
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -199,14 +200,131 @@ def storefront_pose(city: Any, lat: float, lon: float) -> tuple[float, float, fl
     return snap.lat, snap.lon, float(bearing_deg(snap.lat, snap.lon, lat, lon))
 
 
-def storefront_view(city: Any, lat: float, lon: float, *, size: int = 384) -> Any:
-    """The rendered street view of a place's storefront, or None without the renderer."""
+STOREFRONT_MAX_DISTANCE_M = 45.0
+"""A storefront view's target sign is at most this far from the camera, metres."""
+
+STOREFRONT_MIN_VISIBLE = 0.6
+"""Least visible fraction of the target's sign in a storefront view."""
+
+STOREFRONT_EDGE_MARGIN_DEG = 8.0
+"""The target's sign lies at least this far inside the view's left and right edges."""
+
+
+def find_storefront_view(city: Any, place_id: str, *, size: int = 384) -> dict[str, float] | None:
+    """A street pose from which the place's own sign is in frame and identifiable, or None.
+
+    Candidate cameras stand on the walk graph in front of each of the place's signs (the
+    street points nearest to spots 3, 6, 12 and 20 m out from the sign, slid 0, ±10 m along
+    it) and look at the sign; the first whose `visible()` lists the place unoccluded (at
+    least `STOREFRONT_MIN_VISIBLE` of its sign showing, within `STOREFRONT_MAX_DISTANCE_M`,
+    `STOREFRONT_EDGE_MARGIN_DEG` inside the frame) wins. Deterministic.
+
+    Returns
+    -------
+    dict or None
+        ``{"lat", "lon", "heading"}`` (degrees), or None when no candidate shows the sign.
+    """
+    from openvirl.world.errors import WorldError
+    from openvirl.world.geometry import bearing_deg
+    from openvirl.world.scene import scene_for
+
+    scene = scene_for(city)
+    index = getattr(scene, "_object_index", None)
+    if index is None:
+        index = {o.id: k for k, o in enumerate(scene.objects)}
+        scene._object_index = index
+    k = index.get(place_id)
+    if k is None:
+        return None
+    tried: set[tuple[float, float]] = set()
+    for sign in scene.object_signs.get(k, []):
+        x0, y0, x1, y1 = (float(a[sign]) for a in (scene.sx0, scene.sy0, scene.sx1, scene.sy1))
+        length = math.hypot(x1 - x0, y1 - y0)
+        if length < 1e-6:
+            continue
+        ux, uy = (x1 - x0) / length, (y1 - y0) / length
+        nx, ny = uy, -ux  # the sign's front is to the right of p0 -> p1
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        mlat, mlon = (float(v) for v in city.to_latlon(mx, my))
+        for out in (3.0, 6.0, 12.0, 20.0):
+            for along in (0.0, -10.0, 10.0):
+                px, py = mx + nx * out + ux * along, my + ny * out + uy * along
+                plat, plon = city.to_latlon(px, py)
+                try:
+                    snap = city.router.snap(float(plat), float(plon))
+                except WorldError:
+                    continue
+                key = (round(snap.lat, 6), round(snap.lon, 6))
+                if key in tried:
+                    continue
+                tried.add(key)
+                view = {
+                    "lat": round(float(snap.lat), 7),
+                    "lon": round(float(snap.lon), 7),
+                    "heading": round(float(bearing_deg(snap.lat, snap.lon, mlat, mlon)), 2),
+                }
+                if storefront_shows(city, place_id, view, size=size):
+                    return view
+    return None
+
+
+def storefront_shows(
+    city: Any, place_id: str, view: Mapping[str, float], *, size: int = 384
+) -> bool:
+    """Whether the storefront view `view` ({"lat", "lon", "heading"}) shows the place's sign
+    in frame and identifiable (the test of `find_storefront_view`, by `visible()`)."""
+    from openvirl.world.geometry import heading_change_deg
+    from openvirl.world.streetview import visible
+
+    heading = float(view["heading"])
+    seen = visible(
+        city, float(view["lat"]), float(view["lon"]), heading, fov=STOREFRONT_FOV_DEG, size=size
+    )
+    return any(
+        obj.id == place_id
+        and not obj.occluded
+        and obj.visible_fraction >= STOREFRONT_MIN_VISIBLE
+        and obj.distance_m <= STOREFRONT_MAX_DISTANCE_M
+        and abs(heading_change_deg(heading, obj.bearing_deg))
+        <= STOREFRONT_FOV_DEG / 2 - STOREFRONT_EDGE_MARGIN_DEG
+        for obj in seen
+    )
+
+
+def usable_storefront(city: Any, place: Any) -> dict[str, float] | None:
+    """The verified storefront pose of a place (`find_storefront_view`), or None when its
+    sign is never identifiable or shows the renderer's category fallback text (a place
+    whose name cannot be drawn gets its category written on the sign: that is the answer)."""
+    fallback = (place.category or "place").replace("_", " ").capitalize()
+    if sign_text(place) == fallback:
+        return None
+    return find_storefront_view(city, place.id)
+
+
+def storefront_view(
+    city: Any,
+    lat: float,
+    lon: float,
+    *,
+    size: int = 384,
+    view: Mapping[str, float] | None = None,
+) -> Any:
+    """The rendered street view of a place's storefront, or None without the renderer.
+
+    `view` is the item's verified pose (`find_storefront_view`); without it the camera
+    stands at the street point nearest (`lat`, `lon`) and looks at it. Signs are drawn
+    without category cues (`neutral_signs`): no pictogram, one board colour.
+    """
     try:
-        from openvirl.world.streetview import render_view
+        from openvirl.world.streetview import neutral_signs, render_view
     except ImportError:
         return None
-    slat, slon, heading = storefront_pose(city, lat, lon)
-    return render_view(city, slat, slon, heading, fov=STOREFRONT_FOV_DEG, size=(size, size))
+    if view is not None:
+        slat, slon, heading = float(view["lat"]), float(view["lon"]), float(view["heading"])
+    else:
+        slat, slon, heading = storefront_pose(city, lat, lon)
+    with neutral_signs():
+        return render_view(city, slat, slon, heading, fov=STOREFRONT_FOV_DEG, size=(size, size))
 
 
 def sign_text(place: Any) -> str:

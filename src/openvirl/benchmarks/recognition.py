@@ -35,11 +35,13 @@ from openvirl.benchmarks.common import (
     request,
     sign_text,
     storefront_view,
+    usable_storefront,
     write_bench_run,
 )
 
 NAME = "recognition"
-VERSION = 1
+VERSION = 2
+"""2: each item stores a verified storefront pose (`view`); signs drawn without category cues."""
 
 PLACE_TYPES_96 = (
     "accounting",
@@ -215,12 +217,17 @@ def build_items(config: RecognitionConfig) -> list[dict[str, Any]]:
     rng.shuffle(order)
     queues = {t: list(rng.permutation(len(pools[t]))) for t in order}
     chosen: list[Any] = []
+    views: list[dict[str, float]] = []
     while len(chosen) < config.n and any(queues.values()):
         for t in order:
             if queues[t] and len(chosen) < config.n:
-                chosen.append(pools[t][int(queues[t].pop())])
+                place = pools[t][int(queues[t].pop())]
+                view = usable_storefront(city, place)
+                if view is not None:
+                    chosen.append(place)
+                    views.append(view)
     items = []
-    for idx, place in enumerate(chosen):
+    for idx, (place, view) in enumerate(zip(chosen, views, strict=True)):
         items.append(
             {
                 "id": f"{NAME}-{config.city}-{idx}",
@@ -233,6 +240,7 @@ def build_items(config: RecognitionConfig) -> list[dict[str, Any]]:
                 },
                 "sign": sign_text(place),
                 "truth": [t for t in place.categories if t in labels],
+                "view": view,
             }
         )
     return items
@@ -281,7 +289,7 @@ def parse_ranking(reply: str) -> list[str]:
 def _prompt(item: dict[str, Any], visual: bool) -> str:
     labels = ", ".join(t.replace("_", " ") for t in PLACE_TYPES_96)
     where = (
-        "Look at this street view of a storefront."
+        "Look at the storefront whose sign is in the middle of this street view."
         if visual
         else f'A storefront\'s sign reads: "{item["sign"]}".'
     )
@@ -366,7 +374,13 @@ def run(config: RecognitionConfig, *, out: str | Path | None = None) -> dict[str
     images: list[Any] = [None] * len(items)
     if config.visual:
         images = [
-            storefront_view(city, it["place"]["lat"], it["place"]["lon"], size=config.image_size)
+            storefront_view(
+                city,
+                it["place"]["lat"],
+                it["place"]["lon"],
+                size=config.image_size,
+                view=it.get("view"),
+            )
             for it in items
         ]
     results = {}

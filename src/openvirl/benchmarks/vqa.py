@@ -34,11 +34,13 @@ from openvirl.benchmarks.common import (
     request,
     sign_text,
     storefront_view,
+    usable_storefront,
     write_bench_run,
 )
 
 NAME = "vqa"
-VERSION = 1
+VERSION = 2
+"""2: each item stores a verified storefront pose (`view`); signs drawn without category cues."""
 LETTERS = ("A", "B", "C", "D")
 QUESTION = "Which human intentions can be accomplished here?"
 
@@ -341,7 +343,16 @@ def build_items(config: VQAConfig) -> list[dict[str, Any]]:
         primary = next((t for t in p.categories if t in INTENTIONS), None)
         if primary is not None and p.name.strip():
             pools[primary].append(p)
-    chosen = _balanced(pools, config.n, rng)
+    # Draw more than needed, keep those whose storefront is in frame and identifiable.
+    views: dict[str, dict[str, float] | None] = {}
+    chosen = []
+    for primary, place in _balanced(pools, 3 * config.n, rng):
+        if len(chosen) >= config.n:
+            break
+        if place.id not in views:
+            views[place.id] = usable_storefront(city, place)
+        if views[place.id] is not None:
+            chosen.append((primary, place))
     items = []
     for idx, (primary, place) in enumerate(chosen):
         r = np.random.default_rng([config.seed, VERSION, idx])
@@ -374,6 +385,7 @@ def build_items(config: VQAConfig) -> list[dict[str, Any]]:
                 "options": options,
                 "answer": LETTERS[options.index(answer)],
                 "distractor_types": [others[int(k)] for k in picks],
+                "view": views[place.id],
             }
         )
     return items
@@ -408,7 +420,7 @@ def parse_letter(reply: str, options: list[str]) -> str | None:
 def _prompt(item: dict[str, Any], options: list[str], visual: bool) -> str:
     lines = [f"{L}. {o}" for L, o in zip(LETTERS, options, strict=True)]
     where = (
-        "Look at this street view of a place."
+        "Look at the place whose sign is in the middle of this street view."
         if visual
         else f'You stand in front of a place whose sign reads: "{item["sign"]}".'
     )
@@ -496,7 +508,13 @@ def run(config: VQAConfig, *, out: str | Path | None = None) -> dict[str, Any]:
 
         city = City.load(config.city)
         images = [
-            storefront_view(city, it["place"]["lat"], it["place"]["lon"], size=config.image_size)
+            storefront_view(
+                city,
+                it["place"]["lat"],
+                it["place"]["lon"],
+                size=config.image_size,
+                view=it.get("view"),
+            )
             for it in items
         ]
     results = {}

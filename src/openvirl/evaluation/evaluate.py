@@ -352,16 +352,18 @@ def episode_to_dict(
     split: str,
     policy: str,
     image: str | None = None,
+    step_images: Sequence[str | None] = (),
 ) -> dict[str, Any]:
     """One ``trajectories.jsonl`` line: the episode, its steps and their diagnostic signals.
 
     A step keeps only the info entries that differ from the reset info (outcome, feedback,
-    value, recognized cards...), so lines stay short; the image is a relative path, never
-    inline.
+    value, recognized cards...), so lines stay short; images are relative paths, never
+    inline. Each step keeps the prompt it answered (``prompt``) and, from `step_images`, the
+    image it saw (``image``), so the viewer shows what the model saw at that step.
     """
     reset_info = _jsonable(episode.reset_info)
     steps = []
-    for step in episode.steps:
+    for k, step in enumerate(episode.steps):
         extra = {
             k: _jsonable(v)
             for k, v in step.info.items()
@@ -378,6 +380,10 @@ def episode_to_dict(
                 **step_signals(step.action, step.info, episode.reset_info),
             }
         )
+        if step.prompt:
+            steps[-1]["prompt"] = step.prompt
+        if k < len(step_images) and step_images[k]:
+            steps[-1]["image"] = step_images[k]
     last = episode.steps[-1].info if episode.steps else {}
     return {
         "index": episode.index,
@@ -426,6 +432,27 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[str | None, bool]]:
             yield tail.decode("utf-8"), False
         except UnicodeDecodeError:
             yield None, False
+
+
+def save_step_images(episode: EpisodeRecord, out: Path, first: str) -> list[str | None]:
+    """Save the image each step saw, as ``images/<episode>-<step>.png``, and return the
+    relative paths; a step that saw the same pixels as the one before reuses its file (a
+    GeneralPoints hand is one image; a navigation step sees a new view grid)."""
+    paths: list[str | None] = []
+    prev_bytes = episode.image.tobytes() if episode.image is not None else None
+    prev_path: str | None = first
+    for k, step in enumerate(episode.steps, start=1):
+        image = step.image
+        if image is None or not hasattr(image, "tobytes"):
+            paths.append(None)
+            continue
+        data = image.tobytes()
+        if data != prev_bytes:
+            prev_path = f"{IMAGES}/{episode.index:05d}-{k:03d}.png"
+            image.save(out / prev_path, compress_level=1)
+            prev_bytes = data
+        paths.append(prev_path)
+    return paths
 
 
 def read_trajectories(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
@@ -715,12 +742,19 @@ def _evaluate_locked(
         try:
             for episode in episodes:
                 image_rel = None
+                step_images: list[str | None] = []
                 if config.save_images and episode.image is not None:
                     images_dir.mkdir(exist_ok=True)
                     image_rel = f"{IMAGES}/{episode.index:05d}.png"
                     episode.image.save(out / image_rel, compress_level=1)
+                    step_images = save_step_images(episode, out, image_rel)
                 record = episode_to_dict(
-                    episode, task=spec.task, split=spec.split, policy=policy_name, image=image_rel
+                    episode,
+                    task=spec.task,
+                    split=spec.split,
+                    policy=policy_name,
+                    image=image_rel,
+                    step_images=step_images,
                 )
                 handle.write(record_line(record))
                 handle.flush()

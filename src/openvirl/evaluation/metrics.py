@@ -3,7 +3,7 @@
 Every metric is computed from per-episode records as `evaluate` writes them to
 ``trajectories.jsonl`` (plain dicts), so a finished, resumed or copied run gives the same
 numbers from its file alone. Keys are namespaced like CleanRL's (``eval/success``,
-``eval/success_ci95``, ``eval/by_n_solutions/2-8/success``) so they can be logged as they are.
+``eval/success_ci95``, ``eval/by_n_solutions/3-4/success``) so they can be logged as they are.
 
 Two diagnostics come from the project's CPU study (DESIGN.md, "What a CPU can show"):
 
@@ -30,11 +30,12 @@ FACE_LABELS = frozenset({"J", "Q", "K"})
 ID_FACE_VALUE = 10
 """What the in-distribution rule counts J, Q and K as."""
 
-N_SOLUTION_BUCKETS: tuple[tuple[int, int], ...] = ((1, 8), (9, 32), (33, 128), (129, 10**9))
+N_SOLUTION_BUCKETS: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (3, 4), (5, 10**9))
 """Inclusive ranges of `info["difficulty"]["n_solutions"]` for difficulty-sliced success.
 
-Solution counts include bracket variants and span 1 to several hundred; a log-like scale puts
-roughly similar numbers of held-out 24-point hands in each bucket.
+Solutions are counted distinct up to commutativity and associativity (1 to 22 for the
+24-point hands); these buckets hold 396, 321, 359 and 286 of the 1,362 solvable four-card
+hands.
 """
 
 _INT = re.compile(r"\d+")
@@ -191,12 +192,15 @@ def _rate(hits: int, n: int, key: str) -> dict[str, Any]:
 
 
 def n_solutions_bucket(n: int) -> str:
-    """The label of `N_SOLUTION_BUCKETS` holding `n` (e.g. ``"9-32"``, ``">128"``, ``"0"``)."""
+    """The label of `N_SOLUTION_BUCKETS` holding `n` (e.g. ``"1"``, ``"3-4"``, ``">4"``,
+    ``"0"``)."""
     if n <= 0:
         return "0"
     for low, high in N_SOLUTION_BUCKETS:
         if low <= n <= high:
-            return f">{low - 1}" if high >= 10**9 else f"{low}-{high}"
+            if high >= 10**9:
+                return f">{low - 1}"
+            return str(low) if low == high else f"{low}-{high}"
     return f">{N_SOLUTION_BUCKETS[-1][0] - 1}"
 
 

@@ -27,6 +27,10 @@ class StepRecord:
     outcome: str
     feedback: str
     info: dict[str, Any]
+    prompt: str = ""
+    """The observation's prompt this answer replied to (the step's own, not the first)."""
+    image: Any = None
+    """The observation's image this answer replied to (navigation: the view grid here)."""
 
 
 @dataclass
@@ -120,7 +124,13 @@ def run_episodes(
             prompt=obs.get("prompt", ""),
             image=obs.get("image"),
         )
-        return {"env": slot_env, "info": info, "record": record, "t0": time.perf_counter()}
+        return {
+            "env": slot_env,
+            "info": info,
+            "obs": obs,
+            "record": record,
+            "t0": time.perf_counter(),
+        }
 
     for _ in range(min(batch_size, len(queue))):
         env = make_env()
@@ -150,7 +160,8 @@ def run_episodes(
             still: list[dict[str, Any]] = []
             for slot, answer in zip(slots, answers, strict=True):
                 env = slot["env"]
-                _, reward, terminated, truncated, info = env.step(answer)
+                seen = slot["obs"]
+                obs, reward, terminated, truncated, info = env.step(answer)
                 record: EpisodeRecord = slot["record"]
                 record.steps.append(
                     StepRecord(
@@ -160,9 +171,12 @@ def run_episodes(
                         outcome=str(info.get("outcome", "")),
                         feedback=str(info.get("feedback", "")),
                         info=_strip_info(info, drop_info_keys),
+                        prompt=seen.get("prompt", "") if isinstance(seen, dict) else "",
+                        image=seen.get("image") if isinstance(seen, dict) else None,
                     )
                 )
                 slot["info"] = info
+                slot["obs"] = obs
                 if terminated or truncated or len(record.steps) >= max_steps:
                     record.wall_s = time.perf_counter() - slot["t0"]
                     yield record

@@ -440,10 +440,10 @@ def stored_route(
     if not _CITY_NAME_RE.match(city):  # a record's "city" never names a file path
         return None
     found = None
-    for name in dict.fromkeys([split, "test", "visual-ood", "human", "train"]):
+    for name in dict.fromkeys([split, "test", "visual-ood-all", "human", "train"]):
         if name not in ROUTE_SETS or not shipped_file(city, name).is_file():
             continue
-        key = (city if name not in ("visual-ood", "human") else "*", name)
+        key = (city if name not in ("visual-ood", "visual-ood-all", "human") else "*", name)
         if key not in _ROUTE_CACHE:
             try:
                 _ROUTE_CACHE[key] = {r.route_id: r for r in load_route_set(city, name)}

@@ -609,6 +609,18 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _grid_labels(img_html: str, grid: bool) -> str:
+    """A navigation view grid with its quadrants named (front, right; back, left), as the
+    prompt names them; other images unchanged."""
+    if not grid:
+        return img_html
+    labels = "".join(
+        f"<span class='q q{k}'>{name}</span>"
+        for k, name in enumerate(("front", "right", "back", "left"))
+    )
+    return f"<div class='grid-obs'>{img_html}{labels}</div>"
+
+
 def episode_page(
     run: Run,
     record: Mapping[str, Any],
@@ -667,6 +679,7 @@ def episode_page(
         f"<div class='actions'>{''.join(nav_links)}</div></div>"
     )
     sections = []
+    grid = str(s["task"] or "").startswith("nav")  # navigation images are 2x2 view grids
     for k, st in enumerate(steps, start=1):
         hidden = "" if k == step else " hidden"
         prompt = st["prompt"]
@@ -688,9 +701,10 @@ def episode_page(
             gt = f"<p class='muted small'>expected action here: <code>{esc(expected)}</code></p>"
         step_image = ""
         if st["image"]:
-            step_image = (
+            step_image = _grid_labels(
                 f"<img class='obs' alt='observation of step {k}' "
-                f"src='/runs/{esc(run.id)}/files/{esc(st['image'])}'>"
+                f"src='/runs/{esc(run.id)}/files/{esc(st['image'])}'>",
+                grid,
             )
         sections.append(
             f"<section class='step{hidden}' data-step='{k}' id='step-{k}'>"
@@ -722,10 +736,17 @@ def episode_page(
     visual = ""
     if image_url:
         visual += (
-            f"<figure class='episode-image'><img id='episode-image' alt='what the model saw' "
-            f"src='{esc(image_url)}'><figcaption>"
+            "<figure class='episode-image'>"
+            + _grid_labels(
+                f"<img id='episode-image' alt='what the model saw' src='{esc(image_url)}'>", grid
+            )
+            + "<figcaption>"
             + (
-                "the image the model saw"
+                (
+                    "the first observation; each step shows the one it answered"
+                    if any(st["image"] for st in steps[1:])
+                    else "the image the model saw"
+                )
                 if record.get("image")
                 else "the hand (drawn for the reader; the model read text)"
             )

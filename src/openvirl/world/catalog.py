@@ -85,6 +85,20 @@ class CityEntry:
         """Total size of the files that exist, bytes."""
         return sum(f.stat().st_size for f in self.files if f.is_file())
 
+    @property
+    def provenance(self) -> str:
+        """Where the data came from: the bundled SOURCES.md for a bundled city; for a user
+        city its own file(s), when it was registered and the origin given to `add_city`."""
+        if self.source == "bundled":
+            return str(cities_dir() / "SOURCES.md")
+        files = ", ".join(str(f) for f in self.files)
+        if self.source == "path":
+            return f"OSM file {files} (not registered; its origin is not recorded)"
+        origin = _read_registry().get(self.name, {}).get("origin") or (
+            "not recorded (pass --origin to `openvirl city add`)"
+        )
+        return f"user extract {files}, registered {self.added or '?'}; origin: {origin}"
+
     def to_dict(self) -> dict:
         """JSON-able summary."""
         return {
@@ -94,6 +108,7 @@ class CityEntry:
             "source": self.source,
             "size_bytes": self.size_bytes,
             "added": self.added,
+            "provenance": self.provenance,
         }
 
 
@@ -253,7 +268,12 @@ def resolve(name_or_path: str | os.PathLike[str] | None = None) -> CityEntry:
 
 
 def add_city(
-    path: str | os.PathLike[str], name: str, *, description: str = "", replace: bool = False
+    path: str | os.PathLike[str],
+    name: str,
+    *,
+    description: str = "",
+    replace: bool = False,
+    origin: str = "",
 ) -> CityEntry:
     """Register a user OSM extract under a name, so `City.load(name)` finds it.
 
@@ -269,6 +289,9 @@ def add_city(
         One line shown by `openvirl city list`.
     replace
         Overwrite an existing user city of that name.
+    origin
+        Where the extract came from (a download URL, a tool and date), shown as the city's
+        provenance by `openvirl city info`.
 
     Returns
     -------
@@ -305,6 +328,8 @@ def add_city(
         "description": description or f"user extract {file.name}",
         "added": added,
     }
+    if origin:
+        cities[key]["origin"] = origin
     _write_registry(cities)
     return CityEntry(key, (file.resolve(),), cities[key]["description"], "user", added)
 

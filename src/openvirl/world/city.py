@@ -1188,14 +1188,17 @@ class City:
         self,
         lat: float,
         lon: float,
-        heading: float,
+        heading: float | None = None,
         fov: float = 90.0,
         pitch: float = 0.0,
         size: tuple[int, int] | int = (512, 512),
     ) -> Any:
-        """A street view (PIL image) at a point and heading; see `streetview.render_view`."""
+        """A street view (PIL image) at a point and heading; see `streetview.render_view`.
+        Without `heading` it looks along the nearest street (`Router.street_heading`)."""
         from openvirl.world.streetview import render_view
 
+        if heading is None:
+            heading = self.router.street_heading(lat, lon)
         return render_view(self, lat, lon, heading, fov=fov, pitch=pitch, size=size)
 
     def visible(

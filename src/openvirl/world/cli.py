@@ -101,12 +101,14 @@ def info_command(
             stats["map"] = str(c.area_map(*c.center, map_path, radius_m=radius_m))
     except WorldError as err:
         _fail(str(err))
-    from openvirl.world.catalog import cities_dir
+    from openvirl.world.catalog import resolve
+    from openvirl.world.coverage import building_coverage
 
-    stats["sources"] = str(cities_dir() / "SOURCES.md")
+    stats["sources"] = resolve(city).provenance
     fetched = [f.with_suffix(".provenance.json") for f in c.files]
     if fetched and fetched[0].is_file():  # a city from `openvirl city fetch`
         stats["sources"] = str(fetched[0])
+    stats["building_coverage"] = building_coverage(c)
     if json_out:
         _emit_json(stats)
         return
@@ -131,6 +133,7 @@ def info_command(
         ("places", str(stats["pois"])),
         ("top categories", ", ".join(f"{k} {v}" for k, v in stats["top_categories"].items())),
         ("buildings", str(stats["buildings"])),
+        ("building coverage", _coverage_text(stats["building_coverage"])),
         ("addresses", str(stats["addresses"])),
         ("load", f"{stats['load_seconds']} s ({'cache' if stats['from_cache'] else 'built'})"),
         ("sources", stats["sources"]),
@@ -143,6 +146,11 @@ def info_command(
     console = _console()
     console.print(table)
     console.print(f"Map data {c.attribution}")
+
+
+def _coverage_text(cov: dict) -> str:
+    text = f"{cov['frontage']:.0%} of street frontage has a building"
+    return text + ("" if cov["streetscape"] else f" (not a streetscape: {cov['note']})")
 
 
 @app.command("search")
@@ -296,6 +304,9 @@ def add_command(
     name: str = typer.Option(..., "--name", help="Name to load it by, e.g. paris-centre."),
     description: str = typer.Option("", help="One line shown by `openvirl city list`."),
     replace: bool = typer.Option(False, help="Replace a user city of the same name."),
+    origin: str = typer.Option(
+        "", help="Where the extract came from (URL, tool, date); `city info` shows it."
+    ),
     json_out: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Add your own OSM extract: it is read once (and cached), then loadable by name."""
@@ -307,7 +318,7 @@ def add_command(
         if not path.expanduser().is_file():
             raise MapFileError(path, "file not found")
         c = City.load(path.expanduser().resolve())
-        entry = add_city(path, name, description=description, replace=replace)
+        entry = add_city(path, name, description=description, replace=replace, origin=origin)
     except WorldError as err:
         _fail(str(err))
     stats = c.stats()

@@ -84,14 +84,43 @@ class NoRouteError(WorldError):
 
 
 class PlaceNotFoundError(WorldError):
-    """A text could not be geocoded; the message lists the closest known names."""
+    """A text could not be geocoded with enough confidence; the message lists the best
+    candidates (with their confidence) or the closest known names, and says when the place
+    lies outside the extract's bounds where that can be told (a street number range)."""
 
-    def __init__(self, text: str, matches: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        text: str,
+        matches: Iterable[str] = (),
+        *,
+        candidates: Iterable[str] = (),
+        note: str = "",
+        cutoff: float | None = None,
+    ) -> None:
         self.text = text
         self.matches = list(matches)
+        self.candidates = list(candidates)
+        self.note = note
+        self.cutoff = cutoff
+        found = f" {note}" if note else ""
+        if self.candidates:
+            bar = f" {cutoff:g}/100" if cutoff is not None else ""
+            found += (
+                f" No candidate clears the confidence{bar}; best candidates: "
+                + ", ".join(self.candidates)
+                + "."
+            )
+        else:
+            found += _suggestion(self.matches)
         super().__init__(
-            f"No place, address or intersection matches `{text}` in this city."
-            f"{_suggestion(self.matches)} Try `city.search(text)` to browse candidates."
+            f"No place, address or intersection matches `{text}` in this city.{found} "
+            "Try `city.search(text)` to browse candidates."
+        )
+
+    def renamed(self, text: str) -> PlaceNotFoundError:
+        """The same error about another wording of the query (an agent's own request)."""
+        return PlaceNotFoundError(
+            text, self.matches, candidates=self.candidates, note=self.note, cutoff=self.cutoff
         )
 
 

@@ -34,10 +34,25 @@ DEFAULT_NEAR_RADIUS_M = 500.0
 """Search radius of a "X near Y" query without `radius_m`, metres."""
 
 NAME_SCORE_CUTOFF = 80.0
-"""Lowest rapidfuzz WRatio (0-100) for a name to count as a search hit."""
+"""Lowest search confidence (0-100) for a name to count as a search hit: rapidfuzz WRatio
+times the share of the query's words found in the name (see `name_confidence`)."""
 
 GEOCODE_SCORE_CUTOFF = 86.0
-"""Lowest score (0-100) for `geocode` to accept a place or street name."""
+"""Lowest confidence (0-100) for `geocode` to accept a place or street name: WRatio times the
+share of the query's words found in the name times the share of the name's words found in the
+query, so "Union Square" does not accept "Union Square Cafe" (66) nor "Central Park" accept
+"Central Parking" (60); below it `geocode` raises and lists the best candidates."""
+
+CANDIDATE_MIN_CONFIDENCE = 40.0
+"""A geocoding error lists candidates at least this confident; below, close names instead."""
+
+TOKEN_MATCH_CUTOFF = 85.0
+"""Lowest rapidfuzz ratio (0-100) for two words to count as the same word ("tower" ~
+"towers" 91; "park" vs "parking" 73 does not); numbers must be equal."""
+
+_STOP_WORDS = frozenset(
+    {"the", "of", "a", "an", "and", "at", "on", "in", "de", "la", "le", "du", "des", "der"}
+)
 
 MIN_NAME_CHARS = 3
 """Alternative names shorter than this many characters are not searched ("W", "MSG" is kept)."""
@@ -145,6 +160,13 @@ class Place:
 
     def __hash__(self) -> int:
         return hash((self.id, self.name, self.lat, self.lon))
+
+    def __repr__(self) -> str:
+        # Short on purpose: the OSM tags (often 30 of them) are in `tags` / `to_dict()`.
+        return (
+            f"Place(name={self.name!r}, category={self.category!r}, lat={self.lat:.6f}, "
+            f"lon={self.lon:.6f}, id={self.id!r}, kind={self.kind!r})"
+        )
 
     @property
     def latlon(self) -> tuple[float, float]:
@@ -337,17 +359,83 @@ def _numbers(text: str) -> set[str]:
     return set(re.findall(r"\d+", text))
 
 
+_DIRECTIONS = frozenset({"n", "s", "e", "w", "ne", "nw", "se", "sw"})
+
+
+def _directions(normalized: str) -> frozenset[str]:
+    """The compass words of a normalised street name ("w 53rd st" -> {"w"})."""
+    return frozenset(w for w in normalized.split() if w in _DIRECTIONS)
+
+
 def _street_score(query: str, candidate: str, *, subset: bool = True) -> float:
     """Similarity (0-100) of two normalised street names; the query's numbers must appear in
-    the candidate. `subset` uses token-set similarity (a part of the name scores 100),
-    otherwise token-sort similarity (the whole name must match)."""
+    the candidate, and compass words must not disagree ("w 53rd st" never matches "e 53rd
+    st"). `subset` uses token-set similarity (a part of the name scores 100), otherwise
+    token-sort similarity, and then the compass words must be the same."""
     from rapidfuzz import fuzz
 
     if not _numbers(query) <= _numbers(candidate):
         return 0.0
+    q_dirs, c_dirs = _directions(query), _directions(candidate)
+    if (q_dirs and c_dirs and q_dirs != c_dirs) or (not subset and q_dirs != c_dirs):
+        return 0.0  # "W 53rd St" is not "E 53rd St"; "Union Square" is not "Union Square W"
     if subset:
         return float(fuzz.token_set_ratio(query, candidate))
     return float(fuzz.token_sort_ratio(query, candidate))
+
+
+def _fold(text: str) -> str:
+    """Accents removed ("Café" -> "Cafe"), so they never decide a match."""
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def _word_hits(words: list[str], others: list[str]) -> list[bool]:
+    """For each word, whether some word of `others` is the same word (equal numbers, or a
+    rapidfuzz ratio >= `TOKEN_MATCH_CUTOFF` between words)."""
+    from rapidfuzz import fuzz
+
+    out = []
+    words, others = [_fold(w) for w in words], [_fold(o) for o in others]
+    for w in words:
+        if w.isdigit() or any(c.isdigit() for c in w):
+            out.append(w in others)
+        else:
+            out.append(any(fuzz.ratio(w, o) >= TOKEN_MATCH_CUTOFF for o in others))
+    return out
+
+
+def _coverage(words: list[str], others: list[str]) -> float:
+    """Share of the characters of `words` (stop words and single letters left out) that
+    belong to words found in `others`."""
+    keep = [w for w in words if w not in _STOP_WORDS and len(w) > 1] or words
+    if not keep:
+        return 0.0
+    hits = _word_hits(keep, others)
+    return sum(len(w) for w, h in zip(keep, hits, strict=True) if h) / sum(len(w) for w in keep)
+
+
+def name_confidence(query: str, name: str, *, whole_name: bool = False) -> float:
+    """How surely a name is the one a query means, 0-100.
+
+    rapidfuzz WRatio of the two (lower-cased, punctuation removed) times the share of the
+    query's words found in the name (character-weighted; words match at ratio >=
+    `TOKEN_MATCH_CUTOFF`), so "Eiffel Tower" scores 0 against the pet store "WE" that WRatio
+    alone rates 90. With `whole_name` (geocoding), also times the share of the name's words
+    found in the query: a name with extra words is another place ("Union Square Cafe" is a
+    cafe, not Union Square).
+    """
+    from rapidfuzz import fuzz
+    from rapidfuzz.utils import default_process
+
+    q, n = default_process(_fold(query)), default_process(_fold(name))
+    if not q or not n:
+        return 0.0
+    q_words, n_words = q.split(), n.split()
+    score = float(fuzz.WRatio(q, n)) * _coverage(q_words, n_words)
+    if whole_name:
+        score *= _coverage(n_words, q_words)
+    return round(score, 1)
 
 
 # Opening hours --------------------------------------------------------------------------------
@@ -447,7 +535,28 @@ def parse_opening_hours(text: str) -> dict[str, Any]:
 _NEAR_RE = re.compile(r"^(.*?)\s+(?:near|around|close to|next to|by)\s+(.+)$", re.IGNORECASE)
 _INTERSECTION_SPLIT = re.compile(r"\s*(?:&|\+|@|/|\band\b|\bat\b|\bx\b)\s*", re.IGNORECASE)
 _ADDRESS_RE = re.compile(r"^\s*(\d+[A-Za-z]?(?:-\d+)?)\s+([^,]+?)\s*(?:,.*)?$")
-_NAME_TAGS = ("name", "name:en", "brand", "alt_name", "short_name", "official_name")
+_NUMBERED_STREET = re.compile(r"(?:\b([nsew]) )?\b(\d+)(?:st|nd|rd|th) (st|ave)\b")
+_DIRECTION_WORDS = {"n": "North", "s": "South", "e": "East", "w": "West"}
+_KIND_WORDS = {"st": "Street", "ave": "Avenue"}
+_NAME_TAGS = (
+    "name",
+    "name:en",
+    "brand",
+    "alt_name",
+    "short_name",
+    "official_name",
+    "loc_name",
+)
+
+
+def _name_variants(place: Place) -> set[str]:
+    """Every name a place goes by: display, local and the `_NAME_TAGS` values (";" lists
+    split, so "The Humanities ... Library;New York Public Library" gives both)."""
+    names = {place.name, place.local_name or ""}
+    for key in _NAME_TAGS:
+        names.update(v.strip() for v in place.tags.get(key, "").split(";"))
+    names.discard("")
+    return names
 
 
 class PlaceIndex:
@@ -480,8 +589,7 @@ class PlaceIndex:
         owners: list[list[int]] = []
         self._poi_choices: list[list[int]] = []
         for i, p in enumerate(self.pois):
-            variants = {p.name, p.local_name or ""}
-            variants.update(p.tags.get(k, "") for k in _NAME_TAGS)
+            variants = _name_variants(p)
             mine: list[int] = []
             for v in variants:
                 processed = default_process(v)
@@ -614,7 +722,9 @@ class PlaceIndex:
         return idx, d[idx]
 
     def _name_scores(self, query: str, allowed: np.ndarray | None) -> dict[int, float]:
-        """rapidfuzz WRatio of `query` against every name variant; the best per POI."""
+        """Search confidence of `query` against every name variant (WRatio times the share of
+        the query's words in the name, see `name_confidence`); the best per POI, those >=
+        `NAME_SCORE_CUTOFF` only."""
         from rapidfuzz import fuzz, process
         from rapidfuzz.utils import default_process
 
@@ -629,7 +739,8 @@ class PlaceIndex:
             choice_ids = sorted({j for i in allowed_set for j in self._poi_choices[i]})
             choices = [self._choices[j] for j in choice_ids]
         scores: dict[int, float] = {}
-        for _, score, k in process.extract(
+        q_words = q.split()
+        for choice, ratio, k in process.extract(
             q,
             choices,
             scorer=fuzz.WRatio,
@@ -637,6 +748,9 @@ class PlaceIndex:
             score_cutoff=NAME_SCORE_CUTOFF,
             limit=None,
         ):
+            score = round(float(ratio) * _coverage(q_words, choice.split()), 1)
+            if score < NAME_SCORE_CUTOFF:
+                continue  # WRatio rates "we" 90 for "eiffel tower": no query word is in it
             j = k if choice_ids is None else choice_ids[k]
             for owner in self._choice_owners[j].tolist():
                 if allowed is not None and owner not in allowed_set:
@@ -714,7 +828,8 @@ class PlaceIndex:
                 scores = dict.fromkeys(members.tolist(), 100.0)
             else:
                 extra = self._leftover_scores(" ".join(leftover), members)
-                scores = {int(i): 85.0 + 0.15 * extra.get(int(i), 0.0) for i in members}
+                # The other words must match too: "central park" is not every park.
+                scores = {i: 85.0 + 0.15 * sc for i, sc in extra.items()}
         if what and (leftover or not types):
             for i, s in self._name_scores(what, allowed).items():
                 scores[i] = max(scores.get(i, 0.0), s)
@@ -809,7 +924,9 @@ class PlaceIndex:
 
         Tried in order: an intersection of two streets ("W 34th St & 7th Ave", "8th and 33rd",
         separators &, and, at, /, @, +), a street address ("350 5th Avenue", from `addr:*`
-        tags), a POI name (best search hit scoring >= `GEOCODE_SCORE_CUTOFF`), a street name.
+        tags; West/East must agree), a POI name (the candidate whose `name_confidence` with
+        `whole_name` clears `GEOCODE_SCORE_CUTOFF`), a street name. Nothing is guessed: a
+        text that matches nothing with that confidence raises.
 
         Parameters
         ----------
@@ -824,7 +941,9 @@ class PlaceIndex:
         Raises
         ------
         PlaceNotFoundError
-            Nothing matches; the message lists close names.
+            Nothing clears the confidence; the message lists the best candidates with their
+            confidence (or close names) and says when a numbered street or house number lies
+            outside the extract.
         """
         query = text.strip()
         if not query:
@@ -840,45 +959,95 @@ class PlaceIndex:
             hit = self._intersection(parts[0], parts[1])
             if hit is not None:
                 return hit
+        note = ""
         m = _ADDRESS_RE.match(query)
         if m:
-            hit = self._address(m.group(1), m.group(2))
+            hit, note = self._address(m.group(1), m.group(2))
             if hit is not None:
                 return hit
-        poi, poi_score = self._best_poi(query)
+        poi, poi_score, candidates = self._best_poi(query)
         street, street_score = self._street(query)
         if street is not None and street_score >= max(poi_score, GEOCODE_SCORE_CUTOFF):
             return street
         if poi is not None:
             return poi
-        raise PlaceNotFoundError(text, self.suggest(query))
+        if street is not None:
+            candidates.append((street_score, f"{street.name} (street, {street_score:.0f})"))
+        best = [label for _, label in sorted(candidates, key=lambda c: -c[0])[:3]]
+        note = note or self._outside_note(query)
+        raise PlaceNotFoundError(
+            text,
+            [] if note else self.suggest(query),  # outside the extract: no look-alikes
+            candidates=best,
+            note=note,
+            cutoff=GEOCODE_SCORE_CUTOFF,
+        )
 
-    def _best_poi(self, query: str) -> tuple[Place | None, float]:
-        """The best POI hit for a geocoding query and its name score (0-100); a pure
-        category query ("pharmacy") accepts its best hit with score 100."""
-        from rapidfuzz import fuzz
+    def _best_poi(self, query: str) -> tuple[Place | None, float, list[tuple[float, str]]]:
+        """The POI a geocoding query names, its confidence (see `name_confidence` with
+        `whole_name`) and the best candidates as (confidence, label); the POI is None when
+        no candidate clears `GEOCODE_SCORE_CUTOFF`. A pure category query ("pharmacy")
+        accepts its best search hit with confidence 100."""
+        from rapidfuzz import fuzz, process
         from rapidfuzz.utils import default_process
 
-        hits = self.search(query, limit=1)
-        if not hits:
-            return None, 0.0
-        best = hits[0]
         types, leftover = parse_category_query(query)
         if types and not leftover:
-            return best, 100.0
+            hits = self.search(query, limit=1)
+            if hits:
+                return hits[0], 100.0, []
         q = default_process(query)
-        names = {best.name, best.local_name or "", *(best.tags.get(k, "") for k in _NAME_TAGS)}
-        score = max(
-            (
-                fuzz.WRatio(q, default_process(n))
-                for n in names
-                if len(n) >= MIN_NAME_CHARS or n == best.name
-            ),
-            default=0.0,
+        if not q:
+            return None, 0.0, []
+        pool = {self.by_id[p.id] for p in self.search(query, limit=5)}
+        for _, _, k in process.extract(
+            q, self._choices, scorer=fuzz.WRatio, processor=None, limit=20, score_cutoff=50
+        ):
+            pool.update(self.pois[i] for i in self._choice_owners[k].tolist()[:50])
+        scored: list[tuple[float, float, str, Place]] = []
+        for p in pool:
+            names = _name_variants(p)
+            conf = max(
+                (
+                    name_confidence(query, n, whole_name=True)
+                    for n in names
+                    if n and (len(n) >= MIN_NAME_CHARS or n == p.name)
+                ),
+                default=0.0,
+            )
+            scored.append((conf, p.prominence, p.id, p))
+        scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
+        labels: list[tuple[float, str]] = []
+        for conf, _, _, p in scored:
+            label = f"{p.name} ({p.category}, {conf:.0f})"
+            if conf >= CANDIDATE_MIN_CONFIDENCE and all(lab != label for _, lab in labels):
+                labels.append((conf, label))
+        if scored and scored[0][0] >= GEOCODE_SCORE_CUTOFF:
+            return scored[0][3], scored[0][0], labels
+        return None, 0.0, labels[:3]
+
+    def _outside_note(self, text: str) -> str:
+        """A sentence saying a numbered street ("W 110th St", "11 W 53rd St") lies outside the
+        extract's range of such streets, or ""."""
+        q = normalize_street(text)
+        m = _NUMBERED_STREET.search(q)
+        if not m:
+            return ""
+        direction, number, kind = m.group(1) or "", int(m.group(2)), m.group(3)
+        numbers = []
+        for norm in self.street_norm.values():
+            mm = _NUMBERED_STREET.fullmatch(norm)
+            if mm and (mm.group(1) or "") == direction and mm.group(3) == kind:
+                numbers.append(int(mm.group(2)))
+        if not numbers or min(numbers) <= number <= max(numbers):
+            return ""
+        what = " ".join(
+            w for w in (_DIRECTION_WORDS.get(direction, ""), _KIND_WORDS[kind] + "s") if w
         )
-        if score < GEOCODE_SCORE_CUTOFF:
-            return None, 0.0
-        return best, float(score)
+        return (
+            f"It lies outside this extract's bounds: its numbered {what} run from "
+            f"{_ordinal(min(numbers))} to {_ordinal(max(numbers))}."
+        )
 
     def suggest(self, text: str, *, n: int = 3) -> list[str]:
         """Up to `n` known POI or street names that look like `text`."""
@@ -890,9 +1059,12 @@ class PlaceIndex:
             return []
         names = list(dict.fromkeys([p.name for p in self.pois] + list(self.street_edges)))
         hits = process.extract(
-            q, names, scorer=fuzz.WRatio, processor=default_process, limit=n, score_cutoff=50
+            q, names, scorer=fuzz.WRatio, processor=default_process, limit=20 * n, score_cutoff=50
         )
-        return [h[0] for h in hits]
+        # A suggestion shares a word with the text ("Eiffel Tower" never suggests "WE").
+        q_words = q.split()
+        shared = [h[0] for h in hits if _coverage(q_words, default_process(h[0]).split()) > 0]
+        return shared[:n]
 
     def _matching_streets(self, part: str, *, subset: bool = True) -> dict[str, float]:
         """Street names matching `part` (score >= `STREET_SCORE_CUTOFF`); with `subset`, a
@@ -951,29 +1123,39 @@ class PlaceIndex:
             kind="intersection",
         )
 
-    def _address(self, number: str, street: str) -> Place | None:
+    def _address(self, number: str, street: str) -> tuple[Place | None, str]:
+        """The mapped address `number street`, or the nearest mapped number on that street
+        when `number` lies within the street's mapped numbers (an approximation, labelled
+        with the number found); else None and a note saying why."""
         q = normalize_street(street)
         candidates = [(s, _street_score(q, s)) for s in self.addresses_by_street]
         candidates = [(s, sc) for s, sc in candidates if sc >= STREET_SCORE_CUTOFF]
         if not candidates:
-            return None
+            return None, self._outside_note(street)
         best_street = max(candidates, key=lambda c: (c[1], -abs(len(c[0]) - len(q))))[0]
         entries = self.addresses_by_street[best_street]
         exact = [e for e in entries if e[0].lower() == number.lower()]
         if exact:
             hit = exact[0]
         else:
-            # No such number: take the nearest number on the same street (an approximation).
             digits = re.match(r"\d+", number)
             target = int(digits.group()) if digits else 0
+            known = [int(d.group()) for e in entries if (d := re.match(r"\d+", e[0]))]
+            if not known:
+                return None, ""
+            if not min(known) <= target <= max(known):
+                name = entries[0][5]
+                return None, (
+                    f"{name} has mapped numbers {min(known)} to {max(known)} here; number "
+                    f"{number} may lie outside the extract's bounds."
+                )
 
             def gap(entry: tuple) -> float:
                 d = re.match(r"\d+", entry[0])
                 return abs(int(d.group()) - target) if d else math.inf
 
+            # Within the mapped range: the nearest mapped number (its label says which).
             hit = min(entries, key=gap)
-            if not math.isfinite(gap(hit)):
-                return None
         num, lat, lon, oid, name, street_name = hit
         label = f"{num} {street_name}".strip()
         return Place(
@@ -986,7 +1168,7 @@ class PlaceIndex:
             local_name=name or label,
             categories=("address",),
             kind="address",
-        )
+        ), ""
 
     def _street(self, text: str) -> tuple[Place | None, float]:
         """The street a text names, placed at its most central edge, and the match score."""

@@ -108,6 +108,22 @@ class Snap:
     street: str
 
 
+_RELATION_PHRASES = {
+    "front": "ahead of you",
+    "behind": "behind you",
+    "left front": "ahead on your left",
+    "right front": "ahead on your right",
+    "left behind": "behind you on your left",
+    "right behind": "behind you on your right",
+}
+
+
+def relation_phrase(relation: str) -> str:
+    """An egocentric relation word as English: "front" -> "ahead of you", "left" -> "on your
+    left" (never "on your front" or "on your behind")."""
+    return _RELATION_PHRASES.get(relation, f"on your {relation}")
+
+
 @dataclass(frozen=True)
 class Landmark:
     """A named POI (or the destination) seen from a turn point.
@@ -139,6 +155,14 @@ class Landmark:
         if self.is_destination:
             return f"The destination {self.name} is on your {self.relation}"
         return f"{self.name} is on your {self.relation}"
+
+    @property
+    def sentence(self) -> str:
+        """The same in plain English for written directions: "X is ahead of you", "X is
+        behind you on your left", "The destination X is on your right" (`text` keeps
+        V-IRL's relation words, which the navigation task parses)."""
+        subject = f"The destination {self.name}" if self.is_destination else self.name
+        return f"{subject} is {relation_phrase(self.relation)}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -263,6 +287,14 @@ class Route:
     destination_relation: str
     node_path: list[int] = field(default_factory=list)
     speed_mps: float = WALK_SPEED_MPS
+
+    def __repr__(self) -> str:
+        # Short on purpose: steps, polyline and node path are in the fields / `to_dict()`.
+        return (
+            f"Route({self.origin.name!r} -> {self.destination.name!r}, "
+            f"length_m={self.length_m:.0f}, duration_s={self.duration_s:.0f}, "
+            f"steps={len(self.steps)})"
+        )
 
     @property
     def turn_points(self) -> list[tuple[float, float]]:
@@ -412,6 +444,14 @@ class Tour:
     method: str
     points: list[Place]
     distance_matrix_m: list[list[float]]
+
+    def __repr__(self) -> str:
+        # Short on purpose: the stops' tags and the legs' steps are in the fields.
+        return (
+            f"Tour(stops={[p.name for p in self.stops]!r}, order={self.order!r}, "
+            f"length_m={self.length_m:.0f}, duration_s={self.duration_s:.0f}, "
+            f"method={self.method!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -722,6 +762,25 @@ class Router:
             du, dv = data["length_m"] - along_start, along_start
         plat, plon = city.to_latlon(p.x, p.y)
         return Snap(plat, plon, p.x, p.y, u, v, du, dv, float(ds[k]), data["street"])
+
+    def street_heading(self, lat: float, lon: float) -> float:
+        """The direction of the street nearest a point, degrees clockwise from north.
+
+        Of the street's two directions, the one within 90° of north (east when it runs
+        exactly east-west), so the default view of a point looks along the street rather
+        than at a wall (Manhattan's grid is tilted 29° from north).
+        """
+        snap = self.snap(lat, lon)
+        geom = self.city.graph[snap.u][snap.v]["geometry"]
+        s = geom.project(Point(snap.x, snap.y))
+        a = geom.interpolate(max(0.0, s - 3.0))
+        b = geom.interpolate(min(geom.length, s + 3.0))
+        if a.distance(b) < 1e-6:
+            return 0.0
+        heading = xy_bearing_deg(b.x - a.x, b.y - a.y)
+        if 90.0 < heading <= 270.0:
+            heading = (heading + 180.0) % 360.0
+        return round(float(heading), 2)
 
     # Shortest paths -----------------------------------------------------------------------
 
@@ -1210,9 +1269,9 @@ def _instruction(step: Step, index: int, is_last: bool) -> str:
         text = f"Turn {step.maneuver}{onto} and walk {dist}."
     if is_last:
         if step.landmarks:
-            text += f" {step.landmarks[0].text}."
+            text += f" {step.landmarks[0].sentence}."
     elif step.landmarks:
-        text += f" At the next turn, {step.landmarks[0].text}."
+        text += f" At the next turn, {step.landmarks[0].sentence}."
     return text
 
 
@@ -1227,5 +1286,6 @@ __all__ = [
     "Snap",
     "Step",
     "Tour",
+    "relation_phrase",
     "solve_tour",
 ]

@@ -38,12 +38,14 @@ pinhole crops from the same `render_view` call.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import os
 import pickle
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -796,7 +798,7 @@ def _draw_sign(
     r0, r1, c0, c1 = box
     xa, za, xb, zb = ends
     if kind == POLE:
-        rgb = scene.sbg[sign].astype(np.float32)
+        rgb = np.asarray(_sign_colours(scene, sign)[0], np.float32)
         fog = _fog(np.array([t_near]))[0]
         rgb = rgb * (1 - fog) + HAZE_RGB * fog
         canvas[r0:r1, c0:c1][vis] = rgb.astype(np.uint8)
@@ -842,6 +844,37 @@ TEXTURE_CACHE = 512
 """Sign textures kept per scene (keyed by sign and pixel height)."""
 
 
+NEUTRAL_SIGN_BG = (44, 44, 50)
+"""Board colour of every POI sign while `neutral_signs()` is on."""
+
+_NEUTRAL = contextvars.ContextVar("openvirl_neutral_signs", default=False)
+
+
+@contextlib.contextmanager
+def neutral_signs() -> Iterator[None]:
+    """Draw POI signs without their category cues inside this block: no pictogram (coffee
+    cup, fork and knife, pharmacy cross...) and one board colour (`NEUTRAL_SIGN_BG`), so a
+    view asked "what kind of place is this?" shows only the sign's text and the street.
+
+    The benchmarks' storefront views use it; the geometry (what `visible` lists) is the same.
+    """
+    token = _NEUTRAL.set(True)
+    try:
+        yield
+    finally:
+        _NEUTRAL.reset(token)
+
+
+def _sign_colours(scene: Scene, sign: int) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    """(board colour, text colour, pictogram) of a sign as drawn now (see `neutral_signs`)."""
+    kind = int(scene.skind[sign])
+    bg = tuple(int(c) for c in scene.sbg[sign])
+    fg = tuple(int(c) for c in scene.sfg[sign])
+    if _NEUTRAL.get() and kind != STREET_BLADE:
+        return NEUTRAL_SIGN_BG, (255, 255, 255), ""
+    return bg, fg, scene.sicon[sign]
+
+
 def _texture(scene: Scene, sign: int, height_px: float) -> Image.Image:
     """The sign's RGBA texture at about 1.3x its on-screen height (cached by size step)."""
     width_m = float(
@@ -858,7 +891,7 @@ def _texture(scene: Scene, sign: int, height_px: float) -> Image.Image:
     tw = max(tw, 2)
     em_px = float(scene.sem[sign]) / height_m * th
     with_text = em_px * (height_px / th) >= MIN_TEXT_PX
-    key = (sign, th, with_text)
+    key = (sign, th, with_text, _NEUTRAL.get())
     with scene.lock:
         tex = scene.textures.get(key)
         if tex is not None:
@@ -873,8 +906,7 @@ def _texture(scene: Scene, sign: int, height_px: float) -> Image.Image:
 
 
 def _make_texture(scene: Scene, sign: int, tw: int, th: int, em_px: float) -> Image.Image:
-    bg = tuple(int(c) for c in scene.sbg[sign])
-    fg = tuple(int(c) for c in scene.sfg[sign])
+    bg, fg, icon = _sign_colours(scene, sign)
     kind = int(scene.skind[sign])
     img = Image.new("RGBA", (tw, th), (*bg, 255))
     draw = ImageDraw.Draw(img)
@@ -882,7 +914,6 @@ def _make_texture(scene: Scene, sign: int, tw: int, th: int, em_px: float) -> Im
     edge = tuple(int(c * 0.55) for c in bg) if kind != STREET_BLADE else (255, 255, 255)
     draw.rectangle([0, 0, tw - 1, th - 1], outline=(*edge, 255), width=border)
     lines = scene.slines[sign]
-    icon = scene.sicon[sign]
     x_text0 = 0.0
     if icon and kind in (FASCIA, PANEL):
         single_h = th / (1.0 + 0.55 * (len(lines) - 1)) if lines else th
@@ -1941,6 +1972,7 @@ __all__ = [
     "LEGIBILITY_SIZE_PX",
     "MAX_RENDER_PITCH_DEG",
     "MAX_VIEW_SIDE_PX",
+    "NEUTRAL_SIGN_BG",
     "OCR_MATCH_MIN",
     "OCR_PASSES",
     "RENDER_DISTANCE_M",
@@ -1959,6 +1991,7 @@ __all__ = [
     "load_gps_to_pano",
     "make_camera",
     "name_read_score",
+    "neutral_signs",
     "observe",
     "ocr_text",
     "render_view",

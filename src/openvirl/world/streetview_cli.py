@@ -31,7 +31,7 @@ def view_command(
     heading: float | None = typer.Option(
         None,
         help="View direction, degrees clockwise from north (wrapped into 0..360); "
-        "default: toward the --at place, or north.",
+        "default: toward the --at place, or along the street when standing on it.",
     ),
     out: Path = typer.Option(Path("view.png"), "--out", "-o", help="PNG file to write."),
     fov: float = typer.Option(90.0, help="Horizontal field of view, degrees (10..120)."),
@@ -91,7 +91,7 @@ def view_command(
                 lat, lon, pano_id = pano.lat, pano.lon, pano.id
         if heading is None:
             far = haversine_m(lat, lon, *target) >= 2.0
-            heading = bearing_deg(lat, lon, *target) if far else 0.0
+            heading = bearing_deg(lat, lon, *target) if far else c.router.street_heading(lat, lon)
         source = view_source_for(imagery, c, fallback=imagery_fallback)
         rendered = isinstance(source, RenderedViewSource)
         if grid:

@@ -71,7 +71,10 @@ def routes_command(
 def convert_command(
     source: Path = typer.Argument(..., help="A .jsonl/.jsonl.gz route file or a route_infos.json."),
     out: Path = typer.Argument(..., help="Output: .json writes V-IRL format, .jsonl ours."),
-    city: str = typer.Option("unknown", help="City of a V-IRL file (it does not name one)."),
+    city: str = typer.Option(
+        "unknown",
+        help="City of a V-IRL file that does not name one (files we wrote carry theirs).",
+    ),
 ) -> None:
     """Convert between our JSONL routes and V-IRL / SFTvsRL `route_infos.json`."""
     from openvirl.envs.navigation.routes import (

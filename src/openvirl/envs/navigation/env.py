@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -134,13 +135,26 @@ def landmark_correct(stated: str | None, truth: str) -> bool:
     return fuzz.partial_ratio(target, low) >= 85.0
 
 
+def _warn_non_streetscapes(routes: Sequence[NavRoute]) -> None:
+    """Say once per city when visual routes lie in an extract with few buildings."""
+    from openvirl.envs.navigation.splits import VISUAL_OOD_CAVEATS
+
+    for city in dict.fromkeys(r.city for r in routes):
+        if city in VISUAL_OOD_CAVEATS:
+            warnings.warn(
+                f"visual routes in {city}: {VISUAL_OOD_CAVEATS[city]}; results there do not "
+                f"measure street-view navigation (`openvirl city info {city}`).",
+                stacklevel=3,
+            )
+
+
 class NavigationEnv(gym.Env[dict[str, Any], str]):
     """
     ## Description
     The V-IRL navigation task of "SFT Memorizes, RL Generalizes" (Chu et al., 2025), on real
     OpenStreetMap cities. An episode follows one route: a numbered instruction ("First, turn
     slightly left to face northwest. Move forward until you reach the next intersection,
-    where Prince St is on your front. ...") and a *rail* of ground-truth positions along the
+    where Prince St is ahead of you. ...") and a *rail* of ground-truth positions along the
     real streets: the start, forward positions along each leg, a turn at each turning point
     and a stop at the destination. At each position the agent answers with its current
     observation, the instruction sentence it executes and an action; a correct action moves
@@ -236,6 +250,8 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
                 check_routes_inside(self.routes)
         else:
             self.routes = load_route_set(cfg.city, cfg.split)
+        if cfg.visual:
+            _warn_non_streetscapes(self.routes)
         if not self.routes:
             raise ValueError("the route set is empty; pass another `split` or `routes` file.")
         self._by_id = {r.route_id: i for i, r in enumerate(self.routes)}

@@ -19,6 +19,7 @@ Fixed reference bugs (spec §10):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ import numpy as np
 from openvirl.envs.navigation.actions import FORWARD, STOP, turn
 from openvirl.envs.navigation.routes import NO_LANDMARK, NavRoute
 from openvirl.world.geometry import compass_word, heading_change_deg, relative_turn
+from openvirl.world.routing import relation_phrase
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -95,8 +97,20 @@ class RailEntry:
         return self.absolute if space == "absolute" else self.relative
 
 
+_RELATION_TAIL = re.compile(
+    r" is on your (front|behind|left front|right front|left behind|right behind|left|right)\.?$"
+)
+
+
+def _plain(text: str) -> str:
+    """V-IRL's milestone text in plain English: "X is on your front" → "X is ahead of you",
+    "is on your behind" → "is behind you" (the landmark and its side are unchanged)."""
+    return _RELATION_TAIL.sub(lambda m: " is " + relation_phrase(m.group(1)), text)
+
+
 def _landmark_clause(text: str) -> str:
     """A milestone sentence as a clause: "The destination X ..." → "the destination X ..."."""
+    text = _plain(text)
     if text.startswith("The destination "):
         return "t" + text[1:]
     return text
@@ -107,9 +121,11 @@ def synthesize_instruction(
 ) -> list[str]:
     """The instruction sentences of a route (spec §3.2, our wording, wrap-around fixed).
 
-    Two sentences per milestone: a turn ("First, turn slightly left to face northwest.")
-    and a walk ("Move forward until you reach the next intersection, where Prince St is on
-    your front."); the last walk ends at the destination.
+    Two sentences per milestone: a turn ("First, turn left to face northwest.", or "Turn
+    slightly left, still facing northwest." when the walker already faces that way) and a
+    walk ("Move forward until you reach the next intersection, where Prince St is ahead of
+    you."; V-IRL's "is on your front" in plain English); the last walk ends at the
+    destination.
 
     Parameters
     ----------
@@ -133,7 +149,10 @@ def synthesize_instruction(
     for k, m in enumerate(route.milestones):
         if style == "reference":
             rel = relative_turn(previous, m.heading)
-            verb = f"turn {rel} to face {m.compass}"
+            if compass_word(previous) == m.compass:  # already facing it: a small correction
+                verb = f"turn {rel}, still facing {m.compass}"
+            else:
+                verb = f"turn {rel} to face {m.compass}"
         else:
             verb = f"turn to face {m.compass} (heading {m.heading} degrees)"
         sentences.append(f"First, {verb}." if k == 0 else f"{verb[0].upper()}{verb[1:]}.")
@@ -142,7 +161,7 @@ def synthesize_instruction(
             where = f", where {_landmark_clause(m.landmark)}" if has_landmark else ""
             sentences.append(f"Move forward until you reach the destination{where}.")
         else:
-            where = f", where {m.landmark}" if has_landmark else ""
+            where = f", where {_plain(m.landmark)}" if has_landmark else ""
             sentences.append(f"Move forward until you reach the next intersection{where}.")
         previous = m.heading
     return sentences

@@ -1029,9 +1029,34 @@ def from_virl(data: Any, *, city: str = "unknown", name: str = "route_infos") ->
     return [_from_virl_record(r, i, city, name) for i, r in enumerate(records)]
 
 
+OPENVIRL_KEY = "openvirl_route"
+"""Key of the full `NavRoute.to_dict()` record that `to_virl` adds to a V-IRL record."""
+
+
+def _embedded(record: dict[str, Any], i: int) -> NavRoute | None:
+    """The route `to_virl` embedded in a record, when it still matches the record's own
+    V-IRL fields (an edited file falls back to those fields)."""
+    data = record.get(OPENVIRL_KEY)
+    if not isinstance(data, dict):
+        return None
+    try:
+        route = NavRoute.from_dict(data, where=f"route {i} `{OPENVIRL_KEY}`")
+    except RouteFormatError:
+        return None
+    geocodes = (record.get("route_results") or {}).get("geocode_list")
+    if geocodes != [[m.lat, m.lon] for m in route.milestones]:
+        return None
+    return route
+
+
 def _from_virl_record(record: Any, i: int, city: str, name: str) -> NavRoute:
     if not isinstance(record, dict):
         raise RouteFormatError(f"route {i}: expected an object, got {type(record).__name__}")
+    embedded = _embedded(record, i)
+    if embedded is not None:
+        return embedded
+    if isinstance(record.get("city"), str) and record["city"] and city == "unknown":
+        city = record["city"]  # written by `to_virl`; an explicit --city still wins
     dest_name = (
         (record.get("dest_place") or {}).get("name")
         if isinstance(record.get("dest_place"), dict)
@@ -1113,8 +1138,9 @@ def _from_virl_record(record: Any, i: int, city: str, name: str) -> NavRoute:
         place_lat, place_lon = d_lat, d_lon
     init = record.get("init_heading")
     init_heading = None if not init else round(float(init)) % 360
+    route_id = record.get("route_id")
     return NavRoute(
-        route_id=f"{name}-{i:04d}",
+        route_id=route_id if isinstance(route_id, str) and route_id else f"{name}-{i:04d}",
         city=city,
         start=Endpoint(
             name=str(start_place.get("name", "start")),
@@ -1212,6 +1238,9 @@ def to_virl(route: NavRoute, *, instruction: str | None = None) -> dict[str, Any
         "instruction": instruction or "",
         "route_id": route.route_id,
         "city": route.city,
+        # Our whole record, so jsonl -> json -> jsonl is lossless (start kind, street names,
+        # crossings, split...); V-IRL and SFTvsRL readers ignore the extra key.
+        OPENVIRL_KEY: route.to_dict(),
     }
 
 
@@ -1236,6 +1265,7 @@ def write_virl(routes: Sequence[NavRoute], path: Path | str) -> Path:
 
 __all__ = [
     "NO_LANDMARK",
+    "OPENVIRL_KEY",
     "Endpoint",
     "GenerationConfig",
     "Milestone",

@@ -10,8 +10,10 @@ train          Manhattan, train area cells      absolute  (training)
 id             Manhattan, held-out test routes  absolute  nothing: in-distribution eval
 rule-ood       Manhattan, held-out test routes  relative  the action rule
 rule-ood-hard  Manhattan, held-out test routes  relative  instructions give no relative word
-visual-ood     Helsinki, Monaco, Tokyo, Singa-  absolute  the cities (VL), once each, in
-               pore (6 each; VLN-mini analog)             a fixed order
+visual-ood     Helsinki, Monaco (6 each; the    absolute  the cities (VL), once each, in
+               VLN-mini analog's streetscapes)            a fixed order
+visual-ood-all the above plus Tokyo Shibuya and   absolute  opt-in: those two extracts
+               Singapore (24 routes)                      have few buildings (caveat)
 visual-ood-    V-IRL's nine VLN-mini cities,    absolute  as visual-ood; fetched from OSM
 virl           2 each (`virl_cities`)                     on first use (opt-in, network)
 human          RUN human instructions mapped    absolute  the instructions are human text;
@@ -51,6 +53,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "order": "fixed",
     },
     "visual-ood": {"split": "visual-ood", "actions": "absolute", "visual": True, "order": "fixed"},
+    "visual-ood-all": {
+        "split": "visual-ood-all",
+        "actions": "absolute",
+        "visual": True,
+        "order": "fixed",
+    },
     # V-IRL's nine VLN-mini cities, fetched on first use (opt-in; see `virl_cities`).
     "visual-ood-virl": {
         "split": "visual-ood-virl",
@@ -71,7 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 Evaluation presets use ``order="fixed"``: given ``reset(options={"episode_index": i})`` they
 play route ``i``, so held-out routes are drawn without replacement (spec §10.18)."""
 
-ROUTE_SETS = ("train", "test", "visual-ood", "human", "visual-ood-virl")
+ROUTE_SETS = ("train", "test", "visual-ood", "visual-ood-all", "human", "visual-ood-virl")
 """Values of `NavigationConfig.split`: which routes an episode is drawn from."""
 
 SPLIT_SIZES = {"manhattan": {"train": 1000, "test": 120}}
@@ -83,8 +91,22 @@ DEFAULT_SPLIT_SIZES = {"train": 200, "test": 50}
 SPLIT_SEEDS = {"train": 1, "test": 2}
 """Generator seed of each split (the two sides are also disjoint by area and by id)."""
 
-VISUAL_OOD_CITIES = ("helsinki", "monaco", "tokyo-shibuya", "singapore")
-"""The cities of the VLN-mini analog (none is Manhattan, the training city)."""
+VISUAL_OOD_ALL_CITIES = ("helsinki", "monaco", "tokyo-shibuya", "singapore")
+"""Every city of the VLN-mini analog (none is Manhattan, the training city); the shipped
+route file holds all of them (`visual-ood-all`)."""
+
+VISUAL_OOD_CITIES = ("helsinki", "monaco")
+"""The cities of the default `visual-ood` set: those whose extracts render as streetscapes
+(`openvirl.world.coverage.is_streetscape`: a building along >= 60% of street frontage)."""
+
+VISUAL_OOD_CAVEATS = {
+    "tokyo-shibuya": "the extract has 2 buildings (0.3% of street frontage): its views are "
+    "open ground with floating signs",
+    "singapore": "the extract has 31 buildings (45% of street frontage): many views are open "
+    "ground with floating signs",
+}
+"""Why the opt-in cities (`visual-ood-all`) are not in the default set; a fetched extract
+with buildings can replace them."""
 
 VISUAL_OOD_PER_CITY = 6
 """Routes per visual-OOD city (24 in all; the reference's VLN mini had 18)."""
@@ -114,7 +136,9 @@ def preset_options(name: str) -> dict[str, Any]:
 
 def shipped_file(city: str, split: str) -> Path:
     """The shipped file of a route set (which may not exist)."""
-    if split in ("visual-ood", "human"):
+    if split in ("visual-ood", "visual-ood-all"):
+        return PRESET_DIR / "visual-ood.jsonl.gz"
+    if split == "human":
         return PRESET_DIR / f"{split}.jsonl.gz"
     return PRESET_DIR / f"{city}-{split}.jsonl.gz"
 
@@ -145,6 +169,9 @@ def load_route_set(city: str, split: str) -> tuple[NavRoute, ...]:
     """
     if split not in ROUTE_SETS:
         raise ValueError(f"`split` must be one of {ROUTE_SETS}, got {split!r}.")
+    if split == "visual-ood":  # the streetscape cities of the full set, in its order
+        every = load_route_set(city, "visual-ood-all")
+        return tuple(r for r in every if r.city in VISUAL_OOD_CITIES)
     path = shipped_file(city, split)
     if path.is_file():
         return tuple(read_routes(path))
@@ -152,7 +179,7 @@ def load_route_set(city: str, split: str) -> tuple[NavRoute, ...]:
         from openvirl.envs.navigation.human import build_human_routes
 
         return tuple(build_human_routes())
-    if split == "visual-ood":
+    if split == "visual-ood-all":
         return tuple(build_visual_ood())
     if split == "visual-ood-virl":
         from openvirl.envs.navigation.virl_cities import load_virl_route_set
@@ -202,7 +229,7 @@ def build_city_split(city: str, split: str, *, n: int, seed: int) -> list[NavRou
 
 
 def build_visual_ood(
-    cities: tuple[str, ...] = VISUAL_OOD_CITIES,
+    cities: tuple[str, ...] = VISUAL_OOD_ALL_CITIES,
     per_city: int = VISUAL_OOD_PER_CITY,
     seed: int = VISUAL_OOD_SEED,
 ) -> list[NavRoute]:
@@ -269,8 +296,9 @@ def build_presets(out: Path = PRESET_DIR, *, progress: bool = True) -> list[Path
             vis,
             out / "visual-ood.jsonl.gz",
             manifest={
-                "preset": "visual-ood",
-                "cities": list(VISUAL_OOD_CITIES),
+                "preset": "visual-ood-all",
+                "cities": list(VISUAL_OOD_ALL_CITIES),
+                "default_cities": list(VISUAL_OOD_CITIES),
                 "per_city": VISUAL_OOD_PER_CITY,
                 "seed": VISUAL_OOD_SEED,
                 "generator": vars(GenerationConfig(max_length_m=600.0, max_turns=3)),

@@ -73,25 +73,44 @@ def solve_command(
     numbers: list[int] = typer.Argument(..., help="Card values, e.g. 3 3 8 8."),
     target: int = typer.Option(24, help="Target value."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    every_form: bool = typer.Option(
+        False, "--all", help="List every written form (reorderings, bracket variants) too."
+    ),
 ) -> None:
-    """List every distinct exact solution for a set of numbers."""
-    from openvirl.envs.points.solver import solve
+    """List the exact solutions for a set of numbers, distinct up to commutativity and
+    associativity (1*2*3*4 and 4*3*(2*1) are one solution)."""
+    from openvirl.envs.points.solver import distinct_solutions, solve
 
     if not numbers or any(n < 1 or n > 13 for n in numbers):
         _fail("numbers must be between 1 and 13")
     try:
-        solutions = solve(numbers, target)
+        written = solve(numbers, target)
     except ValueError as err:  # e.g. more numbers than the solver takes
         _fail(str(err))
         return
+    distinct = distinct_solutions(written)
     if as_json:
-        typer.echo(json.dumps({"numbers": numbers, "target": target, "solutions": solutions}))
+        typer.echo(
+            json.dumps(
+                {
+                    "numbers": numbers,
+                    "target": target,
+                    "solutions": distinct,
+                    "n_solutions": len(distinct),
+                    "written_forms": written,
+                    "n_written_forms": len(written),
+                }
+            )
+        )
         return
-    if not solutions:
+    if not written:
         typer.echo(f"no solution reaches {target} with {numbers}")
         return
-    typer.echo(f"{len(solutions)} solutions for {numbers} -> {target}:")
-    for solution in solutions:
+    typer.echo(
+        f"{len(distinct)} distinct solutions for {numbers} -> {target} (up to commutativity "
+        f"and associativity; {len(written)} written forms with reorderings and brackets):"
+    )
+    for solution in written if every_form else distinct:
         typer.echo(f"  {solution}")
 
 

@@ -29,6 +29,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -55,10 +56,92 @@ _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 __all__ = [
     "SolutionTable",
     "build_table",
+    "canonical_form",
+    "distinct_solutions",
     "solution_table",
     "solve",
     "table_path",
 ]
+
+
+# --------------------------------------------------------------------------- canonical form
+_TOKEN = re.compile(r"\s*(\d+|[-+*/()])")
+
+
+def canonical_form(expression: str) -> str:
+    """A key that is equal for two solutions exactly when they are the same up to
+    commutativity and associativity.
+
+    Sums and products are flattened into signed terms and factors and sorted: `a+b`, `b+a`
+    and `(a+b)` share a key, as do `(a*b)*c` and `a*(c*b)`; a minus or a division sign
+    distributes over the group it applies to (`a-(b-c)` is `a-b+c`, `a/(b/c)` is `a*c/b`).
+    Nothing else is simplified (`a*b*1` and `a*b/1` stay distinct).
+
+    Parameters
+    ----------
+    expression
+        A solution string over integers, ``+ - * /`` and brackets (as `solve` writes them).
+    """
+    tokens = _TOKEN.findall(expression)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def eat() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def combine(op: str, a: tuple, b: tuple) -> tuple:
+        kind = "s" if op in "+-" else "p"
+        left = list(a[1]) if a[0] == kind else [(1, a)]
+        right = list(b[1]) if b[0] == kind else [(1, b)]
+        if op in "-/":
+            right = [(-sign, x) for sign, x in right]
+        return (kind, tuple(sorted(left + right, key=lambda t: (t[0], key(t[1])))))
+
+    def expr() -> tuple:
+        node = term()
+        while peek() in ("+", "-"):
+            op = eat()
+            node = combine(op, node, term())
+        return node
+
+    def term() -> tuple:
+        node = atom()
+        while peek() in ("*", "/"):
+            op = eat()
+            node = combine(op, node, atom())
+        return node
+
+    def atom() -> tuple:
+        tok = eat()
+        if tok == "(":
+            node = expr()
+            eat()
+            return node
+        return ("n", tok)
+
+    def key(node: tuple) -> str:
+        if node[0] == "n":
+            return node[1]
+        parts = ",".join(("" if sign > 0 else "~") + key(x) for sign, x in node[1])
+        return f"{node[0]}({parts})"
+
+    return key(expr())
+
+
+def distinct_solutions(solutions: Iterable[str]) -> list[str]:
+    """One solution per `canonical_form` (its shortest written form, the first of those in
+    the given order), in order of first appearance: "1*2*3*4", "(1+2+3)*4"... rather than
+    every reordering and bracket variant."""
+    seen: dict[str, str] = {}
+    for text in solutions:
+        key = canonical_form(text)
+        if key not in seen or len(text) < len(seen[key]):
+            seen[key] = text
+    return list(seen.values())
 
 
 # --------------------------------------------------------------------------- templates
@@ -440,8 +523,10 @@ class SolutionTable:
         Returns
         -------
         dict
-            ``solvable``; ``n_solutions`` (distinct solution strings, bracket variants
-            included); ``n_distinct_values_paths`` (distinct pairs of card order and
+            ``solvable``; ``n_solutions`` (solutions distinct up to commutativity and
+            associativity, see `canonical_form`: 4 for 1 2 3 4); ``n_solution_strings``
+            (distinct written forms, reorderings and bracket variants included: 314 for
+            1 2 3 4); ``n_distinct_values_paths`` (distinct pairs of card order and
             evaluation tree that reach the target, i.e. solutions up to redundant
             brackets); ``needs_fractions`` (every solution passes through a non-integer
             intermediate value, as ``8/(3-8/3)`` does).
@@ -455,7 +540,8 @@ class SolutionTable:
         n_int = int(entry[2]) if entry is not None else 0
         return {
             "solvable": bool(sols),
-            "n_solutions": len(sols),
+            "n_solutions": _n_distinct(sols),
+            "n_solution_strings": len(sols),
             "n_distinct_values_paths": n_trees,
             "needs_fractions": bool(sols) and n_int == 0,
         }
@@ -469,6 +555,16 @@ class SolutionTable:
         if solvable is None:
             return list(every)
         return [key for key in every if (key in self._raw) == solvable]
+
+
+@lru_cache(maxsize=8192)
+def _n_distinct_cached(sols: tuple[str, ...]) -> int:
+    return len({canonical_form(t) for t in sols})
+
+
+def _n_distinct(sols: Sequence[str]) -> int:
+    """Number of solutions distinct up to commutativity and associativity."""
+    return _n_distinct_cached(tuple(sols))
 
 
 @lru_cache(maxsize=1024)
@@ -487,7 +583,8 @@ def _difficulty_of(key: tuple[int, ...], target: Fraction) -> dict[str, Any]:
             n_int += _all_integer(rpn, order)
     return {
         "solvable": bool(sols),
-        "n_solutions": len(sols),
+        "n_solutions": _n_distinct(sorted(sols)),
+        "n_solution_strings": len(sols),
         "n_distinct_values_paths": n_trees,
         "needs_fractions": bool(sols) and n_int == 0,
     }
