@@ -85,7 +85,9 @@ def test_the_viewer_shows_each_steps_own_view(tmp_path: Path) -> None:
         )
     )
     images = [s["image"] for s in run.records[0]["steps"]]
-    client = TestClient(create_app([out]), raise_server_exceptions=False)
+    client = TestClient(
+        create_app([out]), raise_server_exceptions=False, base_url="http://127.0.0.1"
+    )
     listing = client.get("/api/episodes").json()
     run_id = listing["episodes"][0]["run"]
     page = client.get(f"/runs/{run_id}/episodes/0")
