@@ -23,13 +23,17 @@ Example
 PosixPath('runs/sft-gp-l/final')
 
 Multi-GPU: ``accelerate launch --config_file <configs>/accelerate/multi_gpu.yaml -m
-openvirl.training.cli sft --config sft-gp-l-paper.yaml`` (DeepSpeed via ``deepspeed=``).
+openvirl.training.cli sft --config sft-gp-l-paper.yaml`` (DeepSpeed via ``deepspeed=``, whose
+``"auto"`` batch, accumulation and clipping values HF fills from this config). `batch_size` is
+the global batch, so the data order, the steps and the token count (gathered over processes by
+HF Trainer) do not depend on the number of processes.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,9 +127,16 @@ class SFTRunConfig:
         default=2e-4,
         metadata={"help": "Peak learning rate (LoRA on CPU: 2e-4; the paper's full FT: 1e-6)."},
     )
-    batch_size: int = field(default=8, metadata={"help": "Examples per device per step."})
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Examples per optimizer step in all (the global batch): each of N processes "
+            "takes batch_size / (N * gradient_accumulation_steps) per micro-batch, so a step, "
+            "an epoch and the token count are the same on one process or eight."
+        },
+    )
     gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "Micro-batches per optimizer step."}
+        default=1, metadata={"help": "Micro-batches per optimizer step on each process."}
     )
     max_steps: int = field(
         default=100, metadata={"help": "Optimizer steps; -1 runs `num_epochs` epochs instead."}
@@ -137,6 +148,15 @@ class SFTRunConfig:
     lr_scheduler: str = field(
         default="constant_with_warmup",
         metadata={"help": "transformers scheduler name: constant_with_warmup, cosine, linear ..."},
+    )
+    schedule_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Length of the learning-rate schedule in optimizer steps (None: the run's "
+            "own steps). A run continued in segments (the study's SFT branch, each segment a "
+            "larger `max_steps` with `resume`) sets the last segment's steps, so the segments "
+            "follow one schedule instead of restarting it."
+        },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
@@ -184,6 +204,8 @@ class SFTRunConfig:
                 f"`batch_size` ({self.batch_size}) and `gradient_accumulation_steps` "
                 f"({self.gradient_accumulation_steps}) must be >= 1."
             )
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ValueError(f"`schedule_steps` must be >= 1, got {self.schedule_steps}.")
         if self.save_steps < 1:
             raise ValueError(f"`save_steps` must be >= 1, got {self.save_steps}.")
         if self.multi_turn and self.wrong_attempts < 1:
@@ -241,6 +263,12 @@ def _completion_trainer_class() -> type:
     from trl import SFTTrainer
 
     class CompletionLossSFTTrainer(SFTTrainer):
+        schedule_steps: int | None = None
+        """Length of the LR schedule when it is not the run's own `max_steps`."""
+
+        def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+            return super().create_scheduler(self.schedule_steps or num_training_steps, optimizer)
+
         def compute_loss(
             self,
             model: Any,
@@ -319,8 +347,29 @@ def _make_callback(config: SFTRunConfig, n_params: int, logger: Any, history: li
 
 
 # ---------------------------------------------------------------------------- the run
-def train_sft(config: SFTRunConfig) -> SFTResult:
+def per_device_batch_size(config: SFTRunConfig, world: int) -> int:
+    """Examples per process per micro-batch: the global `batch_size` split evenly.
+
+    Raises
+    ------
+    ValueError
+        If `batch_size` is not a multiple of ``world * gradient_accumulation_steps``.
+    """
+    split = world * config.gradient_accumulation_steps
+    if config.batch_size % split:
+        fixed = split * max(1, config.batch_size // split)
+        raise ValueError(
+            f"`batch_size` ({config.batch_size}, the global batch) must be a multiple of "
+            f"processes x gradient_accumulation_steps ({world} x "
+            f"{config.gradient_accumulation_steps}); e.g. batch_size={fixed}."
+        )
+    return config.batch_size // split
+
+
+def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Generate expert data, fine-tune with TRL's SFTTrainer, save the final model.
+
+    `callbacks` are extra `transformers.TrainerCallback` objects (they run on every process).
 
     Raises
     ------
@@ -386,13 +435,17 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
             "raise `max_length` (prompts of this tokenizer are longer)."
         )
 
-    # TRL trainer
+    # TRL trainer; `batch_size` is the global batch, split over processes and accumulation
+    from accelerate import PartialState
+
+    world = PartialState().num_processes
+    per_device = per_device_batch_size(config, world)
     use_cuda = torch.cuda.is_available()
     bf16 = use_cuda and next(model.parameters()).dtype == torch.bfloat16
     args = SFTConfig(
         output_dir=str(ckpt_root),
         learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         max_steps=config.max_steps,
         num_train_epochs=config.num_epochs,
@@ -443,6 +496,9 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         callbacks=[_make_callback(config, params.total, logger, history)],
     )
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.csv, not stdout
+    trainer.schedule_steps = config.schedule_steps
+    for callback in callbacks:
+        trainer.add_callback(callback)
 
     # ALGO LOGIC: supervised fine-tuning (TRL)
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -485,4 +541,4 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
     )
 
 
-__all__ = ["SFTResult", "SFTRunConfig", "train_sft"]
+__all__ = ["SFTResult", "SFTRunConfig", "per_device_batch_size", "train_sft"]
