@@ -504,9 +504,9 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
     else:
         reward_funcs = [make_env_reward(config.env_id, dict(config.env_kwargs))]
 
-    from accelerate import PartialState
+    from openvirl.training.config import launch_world_size
 
-    split = PartialState().num_processes * config.gradient_accumulation_steps
+    split = launch_world_size() * config.gradient_accumulation_steps
     if config.batch_size % split:
         raise ValueError(
             f"`batch_size` ({config.batch_size}, the global batch) must be a multiple of "

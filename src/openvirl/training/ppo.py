@@ -238,6 +238,8 @@ class PPOResult:
     n_params: int
     history: list[dict[str, float]]
     """One row of metrics per update of this session."""
+    agent: Any = None
+    """The trained policy and value head (`Agent`, unwrapped), on every process."""
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], Any]:
@@ -612,7 +614,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
 
     See the module docstring for the phases; every metric goes to ``metrics.csv``.
     """
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator
     from accelerate.utils import gather_object
     from transformers import LogitsProcessorList
 
@@ -632,10 +634,10 @@ def train_ppo(config: PPOConfig) -> PPOResult:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = PartialState()
-    rank, world = state.process_index, state.num_processes
+    accelerator = Accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
     accum = local_grad_accum_steps(config, world)
-    accelerator = Accelerator(gradient_accumulation_steps=accum)
+    accelerator.gradient_accumulation_steps = accum
     is_main = accelerator.is_main_process
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:  # batch and accumulation come from this config, never disagree
@@ -1066,7 +1068,9 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         env.close()
     final = out / "final"
     if not is_main:
-        return PPOResult(out, final, config.num_updates, flops.flops, params.total, history)
+        return PPOResult(
+            out, final, config.num_updates, flops.flops, params.total, history, unwrapped
+        )
     model.save_pretrained(final, **_policy_adapter(model))
     if not config.lora:
         processor.save_pretrained(final)
@@ -1091,6 +1095,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         flops=flops.flops,
         n_params=params.total,
         history=history,
+        agent=unwrapped,
     )
 
 

@@ -382,7 +382,12 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
 
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
-    from openvirl.training.config import config_to_dict, resolve_shipped, save_config
+    from openvirl.training.config import (
+        config_to_dict,
+        launch_world_size,
+        resolve_shipped,
+        save_config,
+    )
     from openvirl.training.data import (
         ExpertDataConfig,
         count_tokens,
@@ -436,10 +441,7 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
         )
 
     # TRL trainer; `batch_size` is the global batch, split over processes and accumulation
-    from accelerate import PartialState
-
-    world = PartialState().num_processes
-    per_device = per_device_batch_size(config, world)
+    per_device = per_device_batch_size(config, launch_world_size())
     use_cuda = torch.cuda.is_available()
     bf16 = use_cuda and next(model.parameters()).dtype == torch.bfloat16
     args = SFTConfig(
