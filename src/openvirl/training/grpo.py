@@ -545,16 +545,20 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
         use_cpu=not use_cuda,
         **_checkpointing_option(GRPOConfig, False),
     )
-    logger = RunLogger(
-        out,
-        config=config_to_dict(config),
-        tensorboard=config.tensorboard,
-        wandb=config.wandb,
-        run_name=out.name,
-    )
-    if resume_from is not None:
-        logger.truncate(int(resume_from.name.split("-")[-1]))
-    save_config(config, out / "config.yaml")
+    # Only the main process writes the run folder's logs, config and summary.
+    is_main = args.process_index == 0
+    logger = None
+    if is_main:
+        logger = RunLogger(
+            out,
+            config=config_to_dict(config),
+            tensorboard=config.tensorboard,
+            wandb=config.wandb,
+            run_name=out.name,
+        )
+        if resume_from is not None:
+            logger.truncate(int(resume_from.name.split("-")[-1]))
+        save_config(config, out / "config.yaml")
     history: list[dict[str, float]] = []
 
     def flops_of(state: Any) -> FlopCounter:
@@ -569,7 +573,7 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
 
     class OpenvirlCallback(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if not logs or not state.is_world_process_zero:
+            if not logs or not state.is_world_process_zero or logger is None:
                 return
             summary = "train_loss" in logs and "loss" not in logs  # the end-of-training row
             row = {} if summary else {"charts/gflops": flops_of(state).gflops}
@@ -611,6 +615,16 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
     trainer.save_model(str(final))
     if not config.lora:
         fmt.tokenizer.save_pretrained(str(final))
+    result = GRPOResult(
+        output_dir=out,
+        final_dir=final,
+        steps=trainer.state.global_step,
+        flops=flops.flops,
+        n_params=params.total,
+        history=history,
+    )
+    if not is_main:
+        return result
     mark_complete(final, trainer.state.global_step, {"flops": flops.to_dict()})
     write_json_atomic(
         out / "summary.json",
@@ -623,15 +637,9 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
             "chat_template": fmt.uses_chat_template,
         },
     )
-    logger.close()
-    return GRPOResult(
-        output_dir=out,
-        final_dir=final,
-        steps=trainer.state.global_step,
-        flops=flops.flops,
-        n_params=params.total,
-        history=history,
-    )
+    if logger is not None:
+        logger.close()
+    return result
 
 
 __all__ = [

@@ -326,7 +326,7 @@ def _make_callback(config: SFTRunConfig, n_params: int, logger: Any, history: li
         """Log to `RunLogger` with FLOPs; mark checkpoints complete once HF has written them."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if not logs or not state.is_world_process_zero:
+            if not logs or not state.is_world_process_zero or logger is None:
                 return
             summary = "train_loss" in logs and "loss" not in logs  # the end-of-training row
             row = {} if summary else {"charts/gflops": counter(state).gflops}
@@ -478,16 +478,20 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
         dataset_kwargs={"skip_prepare_dataset": True} if vision else None,
         **_checkpointing_option(SFTConfig, config.gradient_checkpointing),
     )
-    logger = RunLogger(
-        out,
-        config=config_to_dict(config),
-        tensorboard=config.tensorboard,
-        wandb=config.wandb,
-        run_name=out.name,
-    )
-    if resume_from is not None:
-        logger.truncate(int(resume_from.name.split("-")[-1]))
-    save_config(config, out / "config.yaml")
+    # Only the main process writes the run folder's logs, config and summary.
+    is_main = args.process_index == 0
+    logger = None
+    if is_main:
+        logger = RunLogger(
+            out,
+            config=config_to_dict(config),
+            tensorboard=config.tensorboard,
+            wandb=config.wandb,
+            run_name=out.name,
+        )
+        if resume_from is not None:
+            logger.truncate(int(resume_from.name.split("-")[-1]))
+        save_config(config, out / "config.yaml")
     history: list[dict[str, float]] = []
     trainer = _completion_trainer_class()(
         model=model,
@@ -515,6 +519,17 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     trainer.save_model(str(final))
     if not config.lora:
         fmt.tokenizer.save_pretrained(str(final))
+    result = SFTResult(
+        output_dir=out,
+        final_dir=final,
+        steps=state.global_step,
+        train_tokens=flops.train_tokens,
+        flops=flops.flops,
+        n_params=params.total,
+        history=history,
+    )
+    if not is_main:
+        return result
     mark_complete(final, state.global_step, {"flops": flops.to_dict()})
     summary = {
         "steps": state.global_step,
@@ -530,17 +545,10 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
         "train_runtime_s": float(output.metrics.get("train_runtime", float("nan"))),
     }
     write_json_atomic(out / "summary.json", summary)
-    logger.close()
+    if logger is not None:
+        logger.close()
     (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), "utf-8")
-    return SFTResult(
-        output_dir=out,
-        final_dir=final,
-        steps=state.global_step,
-        train_tokens=flops.train_tokens,
-        flops=flops.flops,
-        n_params=params.total,
-        history=history,
-    )
+    return result
 
 
 __all__ = ["SFTResult", "SFTRunConfig", "per_device_batch_size", "train_sft"]
