@@ -37,7 +37,10 @@ ACCELERATE = Path(sys.executable).with_name("accelerate")
 TIMEOUT_S = 240
 """Per launch; a run that hangs on a collective fails here instead of blocking the suite."""
 
-pytestmark = pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate CLI not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate CLI not installed"),
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
