@@ -65,6 +65,11 @@ def _env(new_tokens: int) -> dict[str, Any]:
     return {"rule": "id", "split": "train", "max_attempts": 1, "target": 24}
 
 
+def _reports() -> bool:
+    """Whether this process reports (the only one, or rank 0 under accelerate launch)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one trainer in this process (one of `args.world` launched ones); return its figures."""
     import torch
@@ -88,6 +93,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 max_length=1024,
             )
         )
+        if not _reports():
+            return {}
         summary = json.loads((tmp / "sft" / "summary.json").read_text())
         figures = {
             "steps": result.steps,
@@ -115,6 +122,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 save_every=10**6,
             )
         )
+        if not _reports():
+            return {}
         rows = result.history[1:] or result.history
         trained, step = [], []
         previous = result.history[0] if len(result.history) > 1 else None
@@ -150,6 +159,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 reward="points",
             )
         )
+        if not _reports():
+            return {}
         rows = [r for r in result.history if "charts/step_time" in r]
         tokens = [r["charts/num_tokens"] for r in rows]
         per_step = [b - a for a, b in zip([0.0, *tokens[:-1]], tokens, strict=True)]
@@ -183,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one:
         figures = run_one(args.one, args)
-        if os.environ.get("RANK", "0") == "0":  # under accelerate launch, rank 0 reports
+        if _reports():
             print(json.dumps(figures))
         return 0
     report: dict[str, Any] = {
