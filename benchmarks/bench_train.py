@@ -17,17 +17,25 @@ GRPO takes ``--batch`` completions per step (``--batch / 4`` prompts × 4 genera
 with ``--new-tokens`` new tokens, one optimization epoch, one minibatch of ``--batch``.
 The first step of each run (warm-up) is left out of the medians.
 
+With ``--processes 1 2`` every trainer also runs under ``accelerate launch --num_processes 2``
+(DDP; on a machine without CUDA, CPU processes over gloo) on the same global batch, and the
+report adds ``by_processes`` (the same figures per process count) and ``scaling`` (tokens
+per second on N processes over one): the cost or gain of splitting the work. Every figure
+counts global tokens (summed over processes) per second of wall time.
+
 Run: ``python benchmarks/bench_train.py [--model tiny|gemma-3-270m|PATH] [--batch 8]
-[--steps 4] [--new-tokens 32] [--threads N]``. Peak memory is the process's peak RSS
-(model, optimizer, activations and the Python runtime), read from ``getrusage``; on a GPU
-also ``peak_cuda_mb``, torch's peak allocated CUDA memory.
+[--steps 4] [--new-tokens 32] [--threads N] [--processes 1 2]``. Peak memory is the
+process's peak RSS (model, optimizer, activations and the Python runtime), read from
+``getrusage``; on a GPU also ``peak_cuda_mb``, torch's peak allocated CUDA memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,8 +65,13 @@ def _env(new_tokens: int) -> dict[str, Any]:
     return {"rule": "id", "split": "train", "max_attempts": 1, "target": 24}
 
 
+def _reports() -> bool:
+    """Whether this process reports (the only one, or rank 0 under accelerate launch)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one trainer in this process and return its figures."""
+    """Run one trainer in this process (one of `args.world` launched ones); return its figures."""
     import torch
 
     if args.threads:
@@ -80,6 +93,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 max_length=1024,
             )
         )
+        if not _reports():
+            return {}
         summary = json.loads((tmp / "sft" / "summary.json").read_text())
         figures = {
             "steps": result.steps,
@@ -101,11 +116,14 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 max_new_tokens=args.new_tokens,
                 temperature=1.0,
                 update_epochs=1,
-                minibatch_size=args.batch,
-                grad_accum_steps=1,
+                # one optimizer step over the batch, one minibatch per process
+                minibatch_size=max(1, args.batch // args.world),
+                grad_accum_steps=args.world,
                 save_every=10**6,
             )
         )
+        if not _reports():
+            return {}
         rows = result.history[1:] or result.history
         trained, step = [], []
         previous = result.history[0] if len(result.history) > 1 else None
@@ -141,6 +159,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 reward="points",
             )
         )
+        if not _reports():
+            return {}
         rows = [r for r in result.history if "charts/step_time" in r]
         tokens = [r["charts/num_tokens"] for r in rows]
         per_step = [b - a for a, b in zip([0.0, *tokens[:-1]], tokens, strict=True)]
@@ -166,10 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="updates/steps per trainer")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per answer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1], help="process counts to compare (1 2)"
+    )
     parser.add_argument("--one", choices=("sft", "ppo", "grpo"), help=argparse.SUPPRESS)
+    parser.add_argument("--world", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one, args)))
+        figures = run_one(args.one, args)
+        if _reports():
+            print(json.dumps(figures))
         return 0
     report: dict[str, Any] = {
         "model": args.model,
@@ -178,19 +204,71 @@ def main(argv: list[str] | None = None) -> int:
         "new_tokens": args.new_tokens,
         "threads": args.threads,
     }
-    for kind in ("sft", "ppo", "grpo"):
-        command = [sys.executable, __file__, "--one", kind, *(argv or sys.argv[1:])]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            report[kind] = {"error": done.stderr.strip().splitlines()[-1:]}
-            continue
-        report[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    by_processes: dict[str, dict[str, Any]] = {}
+    for world in args.processes:
+        figures = by_processes.setdefault(str(world), {})
+        for kind in ("sft", "ppo", "grpo"):
+            figures[kind] = _run_kind(kind, world, args)
+    report.update(by_processes[str(args.processes[0])])
     if "ppo" in report and "grpo" in report and "error" not in report["grpo"]:
         report["ppo_vs_grpo_step_speed"] = (
             report["ppo"]["step_tokens_per_s"] / report["grpo"]["step_tokens_per_s"]
         )
+    if len(args.processes) > 1:
+        report["by_processes"] = by_processes
+        report["scaling"] = _scaling(by_processes, args.processes)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _run_kind(kind: str, world: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One trainer on `world` processes, in its own subprocess(es); its figures or the error."""
+    options = [
+        "--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps),
+        "--new-tokens", str(args.new_tokens), "--one", kind, "--world", str(world),
+    ]  # fmt: skip
+    if args.threads:
+        options += ["--threads", str(args.threads)]
+    env = dict(os.environ)
+    if world == 1:
+        command = [sys.executable, __file__, *options]
+    else:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = [
+            str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu",
+            "--num_processes", str(world), "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(port), __file__, *options,
+        ]  # fmt: skip
+        env.setdefault("OMP_NUM_THREADS", str(args.threads or 1))
+        try:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        except ImportError:  # pragma: no cover - the train extra brings torch
+            cuda = False
+        if not cuda:
+            env["ACCELERATE_USE_CPU"] = "1"  # CPU processes over gloo
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:]}
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["processes"] = world
+    return figures
+
+
+def _scaling(by_processes: dict[str, dict[str, Any]], counts: list[int]) -> dict[str, Any]:
+    """Tokens per second on each process count over the first count's, per trainer figure."""
+    keys = {"sft": "tokens_per_s", "ppo": "step_tokens_per_s", "grpo": "step_tokens_per_s"}
+    base = by_processes[str(counts[0])]
+    out: dict[str, Any] = {}
+    for world in counts[1:]:
+        other = by_processes[str(world)]
+        for kind, key in keys.items():
+            if key in base.get(kind, {}) and key in other.get(kind, {}):
+                out[f"{kind}_{world}_over_{counts[0]}"] = other[kind][key] / base[kind][key]
+    return out
 
 
 if __name__ == "__main__":

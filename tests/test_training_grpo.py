@@ -141,3 +141,50 @@ def test_revision_rollout_masks_feedback_and_returns_episode_returns(model_path)
         assert "You failed this trial because" in feedback
         assert all(lp <= 0 for lp, m in zip(logps, mask, strict=True) if m)
         assert ret <= -2  # two wrong attempts of a random model
+
+
+def test_kl_reference_is_the_init_adapter_not_the_base_model(tmp_path, model_path):
+    """With LoRA, an Init adapter and beta > 0, TRL scores the reference with a frozen copy of
+    the Init adapter (``ref``): after training it still equals the Init, so the KL pulls
+    toward the Init policy, not toward the bare base model."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from tiny_models import tiny_lora_adapter
+
+    adapter = tiny_lora_adapter(model_path, tmp_path / "init")
+    seen: dict[str, dict] = {}
+
+    class Grab(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kw):
+            for name, parameter in model.named_parameters():
+                for which in ("ref", "default"):
+                    if f".{which}." in name:
+                        seen.setdefault(which, {})[name.replace(f".{which}.", ".")] = (
+                            parameter.detach().clone()
+                        )
+
+    train_grpo(
+        GRPORunConfig(
+            model=str(model_path),
+            init_adapter=str(adapter),
+            output_dir=str(tmp_path / "run"),
+            env_kwargs=ENV,
+            n_prompts=4,
+            max_steps=1,
+            num_generations=2,
+            batch_size=2,
+            max_completion_length=4,
+            learning_rate=1e-2,
+            beta=0.1,
+            reward="points",
+        ),
+        callbacks=[Grab()],
+    )
+    init = load_file(str(adapter / "adapter_model.safetensors"))
+    assert init.keys() == seen["ref"].keys()
+    for key, value in init.items():
+        assert torch.equal(seen["ref"][key], value), key
+    # ... and it is not the bare base model (whose LoRA B would be zero)
+    assert any(v.abs().sum() > 0 for k, v in seen["ref"].items() if "lora_B" in k)
+    assert seen["default"].keys() == init.keys()  # the trained adapter is a separate one

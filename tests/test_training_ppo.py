@@ -337,3 +337,121 @@ def test_value_loss_reaches_the_model_only_when_it_shares_the_trunk(policy):
         assert bool(model_grads) == shares
         assert agent.value_head.mlp[0].weight.grad is not None
     policy.model.zero_grad(set_to_none=True)
+
+
+def test_first_epoch_ratio_is_one_in_bf16_and_the_kl_reference_is_the_init(tmp_path, model_path):
+    """bf16, minibatches of 3 with different lengths: old log-probs are scored in the first
+    epoch's minibatches (same padding), so every first-epoch ratio is exactly 1 (lr 0 keeps the
+    weights still); the KL reference is base + Init adapter, so its KL is exactly 0 too."""
+    from tiny_models import tiny_lora_adapter
+
+    adapter = tiny_lora_adapter(model_path, tmp_path / "init")
+    result = train_ppo(
+        _config(
+            model_path,
+            tmp_path / "bf16",
+            dtype="bfloat16",
+            init_adapter=str(adapter),
+            kl_coef=0.1,
+            learning_rate=0.0,
+            num_updates=1,
+            episodes_per_update=6,
+            num_envs=6,
+            update_epochs=1,
+            minibatch_size=3,
+            grad_accum_steps=2,
+        )
+    )
+    row = result.history[0]
+    assert row["losses/old_approx_kl"] == 0.0 and row["losses/approx_kl"] == 0.0
+    assert row["losses/clipfrac"] == 0.0
+    assert row["losses/kl_ref"] == 0.0  # against the bare base model it would not be
+    saved = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    assert not (result.final_dir / "reference").exists()  # the frozen copy is not saved
+    init = load_file(str(adapter / "adapter_model.safetensors"))
+    assert saved.keys() == init.keys()
+
+
+def test_optimizer_steps_per_update_follow_the_accumulation_arithmetic(tmp_path, model_path):
+    """One optimizer step per `grad_accum_steps` minibatches: epochs x ceil(buffer / (minibatch
+    x accumulation)) steps, the last one short, counted on the real torch optimizer."""
+    import math
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda *args: steps.append(1))
+    try:
+        result = train_ppo(
+            _config(
+                model_path,
+                tmp_path / "accum",
+                num_updates=1,
+                update_epochs=2,
+                minibatch_size=2,
+                grad_accum_steps=3,
+            )
+        )
+    finally:
+        handle.remove()
+    buffer = round(result.history[0]["charts/episode_length"] * 4)
+    assert buffer > 4  # some episodes took a revision turn
+    assert len(steps) == 2 * math.ceil(buffer / (2 * 3))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 8])
+@pytest.mark.parametrize(("n", "minibatch", "accum"), [(1, 1, 1), (7, 2, 3), (20, 1, 8), (9, 4, 2)])
+def test_epoch_plan_covers_the_buffer_once_with_equal_passes_per_process(
+    n, minibatch, accum, world
+):
+    from openvirl.training.ppo import epoch_order, local_grad_accum_steps, plan_epoch
+
+    config = _config("unused", "unused", minibatch_size=minibatch, grad_accum_steps=accum)
+    order = epoch_order(n, 0, 1, 0)
+    plans = [plan_epoch(order, config, world, rank) for rank in range(world)]
+    slots = local_grad_accum_steps(config, world)
+    seen = []
+    for plan in plans:
+        assert len(plan) == len(plans[0]) == -(-n // (minibatch * accum))  # same steps
+        for (size, minibatches), (size0, _) in zip(plan, plans[0], strict=True):
+            assert len(minibatches) == slots and size == size0  # same passes per step
+            seen += [i for mb in minibatches if mb is not None for i in mb]
+    assert sorted(seen) == list(range(n))
+
+
+def test_deepspeed_config_takes_accumulation_and_batch_from_the_run_config():
+    """DeepSpeed is not installed here (it needs CUDA), so its config is checked instead: the
+    shipped PPO config leaves batch, accumulation and clipping "auto", and the values filled in
+    match what the loop does; a number that disagrees is an error."""
+    import json
+
+    from openvirl.training.config import CONFIGS_DIR, load_config
+    from openvirl.training.ppo import (
+        PPOConfig,
+        deepspeed_settings,
+        fill_deepspeed_config,
+        local_grad_accum_steps,
+    )
+
+    paper = load_config(PPOConfig, "ppo-gp-l-paper.yaml")
+    shipped = json.loads((CONFIGS_DIR / "deepspeed" / "zero2-ppo.json").read_text())
+    filled = fill_deepspeed_config(shipped, deepspeed_settings(paper, 8))
+    assert filled["gradient_accumulation_steps"] == 128 == local_grad_accum_steps(paper, 8)
+    assert filled["train_micro_batch_size_per_gpu"] == paper.minibatch_size == 1
+    assert filled["train_batch_size"] == 1024 == paper.minibatch_size * paper.grad_accum_steps
+    assert filled["gradient_clipping"] == paper.max_grad_norm
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        fill_deepspeed_config(
+            {**shipped, "gradient_accumulation_steps": 1}, deepspeed_settings(paper, 8)
+        )
+    accelerate_yaml = (CONFIGS_DIR / "accelerate" / "deepspeed_zero2.yaml").read_text()
+    assert "gradient_accumulation_steps" not in accelerate_yaml  # nothing to disagree with
+    for name in ("zero2.json", "zero3.json"):  # SFT/GRPO: HF Trainer fills "auto" from its args
+        sft = json.loads((CONFIGS_DIR / "deepspeed" / name).read_text())
+        for key in (
+            "gradient_accumulation_steps",
+            "train_micro_batch_size_per_gpu",
+            "train_batch_size",
+            "gradient_clipping",
+        ):
+            assert sft[key] == "auto", (name, key)

@@ -151,3 +151,23 @@ def test_vlm_sft_on_card_images_goes_through_the_processor(tmp_path):
     assert batch["pixel_values"].shape[0] == 4 and (per_row == 4).all()  # 4 patches per image
     assert (batch["labels"][batch["input_ids"] == image_token] == -100).all()
     assert result.steps == 2 and (result.final_dir / "adapter_model.safetensors").is_file()
+
+
+def test_segments_with_schedule_steps_follow_one_schedule(tmp_path, model_path):
+    """The study's SFT branch runs in segments (resume with a larger `max_steps`); with
+    `schedule_steps` the cosine learning rate continues across them instead of restarting."""
+
+    def rates(result):
+        return [h["charts/learning_rate"] for h in result.history if "charts/learning_rate" in h]
+
+    options = dict(lr_scheduler="cosine", save_steps=1, keep_last=1, schedule_steps=6)
+    whole = train_sft(_config(model_path, tmp_path / "whole", **options))
+    first = train_sft(_config(model_path, tmp_path / "cut", max_steps=3, **options))
+    second = train_sft(_config(model_path, tmp_path / "cut", resume=True, **options))
+    assert rates(first) + rates(second) == pytest.approx(rates(whole))
+    restarted = train_sft(
+        _config(
+            model_path, tmp_path / "restart", max_steps=3, **{**options, "schedule_steps": None}
+        )
+    )
+    assert rates(restarted) != pytest.approx(rates(whole)[:3])  # without it: a 3-step cosine

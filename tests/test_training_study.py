@@ -40,7 +40,7 @@ def test_presets_load_and_validate():
     paper = load_study_config("gp-l", "paper")
     assert quick.model == "gemma-3-270m" and quick.lora and quick.eval_episodes >= 200
     assert paper.model == "meta-llama/Llama-3.2-11B-Vision-Instruct" and not paper.lora
-    assert paper.ppo["learning_rate"] == 1e-6 and paper.ppo["grad_accum_steps"] == 128
+    assert paper.ppo["learning_rate"] == 1e-6 and paper.ppo["grad_accum_steps"] == 1024
     assert paper.init_steps == 400 and paper.eval_episodes == 234
     # The quick preset's hands: easier (3 cards, target 12), held out by rank multiset, and
     # every stage (SFT data, PPO episodes, evaluation) deals from the same knobs.
@@ -110,7 +110,7 @@ def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "run", fake_run)
     sft = study_module._sft_config(config, output_dir=str(tmp_path / "stage"), max_steps=400)
     assert isinstance(sft, SFTRunConfig) and sft.learning_rate == 1e-6 and not sft.lora
-    assert sft.deepspeed == "deepspeed/zero3.json" and sft.batch_size == 16
+    assert sft.deepspeed == "deepspeed/zero3.json" and sft.batch_size == 128
     study_module._run_training("sft", sft, config)
     ppo = PPOConfig(**{**config.ppo, "output_dir": str(tmp_path / "stage")})
     study_module._run_training("ppo", ppo, config)
@@ -118,4 +118,4 @@ def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
     assert sft_cmd[:4] == ["accelerate", "launch", "--num_processes", "8"]
     assert sft_cmd[-5:-1] == ["-m", "openvirl.training.cli", "sft", "--config"]
     assert str(CONFIGS_DIR / "deepspeed" / "zero2-ppo.json") in ppo_cmd
-    assert load_config(PPOConfig, ppo_cmd[-1]).grad_accum_steps == 128
+    assert load_config(PPOConfig, ppo_cmd[-1]).grad_accum_steps == 1024

@@ -268,3 +268,29 @@ def tiny_tool_causal_lm(tmp_path: Path, *, name: str = "tiny-tool-lm", seed: int
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def tiny_lora_adapter(
+    model_path: Path, out: Path, *, r: int = 4, seed: int = 1, scale: float = 0.5
+) -> Path:
+    """Write a LoRA adapter for the model at `model_path` whose B matrices are not zero.
+
+    A fresh adapter equals its base model (B starts at 0); this one does not, so a test can
+    tell "base + this adapter" (an Init policy) apart from the bare base model.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    model = get_peft_model(
+        base,
+        LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    model.save_pretrained(out)
+    return Path(out)

@@ -220,6 +220,7 @@ def save_checkpoint(
     modules: Mapping[str, Any] | None = None,
     state: Mapping[str, Any] | None = None,
     keep_last: int | None = None,
+    adapters: list[str] | None = None,
 ) -> Path:
     """Save a complete checkpoint as ``root/step-<step>``; return its folder.
 
@@ -241,6 +242,9 @@ def save_checkpoint(
         JSON-able trainer state (FLOP counter, data cursor, config ...) for ``state.json``.
     keep_last
         Delete older complete checkpoints beyond the newest `keep_last` (None keeps all).
+    adapters
+        For a peft model, the adapters to save (None saves all); PPO leaves out its frozen
+        KL-reference copy of the Init adapter.
     """
     import torch
 
@@ -251,7 +255,8 @@ def save_checkpoint(
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
     tmp.mkdir()
-    model.save_pretrained(tmp / "model", safe_serialization=True)
+    options = {"selected_adapters": adapters} if adapters and is_peft_model(model) else {}
+    model.save_pretrained(tmp / "model", safe_serialization=True, **options)
     if processor is not None and not is_peft_model(model):
         processor.save_pretrained(tmp / "model")
     if modules:

@@ -234,6 +234,19 @@ def resolve_shipped(path: str | None) -> str | None:
     return str(CONFIGS_DIR / path)
 
 
+def launch_world_size() -> int:
+    """Processes of this launch (``accelerate launch``, torchrun, DeepSpeed or MPI), read from
+    the environment the launcher sets, without initializing a distributed state (HF Trainer
+    must do that itself, with its own CPU/GPU choice)."""
+    import os
+
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A dataclass config as plain YAML/JSON types (paths become strings)."""
 
@@ -304,6 +317,7 @@ __all__ = [
     "config_to_dict",
     "describe_options",
     "field_docs",
+    "launch_world_size",
     "load_config",
     "resolve_shipped",
     "save_config",

@@ -211,13 +211,21 @@ class GRPORunConfig:
         default=96, metadata={"help": "Longest completion in tokens (per attempt with multi_turn)."}
     )
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    generation_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Extra generation options for TRL (e.g. {min_new_tokens: 8})."},
+    )
     use_vllm: bool = field(default=False, metadata={"help": "Generate with vLLM (GPU, TRL)."})
     vllm_mode: str = field(default="colocate", metadata={"help": "vLLM mode: colocate or server."})
     # Parameters that control the training
     learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate."})
     batch_size: int = field(
         default=8,
-        metadata={"help": "Completions per device per step; a multiple of `num_generations`."},
+        metadata={
+            "help": "Completions per optimizer step in all (the global batch), a multiple of "
+            "`num_generations`; each of N processes takes batch_size / (N * "
+            "gradient_accumulation_steps) per micro-batch, so the run is the same on any N."
+        },
     )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Accumulated steps."})
     max_steps: int = field(default=20, metadata={"help": "Optimizer steps."})
@@ -427,8 +435,25 @@ def _as_list(value: Any) -> list[int]:
 # ---------------------------------------------------------------------------- the run
 
 
-def train_grpo(config: GRPORunConfig) -> GRPOResult:
-    """Build the prompt dataset and rewards, train with TRL's GRPOTrainer, save the model."""
+def _check_init_reference(trainer: Any) -> None:
+    """With LoRA and ``beta > 0`` the KL reference must be the Init policy (base + the adapter
+    the run starts from), not the bare base model. TRL keeps a frozen copy of the starting
+    adapter, named ``ref``, when it is given a peft model; fail loudly if it did not."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" not in getattr(model, "peft_config", {}):
+        raise RuntimeError(
+            "TRL did not keep a frozen `ref` copy of the starting adapter, so its KL reference "
+            "would be the base model instead of the Init; upgrade peft (>= 0.20) and trl."
+        )
+
+
+def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
+    """Build the prompt dataset and rewards, train with TRL's GRPOTrainer, save the model.
+
+    `callbacks` are extra `transformers.TrainerCallback` objects (they run on every process).
+    With LoRA and ``beta > 0`` the KL reference is the starting adapter (the Init), kept frozen
+    by TRL as the ``ref`` adapter.
+    """
     import numpy as np
     import torch
     from transformers import PrinterCallback
@@ -479,11 +504,19 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
     else:
         reward_funcs = [make_env_reward(config.env_id, dict(config.env_kwargs))]
 
+    from openvirl.training.config import launch_world_size
+
+    split = launch_world_size() * config.gradient_accumulation_steps
+    if config.batch_size % split:
+        raise ValueError(
+            f"`batch_size` ({config.batch_size}, the global batch) must be a multiple of "
+            f"processes x gradient_accumulation_steps ({split})."
+        )
     use_cuda = torch.cuda.is_available()
     args = GRPOConfig(
         output_dir=str(ckpt_root),
         learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=config.batch_size // split,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         max_steps=config.max_steps,
         num_generations=config.num_generations,
@@ -491,6 +524,7 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
         temperature=config.temperature,
         top_p=1.0,
         top_k=0,
+        generation_kwargs=dict(config.generation_kwargs) or None,
         beta=config.beta,
         epsilon=config.epsilon,
         num_iterations=config.num_iterations,
@@ -511,16 +545,20 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
         use_cpu=not use_cuda,
         **_checkpointing_option(GRPOConfig, False),
     )
-    logger = RunLogger(
-        out,
-        config=config_to_dict(config),
-        tensorboard=config.tensorboard,
-        wandb=config.wandb,
-        run_name=out.name,
-    )
-    if resume_from is not None:
-        logger.truncate(int(resume_from.name.split("-")[-1]))
-    save_config(config, out / "config.yaml")
+    # Only the main process writes the run folder's logs, config and summary.
+    is_main = args.process_index == 0
+    logger = None
+    if is_main:
+        logger = RunLogger(
+            out,
+            config=config_to_dict(config),
+            tensorboard=config.tensorboard,
+            wandb=config.wandb,
+            run_name=out.name,
+        )
+        if resume_from is not None:
+            logger.truncate(int(resume_from.name.split("-")[-1]))
+        save_config(config, out / "config.yaml")
     history: list[dict[str, float]] = []
 
     def flops_of(state: Any) -> FlopCounter:
@@ -535,7 +573,7 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
 
     class OpenvirlCallback(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if not logs or not state.is_world_process_zero:
+            if not logs or not state.is_world_process_zero or logger is None:
                 return
             summary = "train_loss" in logs and "loss" not in logs  # the end-of-training row
             row = {} if summary else {"charts/gflops": flops_of(state).gflops}
@@ -564,6 +602,10 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
         rollout_func=rollout_func,
     )
     trainer.remove_callback(PrinterCallback)
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    if config.beta > 0 and config.lora:
+        _check_init_reference(trainer)
 
     # ALGO LOGIC: group-relative policy optimization (TRL)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -573,6 +615,16 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
     trainer.save_model(str(final))
     if not config.lora:
         fmt.tokenizer.save_pretrained(str(final))
+    result = GRPOResult(
+        output_dir=out,
+        final_dir=final,
+        steps=trainer.state.global_step,
+        flops=flops.flops,
+        n_params=params.total,
+        history=history,
+    )
+    if not is_main:
+        return result
     mark_complete(final, trainer.state.global_step, {"flops": flops.to_dict()})
     write_json_atomic(
         out / "summary.json",
@@ -585,15 +637,9 @@ def train_grpo(config: GRPORunConfig) -> GRPOResult:
             "chat_template": fmt.uses_chat_template,
         },
     )
-    logger.close()
-    return GRPOResult(
-        output_dir=out,
-        final_dir=final,
-        steps=trainer.state.global_step,
-        flops=flops.flops,
-        n_params=params.total,
-        history=history,
-    )
+    if logger is not None:
+        logger.close()
+    return result
 
 
 __all__ = [

@@ -45,8 +45,22 @@ Run it::
     openvirl train ppo --config ppo-gp-l-quick.yaml [--resume] [key=value ...]
     accelerate launch -m openvirl.training.cli ppo --config ppo-gp-l-paper.yaml   # GPUs
 
-Multi-GPU note: under ``accelerate launch`` each process plays its own episodes (seeded by
-rank) and gradients are averaged by DDP or DeepSpeed; with one process it is a plain loop.
+Several processes (``accelerate launch``, DDP or DeepSpeed ZeRO-2) do the same work as one:
+
+- the ``episodes_per_update`` episodes of an update are split between processes, and every
+  answer is sampled with its own generator, seeded by (seed, episode, attempt) and drawn by
+  Gumbel-max, so an episode plays out the same whichever process plays it, in whatever batch;
+- the episodes are then gathered, so every process holds the whole buffer: GAE, advantage
+  normalization and the shuffles are global;
+- an optimizer step takes ``grad_accum_steps`` minibatches of ``minibatch_size`` transitions
+  in all; process ``r`` runs the step's minibatches ``r, r + W, ...`` and fills up to
+  ``ceil(grad_accum_steps / W)`` with zero-weight copies of the shortest transition, so every
+  process runs the same number of forward/backward passes and no collective can hang. The
+  loss is a sum over the step's transitions divided by their number, whatever the split;
+- old log-probabilities are scored in the first epoch's minibatches (same rows, same
+  padding), so the first ratio is exactly 1, in bf16 too;
+- token and FLOP counts are summed over processes (``accelerator.reduce``) and are the same
+  for any number of processes.
 """
 
 from __future__ import annotations
@@ -54,7 +68,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +137,7 @@ class PPOConfig:
     num_updates: int = 20
     """PPO updates (rollout + optimization rounds); the paper ran 20 (GP) or 15 (V-IRL)"""
     episodes_per_update: int = 16
-    """complete episodes played per update"""
+    """complete episodes played per update, in all (split across processes, not per process)"""
     num_envs: int = 8
     """episodes in flight at once (the generation batch size)"""
     max_new_tokens: int = 128
@@ -148,9 +163,10 @@ class PPOConfig:
     update_epochs: int = 4
     """epochs over each update's buffer (paper: 4)"""
     minibatch_size: int = 4
-    """transitions per forward pass (paper: 1)"""
+    """transitions per forward pass, on each process (paper: 1)"""
     grad_accum_steps: int = 4
-    """minibatches per optimizer step (paper: 128)"""
+    """minibatches per optimizer step in all, summed over processes (paper: 128 per GPU x 8 GPUs
+    = 1024); each process runs ceil(grad_accum_steps / num_processes) of them per step"""
     norm_adv: bool = True
     """normalize advantages over the update's buffer"""
     clip_coef: float = 0.1
@@ -180,7 +196,8 @@ class PPOConfig:
 
     # to be filled in runtime
     minibatches_per_epoch: int = 0
-    """filled in runtime: depends on each update's buffer (episodes have varying lengths)"""
+    """filled in runtime: optimizer steps x grad_accum_steps of the last epoch (episodes have
+    varying lengths, so the buffer does)"""
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -221,6 +238,8 @@ class PPOResult:
     n_params: int
     history: list[dict[str, float]]
     """One row of metrics per update of this session."""
+    agent: Any = None
+    """The trained policy and value head (`Agent`, unwrapped), on every process."""
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], Any]:
@@ -458,6 +477,137 @@ def _cosine_factor(update: int, config: PPOConfig) -> float:
     )
 
 
+def sampling_seed(seed: int, episode: int, attempt: int) -> int:
+    """Seed of one answer's sampling generator: a function of the episode, not of the process."""
+    return int(np.random.SeedSequence([seed, episode, attempt]).generate_state(1)[0])
+
+
+class RowSampler:
+    """A `transformers` logits processor that samples every row with its own generator.
+
+    Used with greedy decoding: adding Gumbel noise to ``logits / T`` and taking the argmax
+    draws exactly from ``softmax(logits / T)`` (the Gumbel-max trick), with noise that comes
+    from the row's generator alone. A row's answer then depends on its seed and prompt, not on
+    the rows batched beside it or on the process that plays it, so a run's episodes (and its
+    token counts) are the same on one process or eight.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, device: Any):
+        self.temperature = float(temperature)
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        uniform = torch.stack(
+            [torch.rand(vocab, generator=g, device=g.device) for g in self.generators]
+        ).to(scores.device)
+        tiny = torch.finfo(torch.float32).tiny
+        gumbel = -torch.log(-torch.log(uniform.clamp(min=tiny, max=1.0 - 1e-7)))
+        return scores.float() / self.temperature + gumbel
+
+
+def local_grad_accum_steps(config: PPOConfig, world: int) -> int:
+    """Minibatches each of `world` processes runs per optimizer step (the rest are padding)."""
+    return math.ceil(config.grad_accum_steps / world)
+
+
+def epoch_order(n: int, seed: int, update: int, epoch: int) -> list[int]:
+    """The shuffled order of an update's buffer in one epoch (the same on every process)."""
+    order = np.arange(n)
+    np.random.default_rng([seed, update, epoch]).shuffle(order)
+    return order.tolist()
+
+
+def plan_epoch(
+    order: Sequence[int], config: PPOConfig, world: int, rank: int
+) -> list[tuple[int, list[list[int] | None]]]:
+    """This process's share of one epoch: per optimizer step, its minibatches.
+
+    The epoch's `order` (a permutation of the global buffer, the same on every process) is cut
+    into optimizer steps of ``minibatch_size * grad_accum_steps`` transitions and each step
+    into minibatches of ``minibatch_size``; process `rank` takes minibatches ``rank, rank +
+    world, ...`` and pads with None (a zero-weight dummy) to `local_grad_accum_steps`, so all
+    processes run the same number of passes.
+
+    Returns
+    -------
+    list of (int, list)
+        ``(transitions in the step over all processes, [minibatch indices or None, ...])``.
+    """
+    per_step = config.minibatch_size * config.grad_accum_steps
+    slots = local_grad_accum_steps(config, world)
+    plan = []
+    for start in range(0, len(order), per_step):
+        step = list(order[start : start + per_step])
+        minibatches = [
+            step[i : i + config.minibatch_size] for i in range(0, len(step), config.minibatch_size)
+        ]
+        mine: list[list[int] | None] = list(minibatches[rank::world])
+        mine += [None] * (slots - len(mine))
+        plan.append((len(step), mine))
+    return plan
+
+
+def deepspeed_settings(config: PPOConfig, world: int) -> dict[str, Any]:
+    """The DeepSpeed config values a PPO run implies (batch, accumulation and clipping)."""
+    accum = local_grad_accum_steps(config, world)
+    return {
+        "train_micro_batch_size_per_gpu": config.minibatch_size,
+        "gradient_accumulation_steps": accum,
+        "train_batch_size": config.minibatch_size * accum * world,
+        "gradient_clipping": config.max_grad_norm,
+    }
+
+
+def fill_deepspeed_config(ds_config: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Fill a DeepSpeed config's ``"auto"`` (or missing) batch and accumulation values from
+    the run config; a number that disagrees with the run config is an error, not a silent
+    override, so DeepSpeed and the loop always agree on what one optimizer step is.
+
+    Raises
+    ------
+    ValueError
+        If the DeepSpeed config sets one of `settings` to another value.
+    """
+    filled = dict(ds_config)
+    for key, value in settings.items():
+        given = filled.get(key, "auto")
+        if given == "auto":
+            filled[key] = value
+        elif float(given) != float(value):
+            raise ValueError(
+                f"DeepSpeed config sets {key}={given} but the PPO config implies {value}; set it "
+                '"auto" so it follows minibatch_size, grad_accum_steps and max_grad_norm.'
+            )
+    return filled
+
+
+def _policy_adapter(model: Any) -> dict[str, Any]:
+    """`save_pretrained` options that save the trained adapter only, not the frozen reference."""
+    names = [n for n in getattr(model, "peft_config", {}) if n != REFERENCE_ADAPTER]
+    return {"selected_adapters": names} if names else {}
+
+
+REFERENCE_ADAPTER = "reference"
+"""Name of the frozen copy of the Init adapter that scores the KL reference under LoRA."""
+
+
+@contextmanager
+def reference_policy(model: Any) -> Iterator[None]:
+    """Run `model` as the KL reference: the frozen Init adapter when one was loaded (base +
+    Init), else the base model with adapters disabled (a fresh adapter starts from the base)."""
+    if REFERENCE_ADAPTER in getattr(model, "peft_config", {}):
+        active = model.active_adapter
+        model.set_adapter(REFERENCE_ADAPTER)
+        try:
+            yield
+        finally:
+            model.set_adapter(active)
+    else:
+        with model.disable_adapter():
+            yield
+
+
 # ---------------------------------------------------------------------------- the run
 def train_ppo(config: PPOConfig) -> PPOResult:
     """Train with multi-turn PPO as configured; return where the results are.
@@ -465,6 +615,8 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     See the module docstring for the phases; every metric goes to ``metrics.csv``.
     """
     from accelerate import Accelerator
+    from accelerate.utils import gather_object
+    from transformers import LogitsProcessorList
 
     from openvirl.envs.points.dataset import episode_seed
     from openvirl.policies.hf import PLAIN_STOP, HFPolicy, truncate_at_stop
@@ -484,9 +636,16 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
+    accum = local_grad_accum_steps(config, world)
+    accelerator.gradient_accumulation_steps = accum
     is_main = accelerator.is_main_process
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:  # batch and accumulation come from this config, never disagree
+        plugin.deepspeed_config.update(
+            fill_deepspeed_config(plugin.deepspeed_config, deepspeed_settings(config, world))
+        )
 
-    # TRY NOT TO MODIFY: seeding (each process plays its own episodes)
+    # TRY NOT TO MODIFY: seeding (answers are sampled with per-episode generators)
     random.seed(config.seed + rank)
     np.random.seed(config.seed + rank)
     torch.manual_seed(config.seed)
@@ -504,6 +663,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         )
     model.to(accelerator.device)
     device = accelerator.device
+    params = count_parameters(model)  # before the reference adapter: N is the policy's
     chat_template = config.chat_template if config.chat_template is not None else chat_default
     policy = HFPolicy(model, processor, name=config.exp_name, chat_template=chat_template)
     tokenizer = policy.tokenizer
@@ -516,6 +676,9 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         import copy
 
         reference = copy.deepcopy(model).eval().requires_grad_(False)
+    elif config.kl_coef > 0 and config.init_adapter is not None:
+        # The KL reference is the Init policy (base + Init adapter), not the bare base model.
+        model.load_adapter(config.init_adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
     agent = Agent(model, value_head, value_shares_trunk=config.value_shares_trunk)
     policy_params = [p for p in model.parameters() if p.requires_grad]
     value_lr = config.value_learning_rate or config.learning_rate
@@ -527,22 +690,23 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         eps=config.adam_eps,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: _cosine_factor(u, config))
-    params = count_parameters(model)
     flops = FlopCounter(
         n_params=params.total, n_trainable=params.trainable, offset_flops=config.flops_offset
     )
 
-    # PLUMBING: resume
+    # PLUMBING: resume (every process loads the same checkpoint; only the main one logs)
     start_update = 0
     checkpoints = out / "checkpoints"
     resume_from = latest_checkpoint(checkpoints) if config.resume else None
-    logger = RunLogger(
-        out,
-        config=config_to_dict(config),
-        tensorboard=config.tensorboard,
-        wandb=config.wandb,
-        run_name=out.name,
-    )
+    logger = None
+    if is_main:
+        logger = RunLogger(
+            out,
+            config=config_to_dict(config),
+            tensorboard=config.tensorboard,
+            wandb=config.wandb,
+            run_name=out.name,
+        )
     if resume_from is not None:
         state = load_checkpoint(
             resume_from,
@@ -553,8 +717,10 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         )
         start_update = int(state["update"])
         flops = FlopCounter.from_dict(state["flops"])
-        logger.truncate(start_update)
-    save_config(config, out / "config.yaml")
+        if logger is not None:
+            logger.truncate(start_update)
+    if is_main:
+        save_config(config, out / "config.yaml")
     # PLUMBING: accelerate (DDP or DeepSpeed ZeRO-2 when launched on several GPUs)
     agent, optimizer = accelerator.prepare(agent, optimizer)
     agent.eval()  # no dropout anywhere: ratios are exactly 1 before the first step
@@ -571,10 +737,13 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         t_update = time.perf_counter()
         # ALGO LOGIC: anneal the learning rate (LambdaLR holds the factor of `update - 1`)
         lr_now = optimizer.param_groups[0]["lr"]
+        local_inference_tokens = local_train_tokens = 0
 
-        # ALGO LOGIC: rollout of complete episodes, num_envs at a time
-        first_episode = ((update - 1) * world + rank) * config.episodes_per_update
-        queue = list(range(first_episode, first_episode + config.episodes_per_update))[::-1]
+        # ALGO LOGIC: rollout of complete episodes, num_envs at a time; this process plays
+        # every `world`-th episode of the update's global range
+        first_episode = (update - 1) * config.episodes_per_update
+        queue = list(range(first_episode + rank, first_episode + config.episodes_per_update, world))
+        queue.reverse()
         per_episode: dict[int, list[Transition]] = {}
         slots: list[dict[str, Any]] = []
         for env in envs:
@@ -583,31 +752,32 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 _, info = env.reset(seed=episode_seed(config.seed, "train", episode))
                 slots.append({"env": env, "info": info, "episode": episode})
         answer_key = config.answer_key
-        round_index = 0
         while slots:
             requests = [
                 {"messages": s["env"].unwrapped.messages(), "info": s["info"]} for s in slots
             ]
             batch = policy.encode(requests)
+            seeds = [
+                sampling_seed(config.seed, s["episode"], len(per_episode.get(s["episode"], [])))
+                for s in slots
+            ]
+            # Sampling at `temperature` (Gumbel-max with per-answer generators, so the draw does
+            # not depend on the batch or the process); no top-p or top-k (spec §10 item 16).
             generate_kwargs: dict[str, Any] = {
                 "max_new_tokens": config.max_new_tokens,
-                "do_sample": True,  # explicit (spec §10 item 16)
-                "temperature": config.temperature,
-                "top_p": 1.0,
-                "top_k": 0,
+                "do_sample": False,
+                "logits_processor": LogitsProcessorList(
+                    [RowSampler(seeds, config.temperature, device)]
+                ),
                 "pad_token_id": pad_id,
                 "num_beams": 1,
             }
             if stop:
                 generate_kwargs.update(stop_strings=stop, tokenizer=tokenizer)
-            sampling_seed = np.random.SeedSequence([config.seed, rank, update, round_index])
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(int(sampling_seed.generate_state(1)[0]))
-                with torch.inference_mode():
-                    generated = unwrapped.model.generate(**batch, **generate_kwargs)
-            round_index += 1
+            with torch.inference_mode():
+                generated = unwrapped.model.generate(**batch, **generate_kwargs)
             P = batch["input_ids"].shape[1]
-            flops.add_inference(int(batch["attention_mask"].sum()))
+            local_inference_tokens += int(batch["attention_mask"].sum())
             still = []
             for row, slot in enumerate(slots):
                 ids = generated[row, P:].tolist()
@@ -620,7 +790,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                         length = i
                         break
                 completion = ids[: max(length, 1)]
-                flops.add_inference(len(completion))
+                local_inference_tokens += len(completion)
                 text = truncate_at_stop(
                     tokenizer.decode(completion, skip_special_tokens=True), stop
                 )
@@ -661,33 +831,46 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 else:
                     still.append({**slot, "info": info})
             slots = still
+        # Every process gets every episode: the buffer, GAE and shuffles are global.
+        for episode, steps in gather_object(list(per_episode.items())):
+            per_episode[episode] = steps
         buffer = [t for e in sorted(per_episode) for t in per_episode[e]]
+        shortest = min(buffer, key=lambda t: len(t.prompt_ids) + len(t.completion_ids))
         rollout_s = time.perf_counter() - t_update
 
-        # ALGO LOGIC: old log-probs, values and reference log-probs, without gradients
+        # ALGO LOGIC: old log-probs, values and reference log-probs, without gradients, in the
+        # first epoch's minibatches (same rows, same padding: the first ratio is exactly 1)
+        first_order = epoch_order(len(buffer), config.seed, update, 0)
+        first_plan = plan_epoch(first_order, config, world, rank)
+        scored_rows: list[tuple[int, float, float, list[float] | None]] = []
         with torch.no_grad():
-            for start_i in range(0, len(buffer), config.minibatch_size):
-                chunk = buffer[start_i : start_i + config.minibatch_size]
-                mb = collate(chunk, pad_id, device)
-                scored = agent(mb, config.temperature)
-                logprob = (scored["token_logprobs"] * mb["weights"]).sum(-1)
-                tokens = int(mb["attention_mask"].sum())
-                flops.add_inference(tokens)
-                ref_tok = None
-                if config.kl_coef > 0:
-                    if reference is not None:
-                        ref_tok = score(reference, None, mb, config.temperature)["token_logprobs"]
-                    else:
-                        with unwrapped.model.disable_adapter():
-                            ref_tok = agent(mb, config.temperature, with_value=False)[
-                                "token_logprobs"
-                            ]
-                    flops.add_inference(tokens)
-                for j, t in enumerate(chunk):
-                    t.logprob = float(logprob[j])
-                    t.value = float(scored["values"][j])
-                    if ref_tok is not None:
-                        t.ref_token_logprobs = ref_tok[j, : len(t.completion_ids)].tolist()
+            for _, step_minibatches in first_plan:
+                for inds in step_minibatches:
+                    if inds is None:
+                        continue
+                    chunk = [buffer[i] for i in inds]
+                    mb = collate(chunk, pad_id, device)
+                    scored = unwrapped(mb, config.temperature)
+                    logprob = (scored["token_logprobs"] * mb["weights"]).sum(-1)
+                    tokens = int(mb["attention_mask"].sum())
+                    local_inference_tokens += tokens
+                    ref_tok = None
+                    if config.kl_coef > 0:
+                        if reference is not None:
+                            ref_tok = score(reference, None, mb, config.temperature)
+                        else:
+                            with reference_policy(unwrapped.model):
+                                ref_tok = unwrapped(mb, config.temperature, with_value=False)
+                        ref_tok = ref_tok["token_logprobs"]
+                        local_inference_tokens += tokens
+                    for j, i in enumerate(inds):
+                        ref = None
+                        if ref_tok is not None:
+                            ref = ref_tok[j, : len(buffer[i].completion_ids)].tolist()
+                        scored_rows.append((i, float(logprob[j]), float(scored["values"][j]), ref))
+        for i, logprob_i, value_i, ref in gather_object(scored_rows):
+            buffer[i].logprob, buffer[i].value = logprob_i, value_i
+            buffer[i].ref_token_logprobs = ref
 
         # ALGO LOGIC: advantages (GAE inside each episode, no bootstrap)
         advantages, returns = compute_gae(
@@ -702,95 +885,126 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         for t, adv, ret in zip(buffer, advantages, returns, strict=True):
             t.advantage, t.ret = float(adv), float(ret)
 
-        # ALGO LOGIC: optimize policy and value, epochs × shuffled minibatches
+        # ALGO LOGIC: optimize policy and value, epochs × shuffled minibatches; one optimizer
+        # step per `grad_accum_steps` minibatches in all (`accelerator.accumulate` syncs and
+        # steps after this process's `accum` of them, padding included)
         t_opt = time.perf_counter()
-        b_inds = np.arange(len(buffer))
-        config.minibatches_per_epoch = math.ceil(len(buffer) / config.minibatch_size)
-        clipfracs, stats = [], {k: [] for k in ("pg", "v", "ent", "kl", "approx_kl", "old_kl")}
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("pg", "v", "ent", "kl", "approx_kl", "old_kl", "clipfrac")
+        }
         grad_norms: list[float] = []
-        train_tokens = 0
         stop_early = False
         for epoch in range(config.update_epochs):
-            rng = np.random.default_rng([config.seed, update, epoch])
-            rng.shuffle(b_inds)
-            minibatches = [
-                b_inds[i : i + config.minibatch_size]
-                for i in range(0, len(b_inds), config.minibatch_size)
-            ]
-            for group_start in range(0, len(minibatches), config.grad_accum_steps):
-                group = minibatches[group_start : group_start + config.grad_accum_steps]
-                optimizer.zero_grad(set_to_none=True)
-                for mb_inds in group:
-                    chunk = [buffer[i] for i in mb_inds]
-                    mb = collate(chunk, pad_id, device)
-                    new = agent(mb, config.temperature, with_entropy=True)
-                    new_logprob = (new["token_logprobs"] * mb["weights"]).sum(-1)
-                    old_logprob = torch.tensor([t.logprob for t in chunk], device=device)
-                    mb_adv = torch.tensor([t.advantage for t in chunk], device=device)
-                    mb_ret = torch.tensor([t.ret for t in chunk], device=device)
-                    old_values = torch.tensor([t.value for t in chunk], device=device)
-                    logratio = new_logprob - old_logprob
-                    ratio = logratio.exp()
+            plan = first_plan
+            if epoch > 0:
+                order = epoch_order(len(buffer), config.seed, update, epoch)
+                plan = plan_epoch(order, config, world, rank)
+            config.minibatches_per_epoch = len(plan) * config.grad_accum_steps
+            epoch_kl = [0.0, 0.0]  # sum and count of this process's approx_kl
+            for step_size, step_minibatches in plan:
+                for inds in step_minibatches:
+                    # A padding slot is a zero-weight copy of the shortest transition.
+                    chunk = [shortest] if inds is None else [buffer[i] for i in inds]
+                    real = float(inds is not None)
+                    sample_weight = torch.full((len(chunk),), real, device=device)
+                    with accelerator.accumulate(agent):
+                        mb = collate(chunk, pad_id, device)
+                        new = agent(mb, config.temperature, with_entropy=True)
+                        new_logprob = (new["token_logprobs"] * mb["weights"]).sum(-1)
+                        old_logprob = torch.tensor([t.logprob for t in chunk], device=device)
+                        mb_adv = torch.tensor([t.advantage for t in chunk], device=device)
+                        mb_ret = torch.tensor([t.ret for t in chunk], device=device)
+                        old_values = torch.tensor([t.value for t in chunk], device=device)
+                        logratio = new_logprob - old_logprob
+                        ratio = logratio.exp()
 
+                        # Policy loss (per transition)
+                        pg_loss1 = -mb_adv * ratio
+                        pg_loss2 = -mb_adv * torch.clamp(
+                            ratio, 1 - config.clip_coef, 1 + config.clip_coef
+                        )
+                        guard = config.ratio_guard
+                        if guard is not None and bool((ratio * sample_weight > guard).any()):
+                            pg_loss = pg_loss2
+                        else:
+                            pg_loss = torch.max(pg_loss1, pg_loss2)
+
+                        # Value loss (per transition)
+                        newvalue = new["values"]
+                        if config.clip_vloss:
+                            v_loss_unclipped = (newvalue - mb_ret) ** 2
+                            v_clipped = old_values + torch.clamp(
+                                newvalue - old_values, -config.clip_coef, config.clip_coef
+                            )
+                            v_loss_clipped = (v_clipped - mb_ret) ** 2
+                            v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped)
+                        else:
+                            v_loss = 0.5 * (newvalue - mb_ret) ** 2
+
+                        # Entropy bonus and KL penalty (k3 per token, mean over tokens)
+                        entropy = new["entropy"]
+                        kl_loss = torch.zeros_like(pg_loss)
+                        if config.kl_coef > 0:
+                            ref = torch.zeros_like(new["token_logprobs"])
+                            for j, t in enumerate(chunk):
+                                ref[j, : len(t.completion_ids)] = torch.tensor(t.ref_token_logprobs)
+                            delta = (ref - new["token_logprobs"]) * mb["mask"]
+                            k3 = (delta.exp() - delta - 1) * mb["mask"]
+                            kl_loss = k3.sum(-1) / mb["mask"].sum(-1).clamp(min=1)
+
+                        per_sample = (
+                            pg_loss
+                            - config.ent_coef * entropy
+                            + config.vf_coef * v_loss
+                            + config.kl_coef * kl_loss
+                        )
+                        # Sum over the step's transitions / their number: DDP averages over
+                        # `world` processes and accelerate (or DeepSpeed) divides by `accum`.
+                        loss = (per_sample * sample_weight).sum() * (world * accum / step_size)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients:
+                            norm = accelerator.clip_grad_norm_(
+                                agent.parameters(), config.max_grad_norm
+                            )
+                            if norm is None and hasattr(agent, "get_global_grad_norm"):
+                                norm = agent.get_global_grad_norm()  # DeepSpeed clips itself
+                            if norm is not None:
+                                grad_norms.append(float(norm))
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+
+                    if inds is None:
+                        continue
+                    local_train_tokens += int(mb["attention_mask"].sum())
                     with torch.no_grad():
+                        approx_kl = (ratio - 1) - logratio
+                        epoch_kl[0] += float(approx_kl.sum())
+                        epoch_kl[1] += len(chunk)
                         stats["old_kl"].append(float((-logratio).mean()))
-                        stats["approx_kl"].append(float(((ratio - 1) - logratio).mean()))
-                        clipfracs.append(
+                        stats["approx_kl"].append(float(approx_kl.mean()))
+                        stats["clipfrac"].append(
                             float(((ratio - 1.0).abs() > config.clip_coef).float().mean())
                         )
-
-                    # Policy loss
-                    pg_loss1 = -mb_adv * ratio
-                    pg_loss2 = -mb_adv * torch.clamp(
-                        ratio, 1 - config.clip_coef, 1 + config.clip_coef
-                    )
-                    if config.ratio_guard is not None and bool((ratio > config.ratio_guard).any()):
-                        pg_loss = pg_loss2.mean()
-                    else:
-                        pg_loss = torch.max(pg_loss1, pg_loss2).mean()
-
-                    # Value loss
-                    newvalue = new["values"]
-                    if config.clip_vloss:
-                        v_loss_unclipped = (newvalue - mb_ret) ** 2
-                        v_clipped = old_values + torch.clamp(
-                            newvalue - old_values, -config.clip_coef, config.clip_coef
-                        )
-                        v_loss_clipped = (v_clipped - mb_ret) ** 2
-                        v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
-                    else:
-                        v_loss = 0.5 * ((newvalue - mb_ret) ** 2).mean()
-
-                    # Entropy bonus and KL penalty (k3 estimator per token, mean over tokens)
-                    entropy_loss = new["entropy"].mean()
-                    kl_loss = torch.zeros((), device=device)
-                    if config.kl_coef > 0:
-                        ref = torch.zeros_like(new["token_logprobs"])
-                        for j, t in enumerate(chunk):
-                            ref[j, : len(t.completion_ids)] = torch.tensor(t.ref_token_logprobs)
-                        delta = (ref - new["token_logprobs"]) * mb["mask"]
-                        k3 = (delta.exp() - delta - 1) * mb["mask"]
-                        kl_loss = (k3.sum(-1) / mb["mask"].sum(-1).clamp(min=1)).mean()
-
-                    loss = (
-                        pg_loss
-                        - config.ent_coef * entropy_loss
-                        + config.vf_coef * v_loss
-                        + config.kl_coef * kl_loss
-                    )
-                    accelerator.backward(loss / len(group))
-                    train_tokens += int(mb["attention_mask"].sum())
-                    stats["pg"].append(pg_loss.item())
-                    stats["v"].append(v_loss.item())
-                    stats["ent"].append(entropy_loss.item())
-                    stats["kl"].append(kl_loss.item())
-                norm = accelerator.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
-                grad_norms.append(float(norm))
-                optimizer.step()
-            if config.target_kl is not None and np.mean(stats["approx_kl"]) > config.target_kl:
-                stop_early = True
-                break
+                        stats["pg"].append(float(pg_loss.mean()))
+                        stats["v"].append(float(v_loss.mean()))
+                        stats["ent"].append(float(entropy.mean()))
+                        stats["kl"].append(float(kl_loss.mean()))
+            if config.target_kl is not None:
+                # Decided on the global mean, so every process stops at the same epoch.
+                kl_sum, kl_count = accelerator.reduce(
+                    torch.tensor(epoch_kl, dtype=torch.float64, device=device), "sum"
+                ).tolist()
+                if kl_sum / max(kl_count, 1.0) > config.target_kl:
+                    stop_early = True
+                    break
+        # Counts of every process, summed: the same whatever the number of processes.
+        counts = accelerator.reduce(
+            torch.tensor([local_train_tokens, local_inference_tokens], device=device), "sum"
+        ).tolist()
+        train_tokens = int(counts[0])
         flops.add_train(train_tokens)
+        flops.add_inference(int(counts[1]))
+        stats = {k: [v for part in gather_object([stats[k]]) for v in part] for k in stats}
         scheduler.step()
         optimize_s = time.perf_counter() - t_opt
 
@@ -821,12 +1035,12 @@ def train_ppo(config: PPOConfig) -> PPOResult:
             "losses/kl_ref": float(np.mean(stats["kl"])),
             "losses/old_approx_kl": float(np.mean(stats["old_kl"])),
             "losses/approx_kl": float(np.mean(stats["approx_kl"])),
-            "losses/clipfrac": float(np.mean(clipfracs)),
+            "losses/clipfrac": float(np.mean(stats["clipfrac"])),
             "losses/explained_variance": float(explained_var),
             "losses/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
             "losses/early_stop": float(stop_early),
         }
-        if is_main:
+        if logger is not None:
             logger.log(update, row)
         history.append({"update": update, **row})
 
@@ -841,6 +1055,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 optimizer=optimizer,
                 scheduler=scheduler,
                 modules={"value_head": value_head},
+                adapters=_policy_adapter(model).get("selected_adapters"),
                 state={
                     "update": update,
                     "episodes_done": update * config.episodes_per_update,
@@ -853,8 +1068,10 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         env.close()
     final = out / "final"
     if not is_main:
-        return PPOResult(out, final, config.num_updates, flops.flops, params.total, history)
-    model.save_pretrained(final)
+        return PPOResult(
+            out, final, config.num_updates, flops.flops, params.total, history, unwrapped
+        )
+    model.save_pretrained(final, **_policy_adapter(model))
     if not config.lora:
         processor.save_pretrained(final)
     torch.save(value_head.state_dict(), final / "value_head.pt")
@@ -869,7 +1086,8 @@ def train_ppo(config: PPOConfig) -> PPOResult:
             "chat_template": policy.uses_chat_template,
         },
     )
-    logger.close()
+    if logger is not None:
+        logger.close()
     return PPOResult(
         output_dir=out,
         final_dir=final,
@@ -877,6 +1095,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         flops=flops.flops,
         n_params=params.total,
         history=history,
+        agent=unwrapped,
     )
 
 

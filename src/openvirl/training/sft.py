@@ -23,13 +23,17 @@ Example
 PosixPath('runs/sft-gp-l/final')
 
 Multi-GPU: ``accelerate launch --config_file <configs>/accelerate/multi_gpu.yaml -m
-openvirl.training.cli sft --config sft-gp-l-paper.yaml`` (DeepSpeed via ``deepspeed=``).
+openvirl.training.cli sft --config sft-gp-l-paper.yaml`` (DeepSpeed via ``deepspeed=``, whose
+``"auto"`` batch, accumulation and clipping values HF fills from this config). `batch_size` is
+the global batch, so the data order, the steps and the token count (gathered over processes by
+HF Trainer) do not depend on the number of processes.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,9 +127,16 @@ class SFTRunConfig:
         default=2e-4,
         metadata={"help": "Peak learning rate (LoRA on CPU: 2e-4; the paper's full FT: 1e-6)."},
     )
-    batch_size: int = field(default=8, metadata={"help": "Examples per device per step."})
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Examples per optimizer step in all (the global batch): each of N processes "
+            "takes batch_size / (N * gradient_accumulation_steps) per micro-batch, so a step, "
+            "an epoch and the token count are the same on one process or eight."
+        },
+    )
     gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "Micro-batches per optimizer step."}
+        default=1, metadata={"help": "Micro-batches per optimizer step on each process."}
     )
     max_steps: int = field(
         default=100, metadata={"help": "Optimizer steps; -1 runs `num_epochs` epochs instead."}
@@ -137,6 +148,15 @@ class SFTRunConfig:
     lr_scheduler: str = field(
         default="constant_with_warmup",
         metadata={"help": "transformers scheduler name: constant_with_warmup, cosine, linear ..."},
+    )
+    schedule_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Length of the learning-rate schedule in optimizer steps (None: the run's "
+            "own steps). A run continued in segments (the study's SFT branch, each segment a "
+            "larger `max_steps` with `resume`) sets the last segment's steps, so the segments "
+            "follow one schedule instead of restarting it."
+        },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
@@ -184,6 +204,8 @@ class SFTRunConfig:
                 f"`batch_size` ({self.batch_size}) and `gradient_accumulation_steps` "
                 f"({self.gradient_accumulation_steps}) must be >= 1."
             )
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ValueError(f"`schedule_steps` must be >= 1, got {self.schedule_steps}.")
         if self.save_steps < 1:
             raise ValueError(f"`save_steps` must be >= 1, got {self.save_steps}.")
         if self.multi_turn and self.wrong_attempts < 1:
@@ -241,6 +263,12 @@ def _completion_trainer_class() -> type:
     from trl import SFTTrainer
 
     class CompletionLossSFTTrainer(SFTTrainer):
+        schedule_steps: int | None = None
+        """Length of the LR schedule when it is not the run's own `max_steps`."""
+
+        def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+            return super().create_scheduler(self.schedule_steps or num_training_steps, optimizer)
+
         def compute_loss(
             self,
             model: Any,
@@ -298,7 +326,7 @@ def _make_callback(config: SFTRunConfig, n_params: int, logger: Any, history: li
         """Log to `RunLogger` with FLOPs; mark checkpoints complete once HF has written them."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if not logs or not state.is_world_process_zero:
+            if not logs or not state.is_world_process_zero or logger is None:
                 return
             summary = "train_loss" in logs and "loss" not in logs  # the end-of-training row
             row = {} if summary else {"charts/gflops": counter(state).gflops}
@@ -319,8 +347,29 @@ def _make_callback(config: SFTRunConfig, n_params: int, logger: Any, history: li
 
 
 # ---------------------------------------------------------------------------- the run
-def train_sft(config: SFTRunConfig) -> SFTResult:
+def per_device_batch_size(config: SFTRunConfig, world: int) -> int:
+    """Examples per process per micro-batch: the global `batch_size` split evenly.
+
+    Raises
+    ------
+    ValueError
+        If `batch_size` is not a multiple of ``world * gradient_accumulation_steps``.
+    """
+    split = world * config.gradient_accumulation_steps
+    if config.batch_size % split:
+        fixed = split * max(1, config.batch_size // split)
+        raise ValueError(
+            f"`batch_size` ({config.batch_size}, the global batch) must be a multiple of "
+            f"processes x gradient_accumulation_steps ({world} x "
+            f"{config.gradient_accumulation_steps}); e.g. batch_size={fixed}."
+        )
+    return config.batch_size // split
+
+
+def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Generate expert data, fine-tune with TRL's SFTTrainer, save the final model.
+
+    `callbacks` are extra `transformers.TrainerCallback` objects (they run on every process).
 
     Raises
     ------
@@ -333,7 +382,12 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
 
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
-    from openvirl.training.config import config_to_dict, resolve_shipped, save_config
+    from openvirl.training.config import (
+        config_to_dict,
+        launch_world_size,
+        resolve_shipped,
+        save_config,
+    )
     from openvirl.training.data import (
         ExpertDataConfig,
         count_tokens,
@@ -386,13 +440,14 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
             "raise `max_length` (prompts of this tokenizer are longer)."
         )
 
-    # TRL trainer
+    # TRL trainer; `batch_size` is the global batch, split over processes and accumulation
+    per_device = per_device_batch_size(config, launch_world_size())
     use_cuda = torch.cuda.is_available()
     bf16 = use_cuda and next(model.parameters()).dtype == torch.bfloat16
     args = SFTConfig(
         output_dir=str(ckpt_root),
         learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         max_steps=config.max_steps,
         num_train_epochs=config.num_epochs,
@@ -423,16 +478,20 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         dataset_kwargs={"skip_prepare_dataset": True} if vision else None,
         **_checkpointing_option(SFTConfig, config.gradient_checkpointing),
     )
-    logger = RunLogger(
-        out,
-        config=config_to_dict(config),
-        tensorboard=config.tensorboard,
-        wandb=config.wandb,
-        run_name=out.name,
-    )
-    if resume_from is not None:
-        logger.truncate(int(resume_from.name.split("-")[-1]))
-    save_config(config, out / "config.yaml")
+    # Only the main process writes the run folder's logs, config and summary.
+    is_main = args.process_index == 0
+    logger = None
+    if is_main:
+        logger = RunLogger(
+            out,
+            config=config_to_dict(config),
+            tensorboard=config.tensorboard,
+            wandb=config.wandb,
+            run_name=out.name,
+        )
+        if resume_from is not None:
+            logger.truncate(int(resume_from.name.split("-")[-1]))
+        save_config(config, out / "config.yaml")
     history: list[dict[str, float]] = []
     trainer = _completion_trainer_class()(
         model=model,
@@ -443,6 +502,9 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         callbacks=[_make_callback(config, params.total, logger, history)],
     )
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.csv, not stdout
+    trainer.schedule_steps = config.schedule_steps
+    for callback in callbacks:
+        trainer.add_callback(callback)
 
     # ALGO LOGIC: supervised fine-tuning (TRL)
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -457,6 +519,17 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
     trainer.save_model(str(final))
     if not config.lora:
         fmt.tokenizer.save_pretrained(str(final))
+    result = SFTResult(
+        output_dir=out,
+        final_dir=final,
+        steps=state.global_step,
+        train_tokens=flops.train_tokens,
+        flops=flops.flops,
+        n_params=params.total,
+        history=history,
+    )
+    if not is_main:
+        return result
     mark_complete(final, state.global_step, {"flops": flops.to_dict()})
     summary = {
         "steps": state.global_step,
@@ -472,17 +545,10 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
         "train_runtime_s": float(output.metrics.get("train_runtime", float("nan"))),
     }
     write_json_atomic(out / "summary.json", summary)
-    logger.close()
+    if logger is not None:
+        logger.close()
     (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), "utf-8")
-    return SFTResult(
-        output_dir=out,
-        final_dir=final,
-        steps=state.global_step,
-        train_tokens=flops.train_tokens,
-        flops=flops.flops,
-        n_params=params.total,
-        history=history,
-    )
+    return result
 
 
-__all__ = ["SFTResult", "SFTRunConfig", "train_sft"]
+__all__ = ["SFTResult", "SFTRunConfig", "per_device_batch_size", "train_sft"]

@@ -6,7 +6,11 @@ The paper's experiment (spec §1, §8) as one command:
 2. **RL branch**: multi-turn PPO (sequential revision) from the Init, checkpointed every
    update; its FLOPs at the chosen updates are the study's compute points.
 3. **SFT branch**: more SFT from the same Init on fresh expert hands, run in segments that
-   end at the same FLOPs as the RL compute points (6N per trained token, counted).
+   end at the same FLOPs as the RL compute points (6N per trained token, counted); the
+   segments resume one run and follow one learning-rate schedule whose horizon is the last
+   compute point, so an evaluated SFT checkpoint is a point on that schedule, not the end of
+   an annealed one. All counts are global (summed over processes), so the branches match
+   whatever the number of processes each one ran on.
 4. **Evaluation** of the Init and of both branches at each compute point on the held-out
    hands of the ID rule and of the OOD rule (J/Q/K = 11/12/13), the same hands for every
    checkpoint: success with Wilson 95% intervals, rule-collapse rate (OOD answers that count a
@@ -423,14 +427,12 @@ def run_study(study: StudyConfig) -> StudyResult:
     init_dir = out / "init"
     if not (study.resume and _complete(init_dir / "final")):
         _log(f"Init: SFT for {study.init_steps} steps")
-        batch = int(study.sft.get("batch_size", 8))
+        batch = int(study.sft.get("batch_size", 8))  # the global batch, whatever the processes
         config = _sft_config(
             study,
             output_dir=str(init_dir),
             max_steps=study.init_steps,
-            n_examples=study.init_steps
-            * batch
-            * int(study.sft.get("gradient_accumulation_steps", 1)),
+            n_examples=study.init_steps * batch,  # one epoch
             data_seed=study.seed,
             resume=study.resume,
         )
@@ -503,9 +505,7 @@ def run_study(study: StudyConfig) -> StudyResult:
     per_step = 6 * n_params * tokens_per_step
     targets = {u: max(1, round((f - init_flops) / per_step)) for u, (_, f) in rl_points.items()}
     total_steps = max(targets.values())
-    batch = int(study.sft.get("batch_size", 8)) * int(
-        study.sft.get("gradient_accumulation_steps", 1)
-    )
+    batch = int(study.sft.get("batch_size", 8))
     sft_points = {}
     for update, steps in sorted(targets.items()):
         point_dir = sft_dir / "points" / f"step-{steps:06d}"
@@ -521,6 +521,8 @@ def run_study(study: StudyConfig) -> StudyResult:
                 "keep_last": 1,
                 "resume": True,
                 "warmup_steps": 0,
+                # every segment follows the same schedule, ending at the last compute point
+                "schedule_steps": total_steps,
             }
             if study.sft_branch_learning_rate is not None:
                 options["learning_rate"] = study.sft_branch_learning_rate
