@@ -329,6 +329,8 @@ class ModelRunner:
     # -------------------------------------------------------------- HFPolicy
     def _prompt_tokens(self, conversation: dict[str, Any]) -> int:
         policy: Any = self.policy
+        if getattr(policy, "is_vlm", False):  # image tokens count too: the processor knows
+            return int(policy.encode([conversation])["attention_mask"].sum())
         if "prompt" in conversation:
             ids = policy.tokenizer(conversation["prompt"], return_attention_mask=False)
         else:
@@ -366,7 +368,7 @@ class ModelRunner:
                         code="context_length_exceeded",
                     )
                 max_new = min(max_new, room)
-            plans.append((conversation, count, max_new))
+            plans.append((conversation, max_new))
         if on_start is not None:
             on_start()
         options = dict(job.options)
@@ -379,7 +381,7 @@ class ModelRunner:
         stop = [s for s in stop or [] if s]
         choices: list[Choice] = []
         prompt_tokens = completion_tokens = 0
-        for index, (conversation, count, max_new) in enumerate(plans):
+        for index, (conversation, max_new) in enumerate(plans):
             offset = index * job.n
             watch = TokenWatch(
                 policy.tokenizer,
@@ -403,7 +405,7 @@ class ModelRunner:
             if self.shutdown.is_set():
                 raise _shutting_down()
             usage: Usage = policy.last_usage
-            prompt_tokens += count
+            prompt_tokens += usage.prompt_tokens // job.n  # n copies of one prompt
             completion_tokens += usage.completion_tokens
             for row, text in enumerate(answers):
                 choices.append(
