@@ -5,11 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -186,44 +181,3 @@ def test_from_openai_messages_rejects_bad_content():
     assert from_openai_messages([{"role": "assistant", "content": None}])[0] == [
         {"role": "assistant", "content": []}
     ]
-
-
-def test_serve_model_command_serves_a_checkpoint(tmp_path):
-    path = tiny_causal_lm(tmp_path)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "openvirl",
-        "serve-model",
-        "--policy",
-        f"hf:{path}?max_new_tokens=4",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read().decode()
-                assert time.monotonic() < deadline, "the server did not come up"
-                time.sleep(0.2)
-        assert health == {"status": "ok", "model": "tiny-causal-lm"}
-        reply = httpx.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            json={"model": "tiny-causal-lm", "messages": [{"role": "user", "content": "hi"}]},
-            timeout=30,
-        ).json()
-        assert reply["usage"]["completion_tokens"] <= 4
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

@@ -789,6 +789,11 @@ class RunningServer:
         """The base URL to give an OpenAI client, e.g. ``http://127.0.0.1:54321/v1``."""
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def runner(self) -> ModelRunner:
+        """The server's `ModelRunner` (its lock shows whether the model is busy)."""
+        return _runner_of(self._server.config.app)
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the server to exit (ending any generation) and wait for its thread."""
         _runner_of(self._server.config.app).shutdown.set()
