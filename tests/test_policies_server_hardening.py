@@ -340,6 +340,16 @@ def test_bad_numbers_and_types_are_400s(small_server, raw):
     assert reply.json()["error"]["message"]
 
 
+def test_lone_surrogates_in_text_are_replaced_not_a_500(small_server):
+    server, policy = small_server
+    raw = json.dumps(_body(policy, stop=["\ud800"], max_tokens=2))
+    raw = raw.replace('"hi"', '"h\\udfffi"')
+    reply = _post(server, content=raw.encode())
+    assert reply.status_code == 200, reply.text
+    prompt = {"model": policy.name, "prompt": "a\ud800", "max_tokens": 2}
+    assert _post(server, prompt, path="/completions").status_code == 200
+
+
 def test_deeply_nested_bodies_are_400s(small_server):
     server, _ = small_server
     for depth in (200_000, 5_000):

@@ -258,6 +258,18 @@ def _boolean(body: dict[str, Any], key: str) -> bool:
     return value
 
 
+def clean_text(text: str) -> str:
+    """`text` with lone surrogates (``"\\ud800"`` is valid JSON) replaced by U+FFFD.
+
+    Tokenizers cannot encode them, so they would otherwise fail deep inside the model call.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _show(value: Any) -> str:
     """A short rendering of a bad value for an error message."""
     text = repr(value)
@@ -299,7 +311,7 @@ def _sampling(body: dict[str, Any], max_tokens_cap: int) -> tuple[dict[str, Any]
                 f"`stop` takes at most {MAX_STOP} strings of at most {MAX_STOP_CHARS} characters",
                 param="stop",
             )
-        options["stop"] = [s for s in items if s]
+        options["stop"] = [clean_text(s) for s in items if s]
     max_tokens = None
     for key in ("max_tokens", "max_completion_tokens"):
         value = _integer(body, key, 1, math.inf)
@@ -381,7 +393,7 @@ def parse_completion(body: dict[str, Any], model_name: str, max_tokens_cap: int)
         )
     if len(prompts) * job.n > MAX_N:
         raise RequestError(f"at most {MAX_N} completions per request (prompts x n)", param="n")
-    job.conversations = [{"prompt": p} for p in prompts]
+    job.conversations = [{"prompt": clean_text(p)} for p in prompts]
     job.prompt_chars = max(len(p) for p in prompts)
     return job
 
@@ -428,13 +440,13 @@ def from_openai_messages(messages: Any) -> tuple[list[dict[str, Any]], int, list
             if role != "assistant":
                 raise RequestError(f"`{where}.content` is required", param=where)
         elif isinstance(content, str):
-            parts.append({"type": "text", "text": content})
+            parts.append({"type": "text", "text": clean_text(content)})
             chars += len(content)
         elif isinstance(content, list):
             for part in content:
                 kind = part.get("type") if isinstance(part, dict) else None
                 if kind == "text" and isinstance(part.get("text"), str):
-                    parts.append({"type": "text", "text": part["text"]})
+                    parts.append({"type": "text", "text": clean_text(part["text"])})
                     chars += len(part["text"])
                 elif kind == "image_url":
                     image_url = part.get("image_url")
