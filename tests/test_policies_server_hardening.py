@@ -378,3 +378,12 @@ def test_bad_command_lines_are_one_line_errors(args, fragment, monkeypatch):
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.output
+
+
+def test_the_api_key_can_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENVIRL_API_KEY", "from-env")
+    result = CliRunner().invoke(
+        cli_app, ["serve-model", "--host", "0.0.0.0", "--policy", "hf:/nonexistent/model"]
+    )
+    assert result.exit_code == 2
+    assert "no model folder" in result.output  # past the key check: the key was found
