@@ -170,9 +170,7 @@ class Guard:
         if self.allowed_hosts is not None:
             host = headers.get("host", "")
             name = _host_name(host)
-            if name not in self.allowed_hosts and not (
-                name not in ("", "0.0.0.0") and self._loopback_allowed and is_loopback(name)
-            ):
+            if name not in self.allowed_hosts and not is_loopback(name):
                 raise RequestError(
                     f"Host {host[:80]!r} is not allowed: this server answers loopback names only "
                     "(add names with --allowed-host)",
@@ -202,10 +200,6 @@ class Guard:
                     raise RequestError("malformed Content-Length header")
                 if int(length) > self.max_body_bytes:
                     raise _too_large(self.max_body_bytes)
-
-    @property
-    def _loopback_allowed(self) -> bool:
-        return bool(self.allowed_hosts and self.allowed_hosts >= LOOPBACK_NAMES)
 
 
 def _too_large(limit: int) -> RequestError:

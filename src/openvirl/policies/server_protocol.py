@@ -167,6 +167,12 @@ NEUTRAL_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "echo": (lambda v: v in (None, False), "echo is not supported"),
     "suffix": (lambda v: v in (None, ""), "suffix (insertion) is not supported"),
     "best_of": (lambda v: v in (None, 1), "best_of is not supported; use n"),
+    # vLLM's extensions, which clients written for vLLM send at their defaults.
+    "min_p": (_is_zero, "min_p is not supported by this server"),
+    "min_tokens": (_is_zero, "min_tokens is not supported by this server"),
+    "repetition_penalty": (lambda v: v in (None, 1), "repetition_penalty is not supported"),
+    "skip_special_tokens": (lambda v: v in (None, True), "special tokens are always skipped"),
+    "include_stop_str_in_output": (lambda v: v in (None, False), "stop strings are cut"),
 }
 """Fields refused unless at a do-nothing value, with the reason given in the 400."""
 
@@ -195,11 +201,19 @@ COMPLETION_FIELDS = (CHAT_FIELDS - {"messages", "max_completion_tokens", "top_lo
 """Fields a legacy completions request may carry (``logprobs`` is a count there)."""
 
 _CHAT_ONLY_NEUTRAL = {"echo", "suffix", "best_of"}
+_VLLM_NEUTRAL = {
+    "min_p",
+    "min_tokens",
+    "repetition_penalty",
+    "skip_special_tokens",
+    "include_stop_str_in_output",
+}
 _COMPLETION_NEUTRAL = {"echo", "suffix", "best_of", "logit_bias", "presence_penalty"} | {
     "frequency_penalty",
     "metadata",
     "store",
     "service_tier",
+    *_VLLM_NEUTRAL,
 }
 
 
