@@ -122,9 +122,11 @@ def test_a_closed_stream_stops_generation(long_policy):
         with httpx.stream(
             "POST", f"{server.url}/chat/completions", json=body, headers=headers, timeout=30
         ) as reply:
-            lines = reply.iter_lines()
-            for _ in range(5):
-                assert next(lines).startswith("data: ") or True
+            assert reply.status_code == 200
+            lines = (line for line in reply.iter_lines() if line)
+            for _ in range(5):  # the role chunk, then tokens as they are generated
+                assert next(lines).startswith("data: ")
+            assert server.runner.lock.locked()
         _wait_until(lambda: not server.runner.lock.locked(), 10, "the stream outlived its client")
         assert long_policy.last_usage.completion_tokens < LONG
 
