@@ -115,6 +115,17 @@ def test_checks_come_before_the_model_lock_and_a_left_client_stops_generation(lo
         assert long_policy.last_usage.completion_tokens < LONG
 
 
+def test_requests_beyond_the_waiting_limit_get_503(long_policy):
+    limits = Limits(request_timeout_s=60, max_waiting=1)
+    with serve_in_thread(long_policy, limits=limits) as server:
+        thread = _long_request_in_background(server, long_policy, client_timeout_s=3)
+        reply = _post(server, _body(long_policy, max_tokens=2), timeout=10)
+        assert reply.status_code == 503
+        assert reply.json()["error"]["code"] == "overloaded"
+        thread.join(10)
+        _wait_until(lambda: not server.runner.lock.locked(), 10, "generation outlived its client")
+
+
 def test_a_closed_stream_stops_generation(long_policy):
     with serve_in_thread(long_policy) as server:
         body = _body(long_policy, max_tokens=LONG, stream=True)
