@@ -34,7 +34,7 @@ from typer.testing import CliRunner  # noqa: E402
 from openvirl.cli import app as cli_app  # noqa: E402
 from openvirl.policies.hf import HFPolicy  # noqa: E402
 from openvirl.policies.server import Limits, serve, serve_in_thread  # noqa: E402
-from tiny_models import tiny_causal_lm  # noqa: E402
+from tiny_models import tiny_causal_lm, tiny_llava  # noqa: E402
 
 LONG_CONTEXT = 100_000
 """What the long-context tiny model's config claims (its weights do not care)."""
@@ -218,7 +218,15 @@ def small_server(tmp_path_factory):
     policy = HFPolicy.from_pretrained(
         tiny_causal_lm(tmp_path_factory.mktemp("s")), max_new_tokens=4
     )
-    limits = Limits(max_body_bytes=2**20, max_image_pixels=64 * 64, max_request_pixels=2 * 64 * 64)
+    limits = Limits(max_body_bytes=2**20)
+    with serve_in_thread(policy, limits=limits) as server:
+        yield server, policy
+
+
+@pytest.fixture(scope="module")
+def vlm_server(tmp_path_factory):
+    policy = HFPolicy.from_pretrained(tiny_llava(tmp_path_factory.mktemp("v")), max_new_tokens=2)
+    limits = Limits(max_image_pixels=64 * 64, max_request_pixels=2 * 64 * 64)
     with serve_in_thread(policy, limits=limits) as server:
         yield server, policy
 
@@ -260,17 +268,26 @@ def _image_message(data):
 
 
 @pytest.mark.parametrize(("width", "height"), [(65, 64), (12_000, 12_000), (20_000, 20_000)])
-def test_images_over_the_pixel_cap_are_400s_before_decoding(small_server, width, height):
-    server, policy = small_server
+def test_images_over_the_pixel_cap_are_400s_before_decoding(vlm_server, width, height):
+    server, policy = vlm_server
     reply = _post(server, _body(policy, messages=_image_message(_claimed_png(width, height))))
     assert reply.status_code == 400
     assert "pixels" in reply.json()["error"]["message"]
 
 
-def test_images_within_the_cap_decode(small_server):
-    server, policy = small_server
+def test_images_within_the_cap_decode(vlm_server):
+    server, policy = vlm_server
     reply = _post(server, _body(policy, messages=_image_message(_png(64, 64))), timeout=30)
     assert reply.status_code == 200, reply.text
+    three = _image_message(_png(64, 64)) * 3  # each within the cap, together over it
+    assert "pixels" in _post(server, _body(policy, messages=three)).json()["error"]["message"]
+
+
+def test_a_text_only_model_refuses_images(small_server):
+    server, policy = small_server
+    reply = _post(server, _body(policy, messages=_image_message(_png(8, 8))))
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "image_input_not_supported"
 
 
 # ----------------------------------------------------------------------------- who may ask

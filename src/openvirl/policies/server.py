@@ -262,6 +262,12 @@ class ModelRunner:
                     "/v1/chat/completions",
                 )
             return
+        if job.images and not getattr(self.policy, "is_vlm", False):
+            raise RequestError(
+                f"{self.policy.name} is a text-only model: image inputs are not supported",
+                param="messages",
+                code="image_input_not_supported",
+            )
         if job.endpoint == "completion" and getattr(self.policy, "is_vlm", False):
             raise RequestError(
                 "/v1/completions serves text-only models; use /v1/chat/completions for this VLM"
