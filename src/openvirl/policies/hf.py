@@ -73,7 +73,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -666,13 +666,25 @@ class HFPolicy:
         """Answer each request with the policy's generation options."""
         return self.generate(requests)
 
-    def generate(self, requests: Sequence[Request], **overrides: Any) -> list[str]:
+    def generate(
+        self,
+        requests: Sequence[Request],
+        *,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> list[str]:
         """Generate one answer per request, in order.
 
         Parameters
         ----------
         requests
-            The conversations (their `info` is ignored).
+            The conversations (their `info` is ignored). A request with a ``"prompt"`` string
+            instead of messages is fed as raw text, without the chat template and with the
+            tokenizer's special tokens (what a legacy completions API does).
+        generate_kwargs
+            Extra `model.generate` arguments for this call, e.g. a ``stopping_criteria`` that
+            cancels decoding or a ``logits_processor`` that watches each step (the model
+            server's hooks for streaming, log-probabilities and client disconnects).
         **overrides
             Per-call generation options (temperature, top_p, top_k, max_new_tokens, seed,
             stop); None values keep the policy's own.
@@ -708,7 +720,7 @@ class HFPolicy:
         per_row = float(options["temperature"]) > 0 and all(s is not None for s in row_seeds)
         base_seed = int(explicit_seed) if explicit_seed is not None else int(options["seed"])
         usage = Usage(calls=1)
-        kwargs = self._generation_kwargs(options, stop)
+        kwargs = {**self._generation_kwargs(options, stop), **(generate_kwargs or {})}
         end_ids = self._end_token_ids()
         answers: list[str] = [""] * len(requests)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
@@ -764,8 +776,14 @@ class HFPolicy:
 
     def _prepare(self, requests: Sequence[Request]) -> list[_Prompt]:
         """Render every request once and, for text-only models, tokenize them in one call."""
-        texts = [self.render(request["messages"]) for request in requests]
-        images = [_request_images(request) for request in requests]
+        raw = [isinstance(request.get("prompt"), str) for request in requests]
+        texts = [
+            str(request.get("prompt")) if is_raw else self.render(request["messages"])
+            for request, is_raw in zip(requests, raw, strict=True)
+        ]
+        images = [
+            [] if is_raw else _request_images(r) for r, is_raw in zip(requests, raw, strict=True)
+        ]
         if self.is_vlm:
             # Text length stands in for token length when grouping (images expand later).
             return [
@@ -776,6 +794,9 @@ class HFPolicy:
         ids = self.tokenizer(
             texts, add_special_tokens=self.add_special_tokens, return_attention_mask=False
         )["input_ids"]
+        if any(raw) and not self.add_special_tokens:  # raw prompts get BOS like plain ones
+            for i in (i for i, is_raw in enumerate(raw) if is_raw):
+                ids[i] = self.tokenizer(texts[i], return_attention_mask=False)["input_ids"]
         return [
             _Prompt(text, [], np.asarray(row, dtype=np.int64), len(row))
             for text, row in zip(texts, ids, strict=True)
