@@ -119,3 +119,17 @@ def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
     assert sft_cmd[-5:-1] == ["-m", "openvirl.training.cli", "sft", "--config"]
     assert str(CONFIGS_DIR / "deepspeed" / "zero2-ppo.json") in ppo_cmd
     assert load_config(PPOConfig, ppo_cmd[-1]).grad_accum_steps == 128
+
+
+def test_readme_names_the_model_the_smoke_preset_trains():
+    """The README once called the smoke preset "a tiny model" while it trains Gemma-3-270M."""
+    from pathlib import Path
+
+    from openvirl.policies.embedded import is_embedded_name
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("`--preset smoke`")
+    bullet = readme[start : readme.index("\n\n", start)]
+    model = load_study_config("gp-l", "smoke").model
+    assert is_embedded_name(model)
+    assert "Gemma-3-270M" in bullet and "`--model`" in bullet

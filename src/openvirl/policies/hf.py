@@ -83,7 +83,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "`pip install 'openvirl[train]'`"
     ) from exc
 
-from openvirl.policies.base import Message, Request, Usage, message_images, message_text
+from openvirl.policies.base import (
+    Message,
+    Request,
+    Usage,
+    as_requests,
+    message_images,
+    message_text,
+)
 
 PLAIN_ROLE_LABELS: dict[str, str] = {"system": "System", "user": "User", "assistant": "Assistant"}
 """Labels of the plain prompt's turns; unknown roles are capitalized."""
@@ -584,6 +591,7 @@ class HFPolicy:
             The decoded new text of each request, special tokens removed, cut at stop strings.
             `last_usage` then holds this call's prompt and completion token counts.
         """
+        requests = as_requests(requests)
         unknown = set(overrides) - set(GENERATION_DEFAULTS)
         if unknown:
             raise ValueError(

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or `pip install httpx`)"
     ) from exc
 
-from openvirl.policies.base import Message, PolicyError, Request, Usage
+from openvirl.policies.base import Message, PolicyError, Request, Usage, as_requests
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: overload, rate limits and transient server faults."""
@@ -174,6 +174,7 @@ class OpenAIPolicy:
     # ------------------------------------------------------------------ answering
     def act(self, requests: Sequence[Request]) -> list[str]:
         """Answer every request, in order; raise `PolicyError` if any still fails after retries."""
+        requests = as_requests(requests)
         if self.model is None:
             self.model = self.list_models()[0]
         usage = Usage(calls=1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from openvirl.policies.base import Request
+from openvirl.policies.base import Request, as_requests
 
 _OPS = ("+", "-", "*", "/")
 
@@ -28,7 +28,7 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
 
     def act(self, requests: Sequence[Request]) -> list[str]:
-        return [self._answer(request.get("info") or {}) for request in requests]
+        return [self._answer(request["info"]) for request in as_requests(requests)]
 
     def _answer(self, info: dict[str, Any]) -> str:
         if info.get("task") == "points":

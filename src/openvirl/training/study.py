@@ -22,7 +22,9 @@ Presets (``training/configs/study-gp-l-<preset>.yaml``):
 - ``paper``: Llama-3.2-11B-Vision-Instruct, full fine-tuning, 8 GPUs through
   ``accelerate launch`` with DeepSpeed (ZeRO-3 for SFT, ZeRO-2 for PPO), the paper's learning
   rates, steps and updates (spec §5.6, §7.3), 234 hands per split, 5 attempts;
-- ``smoke``: a tiny model and tiny budgets, for tests (pass ``--model <folder>``).
+- ``smoke``: tiny budgets (2 SFT steps, 2 PPO updates, 8 hands) on the embedded Gemma-3-270M
+  by default, a quick end-to-end check; the tests pass ``--model <folder>`` with a tiny random
+  model.
 
 Every stage writes into the study folder and is skipped when a rerun finds it complete, so
 an interrupted study continues where it stopped.
