@@ -78,7 +78,7 @@ def test_the_headline_is_the_requested_policy_and_baselines_are_labelled(tmp_pat
     assert metrics["headline_policy"] == "oracle" and metrics["baselines"] == ["random"]
     assert metrics["bench/accuracy"] == metrics["policies"]["oracle"]["accuracy"]["value"] == 1.0
     assert metrics["policies"]["random"]["accuracy"]["value"] < 1.0
-    assert list(metrics["policies"])[0] == "oracle"
+    assert next(iter(metrics["policies"])) == "oracle"
     report = (out / "report.md").read_text()
     assert "| metric | oracle | random (baseline) |" in report
     assert "random (baseline)" in result.output
