@@ -84,10 +84,31 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     text = (out / "study.md").read_text()
     assert "ΔOOD vs Init" in text and "rule collapse" in text
     assert len(result.summary_lines()) == 2
+    _viewer_opens_every_study_folder(out, result)
     # A rerun finds every stage complete and rebuilds the same report.
     again = run_study(config)
     assert [p.success for p in again.points] == [p.success for p in result.points]
     assert again.stages["init_s"] < 5
+
+
+def _viewer_opens_every_study_folder(out, result):
+    """The evaluation folders once had no config.json (the viewer said "config.json is
+    missing, no metrics yet") and the training folders were not recognised."""
+    from openvirl.viewer.runs import RunStore
+
+    runs = {run.path.relative_to(out).as_posix(): run for run in RunStore([out]).runs()}
+    evals = {k: r for k, r in runs.items() if k.startswith("eval/")}
+    assert len(evals) == len(result.points)
+    for run in evals.values():
+        assert run.kind == "eval" and not run.problems, (run.path, run.problems)
+        assert run.task == "gp-l" and run.split in ("id", "ood") and run.policy
+        key, value, ci = run.headline()
+        assert key == "eval/success" and value is not None and len(ci) == 2
+    point = next(p for p in result.points if p.branch == "init" and p.rule == "id")
+    assert evals["eval/init-init-id"].headline()[1] == point.success
+    for stage in ("init", "rl"):
+        assert runs[stage].kind == "training" and not runs[stage].problems, runs[stage].problems
+        assert runs[stage].title.startswith(f"training {stage}")
 
 
 def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):

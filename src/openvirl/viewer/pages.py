@@ -489,7 +489,7 @@ def run_page(
             f"<details open><summary>Result (result.json)</summary>{_json_block(run.result)}"
             "</details>"
         )
-    if run.kind in ("agent", "benchmark"):
+    if run.kind in ("agent", "benchmark", "training"):
         facts = _flat_numbers(run.manifest or run.config)
         if facts:
             body.append(
@@ -499,7 +499,7 @@ def run_page(
                 )
                 + "</table>"
             )
-    if run.metrics and run.kind in ("agent", "benchmark"):
+    if run.metrics and run.kind in ("agent", "benchmark", "training"):
         body.append(
             "<h2>Metrics</h2><table class='grid'>"
             + "".join(
