@@ -40,6 +40,10 @@ _CITY = "City name (see `openvirl city list`) or path of an OSM file."
 _POLICY = "Policy spec (oracle, random, hf:PATH, openai:URL#model); default: the baseline."
 _OUT = "Run folder to write (default runs/agents/<agent>)."
 _JSON = "Print the result as JSON."
+_STRICT = (
+    "Fail with an error when a model answer cannot be used, instead of falling back to the "
+    "deterministic baseline."
+)
 
 
 def _fail(message: str) -> None:
@@ -58,17 +62,29 @@ def _policy(spec: str | None):
         _fail(str(err))
 
 
-def _run(name: str, build: Callable[[], Any], out: Path | None, as_json: bool) -> None:
-    """Build the agent, run it, print a summary; turn bad input into one error line."""
+def _run(
+    name: str, build: Callable[[], Any], out: Path | None, as_json: bool, strict: bool = False
+) -> None:
+    """Build the agent, run it, print a summary; turn bad input into one error line.
+
+    With `strict`, an unusable model answer is an error (`ModelAnswerError`, exit code 2)
+    rather than a silent fallback; without it, fallbacks are reported on stderr too.
+    """
+    from openvirl.agents.llm import fallback_notice, strict_answers
     from openvirl.world.errors import WorldError
 
     folder = out or Path("runs") / "agents" / name
     try:
         agent = build()
-        result = agent.run(out_dir=folder)
+        with strict_answers(strict):
+            result = agent.run(out_dir=folder)
     except (WorldError, ValueError) as err:
         _fail(str(err))
         return
+    policy = getattr(agent, "policy", None)
+    notice = fallback_notice(result.metrics, str(getattr(policy, "name", "the model")))
+    if notice:
+        typer.secho(f"warning: {notice}", fg="yellow", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
         return
@@ -121,6 +137,7 @@ def route_optimizer_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Peng: visit places in the shortest walking order (midtown demo without arguments).
 
@@ -144,7 +161,7 @@ def route_optimizer_command(
             config.start = _where(start)
         return RouteOptimizer(config, _policy(policy))
 
-    _run("route_optimizer", build, out, as_json)
+    _run("route_optimizer", build, out, as_json, strict)
 
 
 @_command("place-recommender", "aria", "Aria: nearby places ranked for a persona's intention.")
@@ -160,6 +177,7 @@ def place_recommender_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Aria: recommend nearby places for a persona and an intention."""
     from openvirl.agents.place_recommender import PlaceRecommender, PlaceRecommenderConfig
@@ -175,7 +193,7 @@ def place_recommender_command(
         )
         return PlaceRecommender(config, _policy(policy))
 
-    _run("place_recommender", build, out, as_json)
+    _run("place_recommender", build, out, as_json, strict)
 
 
 @_command("estate", "vivek", "Vivek: homes rated by what is within walking distance.")
@@ -195,6 +213,7 @@ def estate_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Vivek: rate candidate homes by the places within walking distance, best first."""
     from openvirl.agents.estate import EstateRecommender, EstateRecommenderConfig
@@ -210,7 +229,7 @@ def estate_command(
         )
         return EstateRecommender(config, _policy(policy))
 
-    _run("estate", build, out, as_json)
+    _run("estate", build, out, as_json, strict)
 
 
 _KINDS = "Street objects to count (repeatable): waste_basket, bench, fire_hydrant, ..."
@@ -227,6 +246,7 @@ def urban_counter_command(
     policy: str | None = typer.Option(None, "--policy", help="Perception policy spec."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """RX-399: walk a route and count street objects (OSM ground truth, or a policy's eyes)."""
     from openvirl.agents.urban import DEFAULT_KINDS, UrbanCounter, UrbanCounterConfig
@@ -242,7 +262,7 @@ def urban_counter_command(
         )
         return UrbanCounter(config, _policy(policy))
 
-    _run("urban_counter", build, out, as_json)
+    _run("urban_counter", build, out, as_json, strict)
 
 
 @_command("urban-planner", "imani", "Imani: sweep a polygon, count and map street objects.")
@@ -261,6 +281,7 @@ def urban_planner_command(
     policy: str | None = typer.Option(None, "--policy", help="Perception policy spec."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Imani: sweep an area, count street objects and draw their heatmaps."""
     from openvirl.agents.base import parse_polygon
@@ -278,7 +299,7 @@ def urban_planner_command(
         )
         return UrbanPlanner(config, _policy(policy))
 
-    _run("urban_planner", build, out, as_json)
+    _run("urban_planner", build, out, as_json, strict)
 
 
 @_command("explorer", "hiro", "Hiro: follow an intention through the streets.")
@@ -291,6 +312,7 @@ def explorer_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Hiro: explore until a place that fits the intention is entered."""
     from openvirl.agents.explorer import Explorer, ExplorerConfig
@@ -301,7 +323,7 @@ def explorer_command(
         )
         return Explorer(config, _policy(policy))
 
-    _run("explorer", build, out, as_json)
+    _run("explorer", build, out, as_json, strict)
 
 
 @_command("direction-giver", "local", "Local: landmark directions to the place asked for.")
@@ -313,6 +335,7 @@ def direction_giver_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Local: answer a way-finding question with landmark directions."""
     from openvirl.agents.direction import DirectionGiver, DirectionGiverConfig
@@ -323,7 +346,7 @@ def direction_giver_command(
         )
         return DirectionGiver(config, _policy(policy))
 
-    _run("direction_giver", build, out, as_json)
+    _run("direction_giver", build, out, as_json, strict)
 
 
 @_command("tourist", "ling", "Ling: follow Local's directions, asking again after a failure.")
@@ -339,6 +362,7 @@ def tourist_command(
     local_policy: str | None = typer.Option(None, "--local-policy", help="Local's policy."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Ling: walk to a place in the navigation env by Local's directions."""
     from openvirl.agents.direction import Tourist, TouristConfig
@@ -349,7 +373,7 @@ def tourist_command(
         )
         return Tourist(config, _policy(policy), local_policy=_policy(local_policy))
 
-    _run("tourist", build, out, as_json)
+    _run("tourist", build, out, as_json, strict)
 
 
 @_command("concierge", "diego", "Diego: a day plan within a time budget.")
@@ -373,6 +397,7 @@ def concierge_command(
     policy: str | None = typer.Option(None, "--policy", help=_POLICY),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Diego: plan a walking day, one activity at a time, meals by the place recommender."""
     from openvirl.agents.concierge import Concierge, ConciergeConfig
@@ -391,7 +416,7 @@ def concierge_command(
         config.validate()
         return Concierge(config, _policy(policy))
 
-    _run("concierge", build, out, as_json)
+    _run("concierge", build, out, as_json, strict)
 
 
 __all__ = ["app"]

@@ -416,6 +416,10 @@ def _read_files(run: Run) -> None:
         run.complete = run.suite["complete"]
     if run.metrics.get("error"):
         run.problems.append(f"the run stopped early: {run.metrics['error']}")
+    if run.kind == "agent" and run.metrics.get("llm/fallbacks"):
+        from openvirl.agents.llm import fallback_notice
+
+        run.problems.append(fallback_notice(run.metrics, run.policy or "the model"))
     if run.suite.get("error"):
         run.problems.append(f"the suite stopped early: {run.suite['error']}")
 
