@@ -49,6 +49,7 @@ def eval_command(
     resume: bool = typer.Option(True, "--resume/--no-resume", help=_h("resume")),
     temperature: float | None = typer.Option(None, "--temperature", help=_h("temperature")),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help=_h("max_new_tokens")),
+    few_shot: int | None = typer.Option(None, "--few-shot", help=_h("few_shot")),
     image_size: int | None = typer.Option(None, "--image-size", help=_h("image_size")),
     save_images: bool = typer.Option(
         True, "--save-images/--no-save-images", help=_h("save_images")
@@ -76,6 +77,7 @@ def eval_command(
         resume=resume,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
+        few_shot=few_shot,
         image_size=image_size,
         save_images=save_images,
         report=report,
@@ -123,7 +125,9 @@ def eval_command(
 def _print_run(console: Console, run: EvalResult) -> None:
     from rich.table import Table
 
+    from openvirl.evaluation.evaluate import few_shot_count
     from openvirl.evaluation.report import fmt_rate
+    from openvirl.evaluation.tasks import get_task
 
     metrics = run.metrics
     table = Table(title=f"{run.config.task}/{run.config.split}", show_header=False)
@@ -147,4 +151,10 @@ def _print_run(console: Console, run: EvalResult) -> None:
             f"{metrics['eval/wall_s']:.1f} s ({metrics.get('eval/episodes_per_s', 0):.2f} ep/s)",
         )
     console.print(table)
+    shots = few_shot_count(run.config, get_task(run.config.task, run.config.split))
+    if shots:
+        console.print(
+            f"prompt: {shots} solved training hands before each hand (few-shot; --few-shot 0 "
+            "turns it off); see config.json `prompt`"
+        )
     console.print(f"written to {run.out}/ (trajectories.jsonl, metrics.json, report.html)")
