@@ -293,7 +293,6 @@ def demo_command(
                 MODEL_SPEC,
                 model_hands,
                 seed,
-                max_new_tokens=64,
                 batch_size=8,
             )
         same_hands = [
@@ -306,8 +305,9 @@ def demo_command(
         sections += [
             "## 2. The embedded model: Gemma-3-270M (base, zero-shot) on GP-L",
             "",
-            "A base model has never seen the answer format; expect format errors and near-zero "
-            "success until it is fine-tuned (`openvirl study`).",
+            "No fine-tuning: the base model sees three solved training hands before each hand "
+            "(a few-shot prompt, listed in the run's config.json under `prompt`), so it answers "
+            "in the format; solving hands is what fine-tuning (`openvirl study`) is for.",
             "",
             *_table(rows),
             "",

@@ -166,9 +166,9 @@ def make_env(spec: TaskSpec, **overrides: Any) -> gym.Env:
 # GP-VL trains and tests in distribution on black suits and tests visual OOD on red ones.
 _GP_METRICS = ("difficulty",)
 GP_ANSWER_TOKENS = 96
-"""A GeneralPoints answer is one line of JSON: about 45 Gemma tokens for four cards with a
-two-digit formula (`benchmarks/bench_eval.py` counts the longest expert answer); 96 leaves
-room for longer formulas and a little prose."""
+"""A GeneralPoints answer is one line of JSON: the expert answers of the few-shot hands are 46
+to 49 Gemma tokens for four cards; 96 leaves room for longer formulas and a little prose, and
+stops a rambling model at a third of the old 256-token cap."""
 register_task(
     "gp-l", "id",
     env_id=GP_ENV_ID,
