@@ -178,3 +178,18 @@ def test_the_embedded_base_model_gets_the_few_shot_prompt_by_default(
     assert json.loads((tmp_path / "off" / "config.json").read_text())["prompt"]["few_shot"] == 0
     bad = runner.invoke(app, ["eval", "--policy", "oracle", "--few-shot", "2", "--episodes", "1"])
     assert bad.exit_code == 2 and "needs an hf policy" in bad.output
+
+
+def test_an_hf_policy_on_a_cpu_plays_few_episodes_at_once(plain_model, tmp_path):
+    """Every episode in flight at once made a CPU round take minutes with no feedback."""
+    import torch
+
+    from openvirl.evaluation.evaluate import CPU_HF_BATCH, DEFAULT_BATCH, episodes_in_flight
+
+    spec = f"hf:{plain_model}"
+    if not torch.cuda.is_available():
+        assert episodes_in_flight(EvalConfig(policy=spec)) == CPU_HF_BATCH == 4
+        assert build_policy(EvalConfig(policy=spec)).batch_size == CPU_HF_BATCH
+    assert episodes_in_flight(EvalConfig(policy=f"{spec}?device=cpu")) == CPU_HF_BATCH
+    assert episodes_in_flight(EvalConfig(policy="oracle")) == DEFAULT_BATCH == 16
+    assert episodes_in_flight(EvalConfig(policy=spec, batch_size=9)) == 9

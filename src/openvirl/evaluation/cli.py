@@ -44,7 +44,7 @@ def eval_command(
     episodes: int | None = typer.Option(None, "--episodes", help=_h("episodes")),
     seed: int = typer.Option(42, "--seed", help=_h("seed")),
     out: Path | None = typer.Option(None, "--out", help=_h("out")),
-    batch_size: int = typer.Option(16, "--batch-size", help=_h("batch_size")),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=_h("batch_size")),
     max_attempts: int | None = typer.Option(None, "--max-attempts", help=_h("max_attempts")),
     resume: bool = typer.Option(True, "--resume/--no-resume", help=_h("resume")),
     temperature: float | None = typer.Option(None, "--temperature", help=_h("temperature")),

@@ -143,9 +143,13 @@ class EvalConfig:
         },
     )
     # How to run
-    batch_size: int = field(
-        default=16,
-        metadata={"help": "Episodes in flight at once (one batched model call per round)."},
+    batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Episodes in flight at once (one batched model call per round); default 16, "
+            "or 4 for an hf policy on a CPU so rounds stay short and progress and saved "
+            "attempts come often."
+        },
     )
     max_attempts: int | None = field(
         default=None,
@@ -186,7 +190,7 @@ class EvalConfig:
         """
         if self.episodes is not None and self.episodes < 0:
             raise ValueError(f"`episodes` must be >= 0, got {self.episodes}.")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size}.")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError(f"`max_attempts` must be >= 1, got {self.max_attempts}.")
@@ -285,9 +289,9 @@ def build_policy(config: EvalConfig) -> Policy:
     # One round of the evaluation is one `generate` call (hf) or that many requests in flight
     # (openai, so the server can batch them), unless the spec says otherwise.
     if kind == "hf" and "batch_size" not in parsed.options:
-        overrides["batch_size"] = config.batch_size
+        overrides["batch_size"] = episodes_in_flight(config)
     if kind == "openai" and "concurrency" not in parsed.options:
-        overrides["concurrency"] = config.batch_size
+        overrides["concurrency"] = episodes_in_flight(config)
     if kind in GENERATING_KINDS and "max_new_tokens" not in overrides | parsed.options:
         # An answer-sized budget: a model that rambles stops early instead of generating up
         # to a long generic cap (the embedded model at 256 tokens took half an hour for 10 hands
@@ -300,6 +304,34 @@ def build_policy(config: EvalConfig) -> Policy:
         )
         overrides = {}
     return make_policy(config.policy, **overrides)
+
+
+DEFAULT_BATCH = 16
+CPU_HF_BATCH = 4
+"""Episodes in flight for an hf policy on a CPU: a round of 16 long prompts took minutes there,
+with no progress and nothing saved in between; 4 keeps rounds short at little cost in speed
+(prefill, which batching does not speed up on a CPU, dominates)."""
+
+
+def episodes_in_flight(config: EvalConfig) -> int:
+    """``config.batch_size``, or the default: `CPU_HF_BATCH` for an hf policy that will run on
+    a CPU, else `DEFAULT_BATCH`."""
+    if config.batch_size is not None:
+        return config.batch_size
+    from openvirl.policies.registry import parse_policy_spec
+
+    try:
+        parsed = parse_policy_spec(config.policy)
+    except ValueError:
+        return DEFAULT_BATCH
+    if parsed.kind != "hf":
+        return DEFAULT_BATCH
+    device = str(parsed.options.get("device") or "auto")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return CPU_HF_BATCH if device.startswith("cpu") else DEFAULT_BATCH
 
 
 def answer_budget(config: EvalConfig) -> int:
@@ -660,7 +692,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             make,
             timed,
             [all_seeds[i] for i in todo],
-            batch_size=config.batch_size,
+            batch_size=episodes_in_flight(config),
             indices=todo,
             # Episode i plays item i of a fixed-order set (navigation's held-out routes, each
             # once, in order); environments without such sets ignore the option.
