@@ -380,15 +380,22 @@ def few_shot_count(config: EvalConfig, spec: TaskSpec) -> int:
 
 
 class _TimedPolicy:
-    """Pass-through policy that adds up the seconds spent inside the wrapped `act`."""
+    """Pass-through policy that adds up the seconds spent inside the wrapped `act`.
 
-    def __init__(self, policy: Policy):
+    `before_call` runs before each call: the progress log prints there, between rounds, once
+    every answer of the previous round is counted.
+    """
+
+    def __init__(self, policy: Policy, before_call: Any = None):
         self.policy = policy
         self.name = getattr(policy, "name", type(policy).__name__)
         self.seconds = 0.0
         self.calls = 0
+        self.before_call = before_call
 
     def act(self, requests: Sequence[Request]) -> list[str]:
+        if self.before_call is not None:
+            self.before_call()
         t0 = time.perf_counter()
         try:
             return self.policy.act(requests)
@@ -657,7 +664,6 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
     )
 
     # ALGO LOGIC: batched episodes, each attempt and each episode written as soon as it ends
-    timed = _TimedPolicy(policy)
     tokens_before = _completion_tokens(policy)
     images_dir = out / IMAGES
     error: str | None = None
@@ -675,6 +681,7 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
         per_episode=max_attempts or _env_max_attempts(make),
         replayed={i: len(a) for i, a in partial.items()},
     )
+    timed = _TimedPolicy(policy, before_call=progress.flush)
     with (
         traj_path.open("a", encoding="utf-8") as handle,
         attempts_path.open("a", encoding="utf-8") as attempts_log,
@@ -846,8 +853,8 @@ class _AttemptProgress:
     The total counts ``per_episode`` attempts (the env's ``max_attempts``, or 1 when unknown)
     for each remaining episode, replaced by the attempts it took once it ends; for
     GeneralPoints that is the most the remaining episodes can take, so the estimate of the
-    time left errs long and only shrinks. Without a terminal (a pipe, a CI
-    log), one line is printed every `LOG_EVERY_S` seconds instead of a bar.
+    time left errs long and only shrinks. Without a terminal (a pipe, a CI log), a line is
+    printed between rounds, at most every `LOG_EVERY_S` seconds, instead of a bar.
     """
 
     LOG_EVERY_S = 30.0
@@ -898,7 +905,7 @@ class _AttemptProgress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
         elif self.enabled:
-            self._update(force=True)
+            self._log(force=True)
 
     def _episodes(self) -> str:
         n = len([i for i in self.records if i < self.n_planned])
@@ -916,14 +923,18 @@ class _AttemptProgress:
         self.total += int(record.get("attempts") or 0) - self.per_episode
         self._update()
 
-    def _update(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
+    def flush(self) -> None:
+        """Between rounds: print the log line when one is due (no terminal)."""
+        if self.enabled and self._bar is None:
+            self._log(force=False)
+
+    def _update(self) -> None:
+        if self.enabled and self._bar is not None:
             self._bar.update(
                 self._task, total=self.total, completed=self.done, episodes=self._episodes()
             )
-            return
+
+    def _log(self, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self.last_log < self.LOG_EVERY_S:
             return
