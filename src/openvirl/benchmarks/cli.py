@@ -143,7 +143,8 @@ def localization_command(
         policy=policy,
         visual=visual,
     )
-    _run(lambda: run(config, out=out), ["ar10", "ar20", "recall", "precision", "places"])
+    keys = ["ar10", "ar20", "recall", "precision", "unreadable_rate", "places"]
+    _run(lambda: run(config, out=out), keys)
 
 
 @app.command("vln")
