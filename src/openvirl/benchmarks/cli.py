@@ -182,6 +182,7 @@ def vln_command(
             "intersection_arrival",
             "intersection_reaction",
             "stop_arrival",
+            "unreadable_rate",
         ],
     )
 
