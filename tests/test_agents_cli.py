@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from openvirl.cli import app
@@ -88,3 +89,26 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert result.exit_code == 2 and "outside the map" in result.output
     result = _invoke("tourist", "--policy", "nonsense-policy", "--out", str(tmp_path))
     assert result.exit_code == 2 and "unknown policy kind" in result.output
+
+
+def test_a_model_whose_answers_all_fail_is_not_credited_and_strict_fails(tmp_path):
+    """`--policy hf:...` with unusable answers once printed "policy X" over the baseline's
+    ratings; now the terminal and report say the baseline answered, and --strict fails."""
+    pytest.importorskip("transformers")
+    from tiny_models import tiny_causal_lm
+
+    model = tiny_causal_lm(tmp_path / "models")
+    spec = f"hf:{model}?max_new_tokens=4"
+    out = tmp_path / "aria"
+    args = ["place-recommender", "--start", "Bryant Park", "--radius", "150", "--top", "3"]
+    result = _invoke(*args, "--policy", spec, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["llm/calls"] > 0 and metrics["llm/fallbacks"] == metrics["llm/calls"]
+    assert metrics["llm/answered_by"] == "baseline"
+    assert "warning: None of the" in result.output and "baseline" in result.output
+    report = (out / "report.md").read_text()
+    assert "answered by: baseline" in report and "every result here is the" in report
+    strict = _invoke(*args, "--policy", spec, "--out", str(tmp_path / "strict"), "--strict")
+    assert strict.exit_code == 2 and "error: policy" in strict.output
+    assert "no usable answer" in strict.output and "Traceback" not in strict.output

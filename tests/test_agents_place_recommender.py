@@ -76,3 +76,46 @@ def test_unknown_start_lists_close_matches(manhattan):
     config = PlaceRecommenderConfig(start="Bryant Parc Grille Nowhere Zzz")
     with pytest.raises(PlaceNotFoundError, match="Did you mean"):
         PlaceRecommender(config, city=manhattan).run()
+
+
+def test_fallbacks_are_shown_and_counted_and_never_credited_to_the_model(manhattan, tmp_path):
+    """A run whose model answers failed once showed "policy X" over the baseline's ratings."""
+
+    def reply(prompt: str) -> str:
+        if "Choose one place type" in prompt:
+            return '{"category": "cafe"}'
+        if "Blue Bottle" in prompt:
+            return '{"rating": 10, "reason": "loves this one"}'
+        return "no idea, sorry"
+
+    config = PlaceRecommenderConfig(
+        start="Bryant Park", intention="somewhere nice", radius_m=400, max_candidates=30, top_k=30
+    )
+    result = PlaceRecommender(config, Scripted(reply), city=manhattan).run(out_dir=tmp_path)
+    m = result.metrics
+    assert m["llm/fallbacks"] > 0 and m["llm/model_answers"] > 0
+    assert m["llm/answered_by"] == "model and baseline"
+    report = (tmp_path / "report.md").read_text()
+    assert f"answers used: {m['llm/model_answers']} of {m['llm/calls']}" in report
+    assert f"**Warning:** {m['llm/fallbacks']} of the {m['llm/calls']} answers" in report
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "m |" in line]
+    for line, r in zip(rows, result.data["ranked"], strict=False):
+        assert line.rstrip(" |").endswith("scripted" if r["source"] == "llm" else "baseline")
+    import json
+
+    config_json = json.loads((tmp_path / "config.json").read_text())
+    assert config_json["answered_by"] == "model and baseline"
+    from openvirl.viewer.runs import load_run
+
+    run = load_run(tmp_path)
+    assert run.kind == "agent" and any("could not be used" in p for p in run.problems)
+
+
+def test_strict_mode_fails_instead_of_falling_back(manhattan):
+    from openvirl.agents.llm import ModelAnswerError, strict_answers
+
+    config = PlaceRecommenderConfig(start="Bryant Park", intention="a cafe", radius_m=300)
+    aria = PlaceRecommender(config, Scripted(lambda prompt: "no idea"), city=manhattan)
+    with strict_answers(), pytest.raises(ModelAnswerError, match="no usable answer for `category`"):
+        aria.run()
+    assert PlaceRecommender(config, Scripted(lambda p: "no idea"), city=manhattan).run().data

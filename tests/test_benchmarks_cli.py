@@ -66,3 +66,19 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert result.exit_code == 2 and "unknown policy kind" in result.output
     result = _invoke("vln", "--split", "medium", "--out", str(tmp_path))
     assert result.exit_code == 2 and "split" in result.output
+
+
+def test_the_headline_is_the_requested_policy_and_baselines_are_labelled(tmp_path):
+    """`bench/*` once held the last policy evaluated (random), whatever was asked for."""
+    out = tmp_path / "vqa"
+    args = ["vqa", "--city", "monaco", "--n", "12", "--policy", "oracle", "--out", str(out)]
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["headline_policy"] == "oracle" and metrics["baselines"] == ["random"]
+    assert metrics["bench/accuracy"] == metrics["policies"]["oracle"]["accuracy"]["value"] == 1.0
+    assert metrics["policies"]["random"]["accuracy"]["value"] < 1.0
+    assert next(iter(metrics["policies"])) == "oracle"
+    report = (out / "report.md").read_text()
+    assert "| metric | oracle | random (baseline) |" in report
+    assert "random (baseline)" in result.output

@@ -70,3 +70,13 @@ def test_polygon_outside_the_map():
                 city="helsinki", polygon=[(48.85, 2.35), (48.86, 2.35), (48.86, 2.36)]
             )
         )
+
+
+def test_unreadable_answers_are_counted_not_read_as_seeing_nothing(items):
+    config = LocalizationConfig(**CONFIG)
+    views = items[:4]
+    replies = ["I cannot tell", '{"places": []}', "```json\n{oops", '{"places": []}']
+    result = score(views, replies, config)
+    assert result["metrics"]["unreadable_rate"] == 0.5
+    outcomes = [r["outcome"] for r in result["records"]]
+    assert outcomes[0] == outcomes[2] == "unreadable" and "unreadable" not in outcomes[1::2]

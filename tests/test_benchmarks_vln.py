@@ -51,10 +51,11 @@ def test_key_points_from_records():
         "steps": [
             {"rail_index": 0, "attempt": 1, "outcome": "correct"},
             {"rail_index": 1, "attempt": 2, "outcome": "correct"},
-            {"rail_index": 2, "attempt": 3, "outcome": "wrong_action"},
+            {"rail_index": 2, "attempt": 3, "outcome": "wrong_action", "readable": False},
         ],
     }
     m = key_points([ok, stuck])
+    assert m["unreadable_rate"] == 1 / 8  # an answer with no action is counted, not hidden
     assert m["success"]["value"] == 0.5 and m["start_reaction"]["value"] == 1.0
     assert m["intersection_arrival"]["value"] == 1.0
     assert m["intersection_reaction"]["value"] == 0.5
@@ -82,6 +83,7 @@ def test_run_oracle_perfect_random_fails(tmp_path):
     ):
         assert oracle[key]["value"] == 1.0, key
     assert rand["success"]["value"] == 0.0
+    assert oracle["unreadable_rate"] == rand["unreadable_rate"] == 0.0
     assert rand["start_reaction"]["value"] <= 0.5  # chance 1 in 10
     assert metrics["items"] == 6 and set(oracle["per_city"]) == {"monaco", "helsinki"}
     assert (tmp_path / "plots" / "per_city.png").is_file()

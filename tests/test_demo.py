@@ -23,4 +23,44 @@ def test_demo_writes_summary_report_and_pictures(tmp_path) -> None:
     assert "| gp-l / id | oracle |" in summary
     for picture in ("baselines.png", "gp_vl_hand.png"):
         assert (out / picture).stat().st_size > 5_000
-    assert (out / "runs" / "gp-l-id-random" / "trajectories.jsonl").is_file()
+    assert (out / "runs" / "1-baselines" / "gp-l-id-random" / "trajectories.jsonl").is_file()
+
+
+def test_each_stage_writes_its_own_runs_and_the_summary_reads_what_it_links(
+    tmp_path, monkeypatch
+) -> None:
+    """Stage 2 once reused stage 1's folders with fewer hands, so the summary contradicted
+    the report it linked. Here stage 2's model is the random policy (no model download)."""
+    import re
+
+    from openvirl import demo
+
+    monkeypatch.setattr(demo, "MODEL_SPEC", "random?seed=3")
+    monkeypatch.setattr(demo, "MODEL_LABEL", "stand-in")
+    monkeypatch.setattr(demo, "SETTINGS", (("gp-l", "id"),))
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--hands", "6", "--model-hands", "3", "--skip-study"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    first = out / "runs" / "1-baselines" / "gp-l-id-oracle"
+    second = out / "runs" / "2-embedded-model" / "gp-l-id-oracle"
+    assert json.loads((first / "metrics.json").read_text())["eval/episodes"] == 6
+    assert json.loads((second / "metrics.json").read_text())["eval/episodes"] == 3
+    summary = (out / "summary.md").read_text()
+    rows = [*report["stages"]["baselines"], *report["stages"]["embedded_model"]]
+    for row in rows:
+        metrics = json.loads((out / row["report"]).with_name("metrics.json").read_text())
+        assert row["episodes"] == metrics["eval/success_n"]
+        assert row["success"] == metrics["eval/success"]
+        assert f"[report]({row['report']})" in summary
+    links = re.findall(r"\[report\]\(([^)]+)\)", summary)
+    assert len(links) == len(set(links)) == len(rows)
+
+
+def test_a_policy_has_one_colour_in_every_plot() -> None:
+    from openvirl.demo import policy_colour
+
+    names = ["oracle", "oracle-after-2-wrong", "random", "gemma-3-270m"]
+    assert len({policy_colour(n) for n in names}) == len(names)
+    assert policy_colour("my-model") == policy_colour("my-model")

@@ -191,3 +191,27 @@ def test_language_suite_includes_navigation(tmp_path: Path) -> None:
     ]
     assert all(r["value"] == 1.0 for r in suite["rows"])
     assert suite["rows"][2]["metric"] == "eval/per_step_accuracy"  # the paper's V-IRL metric
+
+
+def test_piped_output_is_not_cut_at_80_columns(tmp_path: Path, monkeypatch) -> None:
+    """Without a terminal rich used 80 columns and cut or wrapped wide lines and tables."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("COLUMNS")  # restored after the test, whatever it was
+    out = tmp_path / "a-folder-name-long-enough-to-pass-80-columns"
+    result = runner.invoke(
+        app, ["eval", "--episodes", "1", "--out", str(out), "--no-progress", "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "written to" in x)
+    assert len(line) > 80 and line.rstrip().endswith("report.html)")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from openvirl.cli import PIPED_COLUMNS
+
+    table = Table("metric", "a very long policy specification " * 3)
+    table.add_row("success", "x" * 90)
+    console = Console(record=True)
+    console.print(table)
+    assert console.width == PIPED_COLUMNS and "x" * 90 in console.export_text()

@@ -55,6 +55,25 @@ def test_visual_dataset_loads_as_imagefolder(tmp_path) -> None:
     assert "cards you see" in loaded["test"][0]["prompt"]
 
 
+def test_visual_dataset_defaults_to_black_suits_as_gp_vl_trains(tmp_path) -> None:
+    out = tmp_path / "vl"
+    args = ["points", "dataset", "--out", str(out), "--visual", "--n", "2", "--n-train", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["suits"] == "black"
+    rows = [json.loads(line) for line in (out / "test" / "metadata.jsonl").open()]
+    assert all(row["suits"] == "black" for row in rows)
+    assert (
+        build_dataset(
+            tmp_path / "vl2", n_test=1, n_train=1, visual=True, image_size=128, progress=False
+        )["config"]["suits"]
+        == "black"
+    )
+    text = build_dataset(tmp_path / "l", n_test=1, n_train=1, progress=False)
+    assert text["config"]["suits"] == "mixed"
+
+
 def test_cli_dataset_solve_and_play(tmp_path) -> None:
     out = tmp_path / "gp"
     result = runner.invoke(

@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import openvirl  # noqa: F401  (registers the environments)
 from openvirl.envs.points import REWARDS, Outcome, check
+from openvirl.envs.points.cards import LABEL_RANKS, card_value
 from openvirl.envs.points.env import GeneralPointsEnv
 from openvirl.envs.points.splits import split_of
 from openvirl.policies.oracle import OraclePolicy
@@ -224,3 +225,22 @@ def test_oracle_always_solves_and_random_rarely(rule: str, visual: bool) -> None
     rand = list(run_episodes(make_env, RandomPolicy(seed=0), seeds, batch_size=8))
     assert sum(e.success for e in rand) < 20
     assert all(s.outcome in {o.value for o in Outcome} for e in rand for s in e.steps)
+
+
+def test_random_baseline_does_not_read_the_hand_it_cannot_see_on_gp_vl() -> None:
+    """GP-VL shows the cards only as an image; the random baseline once copied the true cards
+    from `info` and so recognised 100% of them."""
+    env = GeneralPointsEnv(visual=True, suits="black", image_size=256)
+    policy = RandomPolicy(seed=1)
+    matched = 0
+    for seed in range(30):
+        _, info = env.reset(seed=seed)
+        reply = json.loads(policy.act([{"messages": env.messages(), "info": info}])[0])
+        assert len(reply["cards"]) == len(info["cards"])
+        assert reply["number"] == [card_value(LABEL_RANKS[c], info["rule"]) for c in reply["cards"]]
+        matched += sorted(reply["cards"]) == sorted(info["cards"])
+    assert matched <= 2  # chance: about 1 in 1000 per hand
+    text = GeneralPointsEnv(visual=False)
+    _, info = text.reset(seed=0)
+    reply = json.loads(policy.act([{"messages": text.messages(), "info": info}])[0])
+    assert reply["cards"] == info["cards"]  # GP-L: the cards are in the prompt

@@ -493,3 +493,8 @@ def test_growing_layer_writes_in_place_grows_and_falls_back():
     layer.batch_select_indices(torch.tensor([1]))  # states replaced: plain concatenation
     keys, _ = layer.update(torch.full((1, 1, 1, 2), 3.0), torch.full((1, 1, 1, 2), 3.0))
     assert keys[0, 0, :, 0].tolist() == [0, 0, 1, 2, 2, 1, 3]
+
+
+def test_act_accepts_bare_conversations_as_the_readme_shows(policy):
+    bare = [[{"role": "user", "content": PROMPTS[0]}], [text_message("user", PROMPTS[1])]]
+    assert policy.act(bare) == policy.act(_requests(PROMPTS[:2]))

@@ -106,3 +106,21 @@ def test_builds_hf_policies_and_resolves_the_embedded_name(tmp_path, monkeypatch
     assert gemma.name == "gemma-3-270m"
     assert not gemma.uses_chat_template  # the base model is prompted plainly
     assert len(gemma.act([{"messages": [{"role": "user", "content": []}]}])) == 1
+
+
+def test_make_policy_is_exported_by_the_package_and_act_takes_bare_conversations():
+    from openvirl.policies import make_policy as exported
+
+    assert exported is make_policy
+    oracle = exported("oracle")
+    request = {"messages": [{"role": "user", "content": "Reach 24."}], "info": {}}
+    request["info"]["expert_answer"] = "42"
+    assert oracle.act([request]) == ["42"]  # string content is accepted
+
+
+def test_act_rejects_what_is_not_a_batch_of_requests_with_one_line():
+    oracle = make_policy("oracle")
+    with pytest.raises(ValueError, match="takes a batch"):
+        oracle.act({"messages": []})
+    with pytest.raises(ValueError, match="role"):
+        oracle.act([[{"text": "no role"}]])

@@ -84,10 +84,31 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     text = (out / "study.md").read_text()
     assert "ΔOOD vs Init" in text and "rule collapse" in text
     assert len(result.summary_lines()) == 2
+    _viewer_opens_every_study_folder(out, result)
     # A rerun finds every stage complete and rebuilds the same report.
     again = run_study(config)
     assert [p.success for p in again.points] == [p.success for p in result.points]
     assert again.stages["init_s"] < 5
+
+
+def _viewer_opens_every_study_folder(out, result):
+    """The evaluation folders once had no config.json (the viewer said "config.json is
+    missing, no metrics yet") and the training folders were not recognised."""
+    from openvirl.viewer.runs import RunStore
+
+    runs = {run.path.relative_to(out).as_posix(): run for run in RunStore([out]).runs()}
+    evals = {k: r for k, r in runs.items() if k.startswith("eval/")}
+    assert len(evals) == len(result.points)
+    for run in evals.values():
+        assert run.kind == "eval" and not run.problems, (run.path, run.problems)
+        assert run.task == "gp-l" and run.split in ("id", "ood") and run.policy
+        key, value, ci = run.headline()
+        assert key == "eval/success" and value is not None and len(ci) == 2
+    point = next(p for p in result.points if p.branch == "init" and p.rule == "id")
+    assert evals["eval/init-init-id"].headline()[1] == point.success
+    for stage in ("init", "rl"):
+        assert runs[stage].kind == "training" and not runs[stage].problems, runs[stage].problems
+        assert runs[stage].title.startswith(f"training {stage}")
 
 
 def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
@@ -119,3 +140,17 @@ def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
     assert sft_cmd[-5:-1] == ["-m", "openvirl.training.cli", "sft", "--config"]
     assert str(CONFIGS_DIR / "deepspeed" / "zero2-ppo.json") in ppo_cmd
     assert load_config(PPOConfig, ppo_cmd[-1]).grad_accum_steps == 1024
+
+
+def test_readme_names_the_model_the_smoke_preset_trains():
+    """The README once called the smoke preset "a tiny model" while it trains Gemma-3-270M."""
+    from pathlib import Path
+
+    from openvirl.policies.embedded import is_embedded_name
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("`--preset smoke`")
+    bullet = readme[start : readme.index("\n\n", start)]
+    model = load_study_config("gp-l", "smoke").model
+    assert is_embedded_name(model)
+    assert "Gemma-3-270M" in bullet and "`--model`" in bullet

@@ -6,6 +6,9 @@ Sub-command modules import their heavy dependencies inside the commands, so
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from openvirl import __version__
@@ -56,6 +59,28 @@ app.command("view", help="Web viewer: runs, episodes step by step, city explorer
 )
 
 
+PIPED_COLUMNS = 200
+"""Console width when output is not a terminal (a pipe, a file, a CI log)."""
+
+
+def wide_console_when_piped() -> None:
+    """Give rich a wide console when stdout is not a terminal, unless ``COLUMNS`` is set.
+
+    Rich falls back to 80 columns without a terminal, so tables piped to a file or a CI log
+    lost their right-hand cells ("…"). Setting ``COLUMNS`` keeps every rich console the
+    commands create (tables, markdown, progress) at `PIPED_COLUMNS`; a user's own ``COLUMNS``
+    wins.
+    """
+    if "COLUMNS" in os.environ:
+        return
+    try:
+        piped = not sys.stdout.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stdout
+        piped = True
+    if piped:
+        os.environ["COLUMNS"] = str(PIPED_COLUMNS)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"openvirl {__version__}")
@@ -69,6 +94,7 @@ def _root(
     ),
 ) -> None:
     """openvirl: real-city agents and SFT-versus-RL post-training, offline."""
+    wide_console_when_piped()
 
 
 def main() -> None:

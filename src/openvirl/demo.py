@@ -12,13 +12,18 @@ Stages (each writes run folders under ``OUT/runs/`` and a section of ``OUT/summa
    ``--skip-study`` leaves it out (so does ``--model-hands 0``, which skips every stage that
    runs the embedded model); a rerun reuses its finished stages.
 
-Every run folder is a complete `openvirl eval` run (trajectories, metrics, report) and can be
-opened with `openvirl view`. A rerun resumes finished runs instead of repeating them.
+Every stage writes its own run folders (``OUT/runs/<stage>/<task>-<split>-<policy>``), so a
+policy that plays in two stages with different hand counts never shares a folder; each is a
+complete `openvirl eval` run (trajectories, metrics, report) that `openvirl view OUT/runs`
+opens. ``summary.md`` and ``report.json`` take every number from the ``metrics.json`` of the
+folder they link. A rerun resumes finished runs instead of repeating them. Plots give a policy
+the same colour everywhere (`policy_colour`).
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +31,40 @@ import typer
 
 from openvirl.evaluation.metrics import wilson_interval
 
-__all__ = ["demo_command", "wilson_interval"]
+__all__ = ["demo_command", "policy_colour", "wilson_interval"]
 
 BASELINES = {
     "oracle": "oracle",
     "oracle-after-2-wrong": "oracle?wrong_attempts=2",
     "random": "random",
 }
+MODEL_LABEL = "gemma-3-270m"
+MODEL_SPEC = "hf:gemma-3-270m"
+"""The embedded model stage 2 evaluates (its label in tables and plots, and its spec)."""
+
+STAGE_BASELINES = "1-baselines"
+STAGE_MODEL = "2-embedded-model"
+"""Folders under ``OUT/runs/`` of stages 1 and 2 (stage 3 writes ``OUT/study/``)."""
+
+POLICY_COLOURS = {
+    "oracle": "#2e7d32",
+    "oracle-after-2-wrong": "#81c784",
+    "random": "#9e9e9e",
+    "gemma-3-270m": "#1565c0",
+}
+"""One colour per policy label, the same in every plot."""
+
+_OTHER_COLOURS = ("#ef6c00", "#6a1b9a", "#c62828", "#00838f", "#4e342e", "#ad1457")
+
+
+def policy_colour(label: str) -> str:
+    """The colour of a policy in every demo plot: fixed for the known policies, else chosen
+    from the policy's name alone (never from its position in one plot)."""
+    if label in POLICY_COLOURS:
+        return POLICY_COLOURS[label]
+    return _OTHER_COLOURS[zlib.crc32(label.encode("utf-8")) % len(_OTHER_COLOURS)]
+
+
 SETTINGS = (
     ("gp-l", "id"),
     ("gp-l", "rule-ood"),
@@ -43,11 +75,21 @@ SETTINGS = (
 
 
 def _run(
-    out: Path, task: str, split: str, label: str, policy: str, hands: int, seed: int, **options: Any
+    out: Path,
+    stage: str,
+    task: str,
+    split: str,
+    label: str,
+    policy: str,
+    hands: int,
+    seed: int,
+    **options: Any,
 ) -> dict[str, Any]:
+    """Evaluate one policy into ``OUT/runs/<stage>/<task>-<split>-<label>``; the row's numbers
+    are read back from that folder's ``metrics.json``, the file its report shows."""
     from openvirl.evaluation import EvalConfig, evaluate
 
-    folder = out / "runs" / f"{task}-{split}-{label}"
+    folder = out / "runs" / stage / f"{task}-{split}-{label}"
     config = EvalConfig(
         task=task,
         split=split,
@@ -59,7 +101,7 @@ def _run(
         **options,
     )
     result = evaluate(config)
-    m = result.metrics
+    m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     return {
         "task": task,
         "split": split,
@@ -71,9 +113,10 @@ def _run(
         "mean_attempts": m.get("eval/mean_attempts"),
         "format_error_rate": m.get("eval/format_error_rate"),
         "wall_s": m.get("eval/wall_s"),
-        "complete": result.complete,
-        "error": result.error,
-        "report": str(folder / "report.html"),
+        "complete": m.get("complete", result.complete),
+        "error": m.get("error", result.error),
+        "folder": str(folder),
+        "report": (folder / "report.html").relative_to(out).as_posix(),
     }
 
 
@@ -87,7 +130,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         rate = r.get("success")
         shown = "–" if rate is None else f"{rate:.1%}"
         fmt = r.get("format_error_rate")
-        run = Path(r["report"]).relative_to(Path(r["report"]).parents[2]).as_posix()
+        run = r["report"]
         lines.append(
             f"| {r['task']} / {r['split']} | {r['policy']} | {shown} | "
             f"{ci[0]:.0%}–{ci[1]:.0%} | {r.get('mean_attempts') or 0:.2f} | "
@@ -107,7 +150,6 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     groups = list(dict.fromkeys(f"{r['task']}\n{r['split']}" for r in rows))
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     width = 0.8 / len(policies)
-    colours = ["#2e7d32", "#81c784", "#9e9e9e", "#1565c0", "#ef6c00", "#6a1b9a"]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) + 1.5), 3.8))
     for j, policy in enumerate(policies):
         for r in (r for r in rows if r["policy"] == policy):
@@ -118,7 +160,7 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                 x,
                 rate,
                 width * 0.92,
-                color=colours[j % len(colours)],
+                color=policy_colour(policy),
                 label=policy if r is next(q for q in rows if q["policy"] == policy) else None,
             )
             ax.errorbar(
@@ -207,7 +249,7 @@ def demo_command(
         "Every row is a full `openvirl eval` run on held-out hands (the test side of the hashed "
         "split); up to 5 verified attempts per hand with verifier feedback. Success = solved "
         "within the attempts, with 95% Wilson intervals. Open any run with "
-        f"`openvirl view {out}/runs/*`.",
+        f"`openvirl view {out}/runs`.",
         "",
     ]
 
@@ -217,7 +259,9 @@ def demo_command(
             for label, spec in BASELINES.items():
                 status.update(f"GeneralPoints {task} {split}: {label} ...")
                 options = {"image_size": 600} if task == "gp-vl" else {}
-                baseline_rows.append(_run(out, task, split, label, spec, hands, seed, **options))
+                baseline_rows.append(
+                    _run(out, STAGE_BASELINES, task, split, label, spec, hands, seed, **options)
+                )
     _hand_picture(out, seed)
     _plot(baseline_rows, out / "baselines.png", "GeneralPoints baselines (held-out hands)")
     report["stages"]["baselines"] = baseline_rows
@@ -242,17 +286,17 @@ def demo_command(
         with console.status("Gemma-3-270M plays GP-L ..."):
             model_row = _run(
                 out,
+                STAGE_MODEL,
                 "gp-l",
                 "id",
-                "gemma-3-270m",
-                "hf:gemma-3-270m",
+                MODEL_LABEL,
+                MODEL_SPEC,
                 model_hands,
                 seed,
-                max_new_tokens=64,
                 batch_size=8,
             )
         same_hands = [
-            _run(out, "gp-l", "id", label, spec, model_hands, seed)
+            _run(out, STAGE_MODEL, "gp-l", "id", label, spec, model_hands, seed)
             for label, spec in BASELINES.items()
         ]
         rows = [model_row, *same_hands]
@@ -261,8 +305,9 @@ def demo_command(
         sections += [
             "## 2. The embedded model: Gemma-3-270M (base, zero-shot) on GP-L",
             "",
-            "A base model has never seen the answer format; expect format errors and near-zero "
-            "success until it is fine-tuned (`openvirl study`).",
+            "No fine-tuning: the base model sees three solved training hands before each hand "
+            "(a few-shot prompt, listed in the run's config.json under `prompt`), so it answers "
+            "in the format; solving hands is what fine-tuning (`openvirl study`) is for.",
             "",
             *_table(rows),
             "",

@@ -3,7 +3,9 @@
 An agent run folder is what the viewer opens (`openvirl view DIR`): ``config.json`` (``kind``
 "agent", the agent's name, its policy and every option), ``result.json`` (the agent's answer),
 ``metrics.json`` (its numbers, LLM call and fallback counts included), ``report.md`` and the
-map PNG(s) beside them.
+map PNG(s) beside them. When some of the policy's answers could not be used, the report says
+so under its title (who answered, and how many answers the baseline replaced), and
+``config.json`` records ``answered_by``, so no fallback is presented as the model's output.
 """
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ def load_city(city: City | str) -> City:
 def policy_name(policy: Policy | None) -> str:
     """The policy's name, or "baseline" when the agent runs without one."""
     return "baseline" if policy is None else str(getattr(policy, "name", type(policy).__name__))
+
+
+def rated_by(row: Mapping[str, Any], policy: Policy | None) -> str:
+    """Who produced a row of a report: the policy's name, or "baseline" (no model, or the
+    model's answer for this row could not be used: ``row["source"] != "llm"``)."""
+    if policy is None or row.get("source") != "llm":
+        return "baseline"
+    return policy_name(policy)
 
 
 def resolve_place(city: City, where: Place | str | Sequence[float], *, what: str) -> Place:
@@ -318,21 +328,35 @@ def write_agent_run(
     images
         PNGs to show in the report (paths inside `out_dir`).
     """
+    from openvirl.agents.llm import answered_by, fallback_notice
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    name = policy_name(policy)
+    calls = int(metrics.get("llm/calls") or 0)
+    fallbacks = int(metrics.get("llm/fallbacks") or 0)
+    by = answered_by(calls, fallbacks) if policy is not None else "baseline"
     write_json(
         out_dir / CONFIG,
         {
             "kind": "agent",
             "agent": agent,
             "name": agent,
-            "policy": policy_name(policy),
+            "policy": name,
+            "answered_by": by,
             "config": config,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     )
     write_json(out_dir / RESULT, {"agent": agent, **data})
-    write_json(out_dir / METRICS, {"agent": agent, "policy": policy_name(policy), **metrics})
-    md = [f"# {title}", "", f"Agent `{agent}` · policy `{policy_name(policy)}`", "", *summary, ""]
+    write_json(out_dir / METRICS, {"agent": agent, "policy": name, **metrics})
+    head = f"Agent `{agent}` · policy `{name}`"
+    if policy is not None and calls:
+        head += f" · answers used: {calls - fallbacks} of {calls} (answered by: {by})"
+    notice = fallback_notice(metrics, f"`{name}`") if policy is not None else ""
+    md = [f"# {title}", "", head, ""]
+    if notice:
+        md += [f"> **Warning:** {notice}", ""]
+    md += [*summary, ""]
     for image in images:
         rel = Path(image).relative_to(out_dir).as_posix()
         md += [f"![{rel}]({rel})", ""]
@@ -535,6 +559,7 @@ __all__ = [
     "parse_polygon",
     "place_or_point",
     "policy_name",
+    "rated_by",
     "resolve_place",
     "square_polygon",
     "street_points",

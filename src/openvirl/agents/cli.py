@@ -62,6 +62,12 @@ def _places_city(city: str, places: str | None) -> Any:
     return None if isinstance(provider, OSMPlaces) else ProviderCity(loaded, provider)
 
 
+_STRICT = (
+    "Fail with an error when a model answer cannot be used, instead of falling back to the "
+    "deterministic baseline."
+)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
@@ -78,8 +84,15 @@ def _policy(spec: str | None):
         _fail(str(err))
 
 
-def _run(name: str, build: Callable[[], Any], out: Path | None, as_json: bool) -> None:
-    """Build the agent, run it, print a summary; turn bad input into one error line."""
+def _run(
+    name: str, build: Callable[[], Any], out: Path | None, as_json: bool, strict: bool = False
+) -> None:
+    """Build the agent, run it, print a summary; turn bad input into one error line.
+
+    With `strict`, an unusable model answer is an error (`ModelAnswerError`, exit code 2)
+    rather than a silent fallback; without it, fallbacks are reported on stderr too.
+    """
+    from openvirl.agents.llm import fallback_notice, strict_answers
     from openvirl.world.errors import WorldError
 
     folder = out or Path("runs") / "agents" / name
@@ -87,7 +100,7 @@ def _run(name: str, build: Callable[[], Any], out: Path | None, as_json: bool) -
 
     try:
         agent = build()
-        with warnings.catch_warnings(record=True) as caught:
+        with strict_answers(strict), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             result = agent.run(out_dir=folder)
     except (WorldError, ValueError) as err:
@@ -95,6 +108,10 @@ def _run(name: str, build: Callable[[], Any], out: Path | None, as_json: bool) -
         return
     for w in caught:  # e.g. listings off the map, skipped
         typer.secho(f"warning: {w.message}", fg="yellow", err=True)
+    policy = getattr(agent, "policy", None)
+    notice = fallback_notice(result.metrics, str(getattr(policy, "name", "the model")))
+    if notice:
+        typer.secho(f"warning: {notice}", fg="yellow", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
         return
@@ -178,6 +195,7 @@ def route_optimizer_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Peng: visit places in the shortest walking order (midtown demo without arguments).
 
@@ -213,7 +231,7 @@ def route_optimizer_command(
             config.start = _where(start)
         return RouteOptimizer(config, _policy(policy))
 
-    _run("route_optimizer", build, out, as_json)
+    _run("route_optimizer", build, out, as_json, strict)
 
 
 @_command("place-recommender", "aria", "Aria: nearby places ranked for a persona's intention.")
@@ -232,6 +250,7 @@ def place_recommender_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Aria: recommend nearby places for a persona and an intention."""
     v = _virl(ctx, "place_recommender", config_file, locals())
@@ -255,7 +274,7 @@ def place_recommender_command(
         )
         return PlaceRecommender(config, _policy(policy), city=_places_city(city, places))
 
-    _run("place_recommender", build, out, as_json)
+    _run("place_recommender", build, out, as_json, strict)
 
 
 @_command("estate", "vivek", "Vivek: homes rated by what is within walking distance.")
@@ -278,6 +297,7 @@ def estate_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Vivek: rate candidate homes by the places within walking distance, best first."""
     v = _virl(ctx, "estate", config_file, locals())
@@ -302,7 +322,7 @@ def estate_command(
         )
         return EstateRecommender(config, _policy(policy), city=_places_city(city, places))
 
-    _run("estate", build, out, as_json)
+    _run("estate", build, out, as_json, strict)
 
 
 _KINDS = "Street objects to count (repeatable): waste_basket, bench, fire_hydrant, ..."
@@ -321,6 +341,7 @@ def urban_counter_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """RX-399: walk a route and count street objects (OSM ground truth, or a policy's eyes)."""
     v = _virl(ctx, "urban_counter", config_file, locals())
@@ -338,7 +359,7 @@ def urban_counter_command(
         )
         return UrbanCounter(config, _policy(policy))
 
-    _run("urban_counter", build, out, as_json)
+    _run("urban_counter", build, out, as_json, strict)
 
 
 @_command("urban-planner", "imani", "Imani: sweep a polygon, count and map street objects.")
@@ -357,6 +378,7 @@ def urban_planner_command(
     policy: str | None = typer.Option(None, "--policy", help="Perception policy spec."),
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Imani: sweep an area, count street objects and draw their heatmaps."""
     from openvirl.agents.base import parse_polygon
@@ -374,7 +396,7 @@ def urban_planner_command(
         )
         return UrbanPlanner(config, _policy(policy))
 
-    _run("urban_planner", build, out, as_json)
+    _run("urban_planner", build, out, as_json, strict)
 
 
 @_command("explorer", "hiro", "Hiro: follow an intention through the streets.")
@@ -389,6 +411,7 @@ def explorer_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Hiro: explore until a place that fits the intention is entered."""
     v = _virl(ctx, "explorer", config_file, locals())
@@ -401,7 +424,7 @@ def explorer_command(
         )
         return Explorer(config, _policy(policy))
 
-    _run("explorer", build, out, as_json)
+    _run("explorer", build, out, as_json, strict)
 
 
 @_command("direction-giver", "local", "Local: landmark directions to the place asked for.")
@@ -415,6 +438,7 @@ def direction_giver_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Local: answer a way-finding question with landmark directions."""
     v = _virl(ctx, "direction_giver", config_file, locals())
@@ -427,7 +451,7 @@ def direction_giver_command(
         )
         return DirectionGiver(config, _policy(policy))
 
-    _run("direction_giver", build, out, as_json)
+    _run("direction_giver", build, out, as_json, strict)
 
 
 @_command("tourist", "ling", "Ling: follow Local's directions, asking again after a failure.")
@@ -445,6 +469,7 @@ def tourist_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Ling: walk to a place in the navigation env by Local's directions."""
     v = _virl(ctx, "tourist", config_file, locals())
@@ -457,7 +482,7 @@ def tourist_command(
         )
         return Tourist(config, _policy(policy), local_policy=_policy(local_policy))
 
-    _run("tourist", build, out, as_json)
+    _run("tourist", build, out, as_json, strict)
 
 
 @_command("concierge", "diego", "Diego: a day plan within a time budget.")
@@ -484,6 +509,7 @@ def concierge_command(
     out: Path | None = typer.Option(None, "--out", help=_OUT),
     as_json: bool = typer.Option(False, "--json", help=_JSON),
     config_file: Path | None = typer.Option(None, "--config", help=_CONFIG),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT),
 ) -> None:
     """Diego: plan a walking day, one activity at a time, meals by the place recommender."""
     v = _virl(ctx, "concierge", config_file, locals())
@@ -504,7 +530,7 @@ def concierge_command(
         config.validate()
         return Concierge(config, _policy(policy), city=_places_city(city, places))
 
-    _run("concierge", build, out, as_json)
+    _run("concierge", build, out, as_json, strict)
 
 
 __all__ = ["app"]

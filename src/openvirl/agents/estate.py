@@ -24,6 +24,7 @@ from openvirl.agents.base import (
     draw_map,
     load_city,
     policy_name,
+    rated_by,
     write_agent_run,
 )
 from openvirl.agents.llm import LLMLog, ask_json, rating_check
@@ -501,14 +502,14 @@ class EstateRecommender:
                 + (" Rents are synthetic (sample file)." if cfg.homes is None else "")
                 + (f" {_skipped_text(self.city, skipped)}" if skipped else ""),
                 "",
-                "| # | home | rent | rating | reason |",
-                "|---|---|---|---|---|",
+                "| # | home | rent | rating | reason | rated by |",
+                "|---|---|---|---|---|---|",
             ]
             for r in ranked:
                 rent = "" if r["rent_usd"] is None else f"${r['rent_usd']:,.0f}"
                 summary.append(
                     f"| {r['rank']} | {r['id']} {r['address']} | {rent} | "
-                    f"{r['rating']:g} | {r['reason']} |"
+                    f"{r['rating']:g} | {r['reason']} | {rated_by(r, self.policy)} |"
                 )
             write_agent_run(
                 out,

@@ -5,7 +5,13 @@ with an optional image), a batch of prompts is one `policy.act` call, and each r
 by `parse_json_reply` (code fences, prose around the JSON, single quotes and trailing commas
 tolerated; never `eval`). A reply that cannot be read, or that the caller's `check` rejects,
 gives ``None`` for that item: the agent then uses its deterministic baseline for it, and the
-`LLMLog` records the fallback, so a run says how often the model was actually followed.
+`LLMLog` records the fallback, so a run says how often the model was actually followed. Every
+place a result is shown says so too: the report's header (`fallback_notice`), the terminal,
+``metrics.json`` (``llm/fallbacks``, ``llm/answered_by``) and the viewer.
+
+Strict mode (``--strict`` on the command line, `strict_answers` in Python) turns the first
+unusable answer into a `ModelAnswerError` instead of a fallback, so a result is either the
+model's or no result at all.
 
 Each request's privileged ``info`` carries the baseline's own answer as ``expert_answer`` (and
 as the only ``valid_actions`` entry), so ``oracle`` and ``random`` policies reproduce the
@@ -14,9 +20,11 @@ baseline through the LLM path: useful for testing the plumbing without a model.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +32,37 @@ from openvirl.policies.base import Policy, Request, text_message
 
 MAX_LOGGED_CHARS = 4000
 """Prompts and replies longer than this are cut in the log (the result JSON stays small)."""
+
+_STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("openvirl_strict", default=False)
+
+
+class ModelAnswerError(ValueError):
+    """Strict mode: the policy's answer could not be used, and no baseline may stand in."""
+
+
+@contextlib.contextmanager
+def strict_answers(enabled: bool = True) -> Iterator[None]:
+    """Within this block, an unusable model answer raises `ModelAnswerError` (no fallback).
+
+    Example
+    -------
+    >>> from openvirl.policies.registry import make_policy
+    >>> with strict_answers():                                       # doctest: +SKIP
+    ...     PlaceRecommender(config, make_policy("hf:gemma-3-270m")).run()
+    Traceback (most recent call last):
+    ModelAnswerError: policy 'gemma-3-270m' gave no usable answer for `category` ...
+    """
+    token = _STRICT.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
+def is_strict() -> bool:
+    """Whether unusable answers raise (inside `strict_answers`) rather than fall back."""
+    return _STRICT.get()
+
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -81,17 +120,55 @@ class LLMLog:
         return sum(not c.ok for c in self.calls)
 
     def summary(self) -> dict[str, Any]:
-        """Counts for `metrics.json`: calls, fallbacks and their share."""
+        """Counts for `metrics.json`: calls, fallbacks, their share and who answered.
+
+        ``llm/answered_by`` is ``"model"`` (every answer used), ``"baseline"`` (none used,
+        or no model asked), or ``"model and baseline"``.
+        """
         n = self.n_calls
         return {
             "llm/calls": n,
+            "llm/model_answers": n - self.n_fallbacks,
             "llm/fallbacks": self.n_fallbacks,
             "llm/fallback_rate": (self.n_fallbacks / n) if n else 0.0,
+            "llm/answered_by": answered_by(n, self.n_fallbacks),
         }
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-able list of the calls."""
         return [c.to_dict() for c in self.calls]
+
+
+def answered_by(calls: int, fallbacks: int) -> str:
+    """Who produced an agent's answers: "model", "baseline" or "model and baseline"."""
+    if calls == 0 or fallbacks >= calls:
+        return "baseline"
+    return "model" if fallbacks == 0 else "model and baseline"
+
+
+def fallback_notice(metrics: Any, policy: str) -> str:
+    """One sentence saying how many of `policy`'s answers were replaced by the baseline;
+    "" when every answer was the model's (or no model was asked).
+
+    Examples
+    --------
+    >>> fallback_notice({"llm/calls": 16, "llm/fallbacks": 16}, "gemma-3-270m")[:60]
+    'None of the 16 answers of gemma-3-270m could be used: every '
+    """
+    calls = int(metrics.get("llm/calls") or 0)
+    fallbacks = int(metrics.get("llm/fallbacks") or 0)
+    if calls == 0 or fallbacks == 0:
+        return ""
+    if fallbacks >= calls:
+        return (
+            f"None of the {calls} answers of {policy} could be used: every result here is the "
+            f"deterministic baseline's, not {policy}'s (see llm/* in metrics.json; --strict "
+            "makes this an error)."
+        )
+    return (
+        f"{fallbacks} of the {calls} answers of {policy} could not be used; the deterministic "
+        "baseline answered those (rows marked 'baseline'; --strict makes this an error)."
+    )
 
 
 def _clip(text: str) -> str:
@@ -211,6 +288,11 @@ def ask_json(
     -------
     list
         One value per prompt: what `check` returned, or None when the reply was unusable.
+
+    Raises
+    ------
+    ModelAnswerError
+        In strict mode (`strict_answers`), for the first unusable reply.
     """
     if len(experts) != len(prompts):
         raise ValueError("`experts` must hold one baseline answer per prompt.")
@@ -253,6 +335,12 @@ def ask_json(
             log.calls.append(
                 LLMCall(step, _clip(prompt), _clip(reply_text), value is not None, error)
             )
+        if value is None and is_strict():
+            name = getattr(policy, "name", type(policy).__name__)
+            raise ModelAnswerError(
+                f"policy {name!r} gave no usable answer for `{step}` ({error}); its reply began "
+                f"{reply_text[:120]!r}. Strict mode stops here instead of using the baseline."
+            )
         out.append(value)
     return out
 
@@ -283,7 +371,12 @@ def rating_check(parsed: Any) -> dict[str, Any]:
 __all__ = [
     "LLMCall",
     "LLMLog",
+    "ModelAnswerError",
+    "answered_by",
     "ask_json",
+    "fallback_notice",
+    "is_strict",
     "parse_json_reply",
     "rating_check",
+    "strict_answers",
 ]

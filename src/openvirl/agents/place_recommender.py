@@ -23,6 +23,7 @@ from openvirl.agents.base import (
     draw_map,
     load_city,
     policy_name,
+    rated_by,
     resolve_place,
     write_agent_run,
 )
@@ -515,12 +516,12 @@ class PlaceRecommender:
                 f"places within {self.config.radius_m:.0f} m; policy "
                 f"`{policy_name(self.policy)}`.",
                 "",
-                "| # | place | cuisine | distance | rating | reason |",
-                "|---|---|---|---|---|---|",
+                "| # | place | cuisine | distance | rating | reason | rated by |",
+                "|---|---|---|---|---|---|---|",
             ]
             summary += [
                 f"| {r['rank']} | {r['name']} | {r['cuisine']} | {r['distance_m']:.0f} m | "
-                f"{r['rating']:g} | {r['reason']} |"
+                f"{r['rating']:g} | {r['reason']} | {rated_by(r, self.policy)} |"
                 for r in top
             ]
             write_agent_run(

@@ -8,8 +8,10 @@ Examples::
     openvirl bench vln --split mini --policy openai:http://127.0.0.1:8000/v1#my-model
     openvirl bench vln --split full --city helsinki --city monaco
 
-Every run scores the model policy (``--policy``; default ``oracle``) together with the oracle
-and random baselines on the same items and writes a run folder (default
+Every run scores the requested policy (``--policy``; default ``oracle``) together with the
+oracle and random baselines on the same items; the headline (``bench/*`` in ``metrics.json``,
+the first column of the table and report) is the requested policy's, and the baselines sit
+beside it marked "(baseline)", and writes a run folder (default
 ``runs/bench/<name>__<policy>__s<seed>``) with config.json, metrics.json, results.jsonl,
 data/ (items + manifest), report.md, report.html and plots/; open it with ``openvirl view``.
 The default data sets ship with the package; other parameters generate (and cache) theirs.
@@ -50,11 +52,13 @@ def _run(call: Callable[[], dict[str, Any]], keys: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from openvirl.benchmarks.common import column_label
+
     table = Table(title=f"{metrics['benchmark']} · {metrics['items']} items")
     table.add_column("metric")
     labels = list(metrics["policies"])
     for label in labels:
-        table.add_column(label)
+        table.add_column(column_label(label, metrics["policy"]))
     for key in keys:
         row = []
         for label in labels:
@@ -139,7 +143,8 @@ def localization_command(
         policy=policy,
         visual=visual,
     )
-    _run(lambda: run(config, out=out), ["ar10", "ar20", "recall", "precision", "places"])
+    keys = ["ar10", "ar20", "recall", "precision", "unreadable_rate", "places"]
+    _run(lambda: run(config, out=out), keys)
 
 
 @app.command("vln")
@@ -187,6 +192,7 @@ def vln_command(
             "intersection_arrival",
             "intersection_reaction",
             "stop_arrival",
+            "unreadable_rate",
         ],
     )
 

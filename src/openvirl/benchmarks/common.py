@@ -3,7 +3,9 @@
 A benchmark run compares the model policy with the two baselines (``oracle``, the upper bound
 from the privileged expert answer, and ``random``, the chance level) on the same items, and
 writes a run folder the viewer opens: ``config.json`` (``kind`` "benchmark"), ``metrics.json``
-(every policy's metrics under ``policies``, the model's also flat), ``results.jsonl`` (one line
+(every policy's metrics under ``policies``; the headline ``bench/*`` keys are the *requested*
+policy's, named by ``headline_policy``, with the baselines listed under ``baselines``; reports
+put the requested policy first and mark the others "(baseline)"), ``results.jsonl`` (one line
 per item and policy), ``data/`` (the items and their manifest), ``report.md``, ``report.html``
 and ``plots/``.
 
@@ -137,18 +139,37 @@ def load_or_build(
 
 
 # ---------------------------------------------------------------------------- policies
+def requested_label(spec: str) -> str:
+    """The label of the policy a benchmark was asked for: ``oracle`` or ``random`` when `spec`
+    is one of the baselines (with or without options), else the spec itself."""
+    from openvirl.policies.registry import parse_policy_spec
+
+    try:
+        kind = parse_policy_spec(spec).kind
+    except ValueError:  # a label given by a caller rather than a spec
+        return spec
+    return kind if kind in BASELINES else spec
+
+
 def policies_for(spec: str, *, seed: int) -> list[tuple[str, Policy]]:
-    """(label, policy) pairs: the oracle, the random baseline (seeded) and the model of `spec`
-    (left out when `spec` is itself oracle or random)."""
+    """(label, policy) pairs: the requested policy of `spec` first, then the baselines it is
+    not (the oracle, and the random baseline seeded with `seed`)."""
     from openvirl.policies.registry import make_policy, parse_policy_spec
 
-    out: list[tuple[str, Policy]] = [
-        ("oracle", make_policy("oracle")),
-        ("random", make_policy("random", seed=seed)),
-    ]
-    if parse_policy_spec(spec).kind not in BASELINES:
-        out.append((spec, make_policy(spec)))
+    parsed = parse_policy_spec(spec)
+    label = requested_label(spec)
+    seeded = {"seed": seed} if parsed.kind == "random" and "seed" not in parsed.options else {}
+    out: list[tuple[str, Policy]] = [(label, make_policy(spec, **seeded))]
+    if label != "oracle":
+        out.append(("oracle", make_policy("oracle")))
+    if label != "random":
+        out.append(("random", make_policy("random", seed=seed)))
     return out
+
+
+def column_label(label: str, spec: str) -> str:
+    """A policy's column title in reports: the requested one as is, others "(baseline)"."""
+    return label if label == requested_label(spec) else f"{label} (baseline)"
 
 
 def act_batched(
@@ -420,10 +441,14 @@ def write_bench_run(
                 )
                 k += 1
     labels = list(results)
-    model = labels[-1]
+    model = requested_label(spec)
+    if model not in results:  # results built by a caller: its first non-baseline policy
+        model = next((label for label in labels if label not in BASELINES), labels[0])
     metrics: dict[str, Any] = {
         "benchmark": name,
         "policy": spec,
+        "headline_policy": model,
+        "baselines": [label for label in labels if label != model],
         "complete": True,
         "items": len(items),
         "policies": {label: res["metrics"] for label, res in results.items()},
@@ -474,7 +499,7 @@ def _write_reports(
     notes: Sequence[str],
 ) -> None:
     labels = list(results)
-    header = "| metric | " + " | ".join(labels) + " |"
+    header = "| metric | " + " | ".join(column_label(label, spec) for label in labels) + " |"
     rows = [header, "|---" * (len(labels) + 1) + "|"]
     for key, description in headline:
         cells = [_cell(results[label]["metrics"].get(key)) for label in labels]
@@ -495,7 +520,7 @@ def _write_reports(
         "margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:4px 8px}img{max-width:100%}</style></head><body>",
         f"<h1>{esc(title)}</h1><p>{esc(data_line)}</p><table><tr><th>metric</th>"
-        + "".join(f"<th>{esc(label)}</th>" for label in labels)
+        + "".join(f"<th>{esc(column_label(label, spec))}</th>" for label in labels)
         + "</tr>",
     ]
     for key, description in headline:
@@ -612,6 +637,7 @@ __all__ = [
     "BASELINES",
     "DATA_DIR",
     "act_batched",
+    "column_label",
     "default_out",
     "load_or_build",
     "plot_headline",
@@ -620,6 +646,7 @@ __all__ = [
     "rate",
     "read_items",
     "request",
+    "requested_label",
     "write_bench_run",
     "write_items",
 ]

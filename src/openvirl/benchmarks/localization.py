@@ -272,16 +272,31 @@ def parse_detections(reply: str) -> list[dict[str, Any]]:
     return out
 
 
+def is_readable(reply: str) -> bool:
+    """Whether a reply holds JSON at all; an unreadable one counts as no detection, and the
+    report shows their share (``unreadable_rate``) so it is never read as the model's "I see
+    nothing"."""
+    from openvirl.agents.llm import parse_json_reply
+
+    try:
+        parse_json_reply(reply)
+    except ValueError:
+        return False
+    return True
+
+
 def score(
     items: list[dict[str, Any]], replies: list[str], config: LocalizationConfig
 ) -> dict[str, Any]:
     """Recall per type, AR20, AR10 (a seeded subset of 10 types) and detection precision."""
     truth = ground_truth(items)
     found: set[tuple[str, str]] = set()
-    n_det = n_tp = 0
+    n_det = n_tp = unreadable = 0
     records = []
     for item, reply in zip(items, replies, strict=True):
         dets = parse_detections(reply)
+        readable = is_readable(reply)
+        unreadable += not readable
         tps = 0
         for det in dets:
             n_det += 1
@@ -302,7 +317,9 @@ def score(
                 "detections": dets,
                 "true_positives": tps,
                 "truth": [t["name"] for t in item["truth"]],
-                "outcome": "correct" if tps else ("no_detection" if not dets else "wrong"),
+                "outcome": "correct"
+                if tps
+                else ("unreadable" if not readable else "no_detection" if not dets else "wrong"),
             }
         )
     totals: dict[str, int] = defaultdict(int)
@@ -329,6 +346,7 @@ def score(
         "places": len(truth),
         "precision": rate(n_tp, n_det) if n_det else {"value": None, "ci95": None, "n": 0},
         "detections": n_det,
+        "unreadable_rate": unreadable / len(items) if items else 0.0,
     }
     return {"metrics": metrics, "records": records}
 
@@ -440,6 +458,7 @@ def run(config: LocalizationConfig, *, out: str | Path | None = None) -> dict[st
             ("ar20", "AR20 (mean recall over the types present)"),
             ("recall", "Recall over all places"),
             ("precision", "Detection precision"),
+            ("unreadable_rate", "Unreadable answers"),
             ("places", "Ground-truth places"),
             ("types_present", "Types present"),
         ],

@@ -33,6 +33,7 @@ from openvirl.benchmarks.common import (
     rate,
     write_bench_run,
 )
+from openvirl.envs.navigation.actions import parse_answer
 
 NAME = "vln"
 VERSION = 1
@@ -221,6 +222,7 @@ def run_episodes(
                         "kind": entry.kind,
                         "gt_action": entry.action(config.actions),
                         "action": reply,
+                        "readable": parse_answer(reply).action is not None,
                         "outcome": info.get("outcome"),
                         "reward": reward,
                         "position": [entry.lat, entry.lon],
@@ -264,6 +266,7 @@ def key_points(records: list[dict[str, Any]]) -> dict[str, Any]:
         "per_city": {c: sum(v) / len(v) for c, v in sorted(per_city.items())},
         "routes": n,
         "steps": sum(len(r["steps"]) for r in records),
+        "unreadable_rate": _unreadable_share(records),
     }
 
 
@@ -284,6 +287,13 @@ def _routes_from_file(config: VLNConfig) -> tuple[list[dict[str, Any]], dict[str
         "routes": len(routes),
     }
     return routes, manifest
+
+
+def _unreadable_share(records: list[dict[str, Any]]) -> float:
+    """Share of answers with no readable action: the env scores them as wrong actions, and
+    the report shows them apart so they are never read as the model's choice."""
+    steps = [s for r in records for s in r["steps"]]
+    return sum(not s.get("readable", True) for s in steps) / len(steps) if steps else 0.0
 
 
 def run(config: VLNConfig, *, out: str | Path | None = None) -> dict[str, Any]:
@@ -365,6 +375,7 @@ def run(config: VLNConfig, *, out: str | Path | None = None) -> dict[str, Any]:
             ("intersection_reaction", "Intersection reaction"),
             ("stop_arrival", "Stop arrival"),
             ("stop_reaction", "Stop reaction"),
+            ("unreadable_rate", "Unreadable answers"),
         ],
         plots=plots,
         notes=notes,

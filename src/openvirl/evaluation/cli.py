@@ -44,11 +44,12 @@ def eval_command(
     episodes: int | None = typer.Option(None, "--episodes", help=_h("episodes")),
     seed: int = typer.Option(42, "--seed", help=_h("seed")),
     out: Path | None = typer.Option(None, "--out", help=_h("out")),
-    batch_size: int = typer.Option(16, "--batch-size", help=_h("batch_size")),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=_h("batch_size")),
     max_attempts: int | None = typer.Option(None, "--max-attempts", help=_h("max_attempts")),
     resume: bool = typer.Option(True, "--resume/--no-resume", help=_h("resume")),
     temperature: float | None = typer.Option(None, "--temperature", help=_h("temperature")),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help=_h("max_new_tokens")),
+    few_shot: int | None = typer.Option(None, "--few-shot", help=_h("few_shot")),
     image_size: int | None = typer.Option(None, "--image-size", help=_h("image_size")),
     save_images: bool = typer.Option(
         True, "--save-images/--no-save-images", help=_h("save_images")
@@ -78,6 +79,7 @@ def eval_command(
         resume=resume,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
+        few_shot=few_shot,
         image_size=image_size,
         save_images=save_images,
         report=report,
@@ -127,7 +129,9 @@ def eval_command(
 def _print_run(console: Console, run: EvalResult) -> None:
     from rich.table import Table
 
+    from openvirl.evaluation.evaluate import few_shot_count
     from openvirl.evaluation.report import fmt_rate
+    from openvirl.evaluation.tasks import get_task
 
     metrics = run.metrics
     table = Table(title=f"{run.config.task}/{run.config.split}", show_header=False)
@@ -151,4 +155,10 @@ def _print_run(console: Console, run: EvalResult) -> None:
             f"{metrics['eval/wall_s']:.1f} s ({metrics.get('eval/episodes_per_s', 0):.2f} ep/s)",
         )
     console.print(table)
+    shots = few_shot_count(run.config, get_task(run.config.task, run.config.split))
+    if shots:
+        console.print(
+            f"prompt: {shots} solved training hands before each hand (few-shot; --few-shot 0 "
+            "turns it off); see config.json `prompt`"
+        )
     console.print(f"written to {run.out}/ (trajectories.jsonl, metrics.json, report.html)")

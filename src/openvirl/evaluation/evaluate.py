@@ -7,6 +7,8 @@ Output folder (``--out``)::
 
     config.json          every option, the episode seeds, the policy and package versions
     trajectories.jsonl   one line per finished episode, appended (and flushed) as it ends
+    attempts.jsonl       one line per answer of an episode still in play (index, attempt,
+                         answer), so a stop mid-episode loses at most the current round
     images/00007.png     the image the policy saw in episode 7 (vision tasks)
     sessions.jsonl       one line per run of this folder: wall time, model time, tokens
     session-live.json    the running session's counters, rewritten after every episode; a
@@ -17,9 +19,22 @@ Output folder (``--out``)::
 
 Resuming: a rerun with the same folder reads ``trajectories.jsonl``, keeps every complete line,
 drops a half-written last line and plays only the missing episode indices; episode ``i`` always
-has the same seed, so the result equals an uninterrupted run. A policy that fails for good
-(`PolicyError`: a server down after its retries) stops the run cleanly: finished episodes stay
-on disk, partial metrics are written, and `EvalResult.error` says what happened.
+has the same seed, so the result equals an uninterrupted run. An episode that was still in play
+replays its saved answers from ``attempts.jsonl`` and asks the policy only for the rest.
+
+Feedback: the progress bar counts *attempts* (model answers), with the episodes finished and
+solved beside it and an estimate of the time left; its total is the most attempts the
+remaining episodes can take, lowered as episodes end early, so the estimate errs long.
+
+Generation defaults: a generating policy (``hf:``, ``openai:``) that is given no
+``max_new_tokens`` gets the task's answer-sized budget (`TaskSpec.answer_tokens`, 96 tokens for
+GeneralPoints); plain prompts stop at the next user turn. The embedded base model
+(``hf:gemma-3-270m`` without an adapter) gets a few-shot prefix of solved training hands on
+GeneralPoints text tasks (``few_shot``, default 3 there, recorded in ``config.json``).
+
+A policy that fails for good (`PolicyError`: a server down after its retries) stops the run
+cleanly: finished episodes stay on disk, partial metrics are written, and `EvalResult.error`
+says what happened.
 
 Example
 -------
@@ -48,11 +63,12 @@ from typing import Any
 
 from openvirl._text import clean_text
 from openvirl.evaluation.metrics import compute_metrics, step_signals
-from openvirl.evaluation.rollout import EpisodeRecord, run_episodes
+from openvirl.evaluation.rollout import EpisodeRecord, StepRecord, run_episodes
 from openvirl.evaluation.tasks import GP_ENV_ID, TaskSpec, episode_seeds, get_task, make_env
-from openvirl.policies.base import Policy, PolicyError, Request
+from openvirl.policies.base import Policy, PolicyError, Request, message_text
 
 TRAJECTORIES = "trajectories.jsonl"
+ATTEMPTS = "attempts.jsonl"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 SESSIONS = "sessions.jsonl"
@@ -132,12 +148,26 @@ class EvalConfig:
     )
     max_new_tokens: int | None = field(
         default=None,
-        metadata={"help": "Longest answer in tokens passed to the policy; default: the policy's."},
+        metadata={
+            "help": "Longest answer in tokens passed to a generating policy; default: the "
+            "task's answer-sized budget (96 for GeneralPoints) unless the spec sets one."
+        },
+    )
+    few_shot: int | None = field(
+        default=None,
+        metadata={
+            "help": "Solved example hands put before every prompt (hf policies, GeneralPoints "
+            "text); default: 3 for the embedded base model (hf:gemma-3-270m), else 0."
+        },
     )
     # How to run
-    batch_size: int = field(
-        default=16,
-        metadata={"help": "Episodes in flight at once (one batched model call per round)."},
+    batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Episodes in flight at once (one batched model call per round); default 16, "
+            "or 4 for an hf policy on a CPU so rounds stay short and progress and saved "
+            "attempts come often."
+        },
     )
     max_attempts: int | None = field(
         default=None,
@@ -178,7 +208,7 @@ class EvalConfig:
         """
         if self.episodes is not None and self.episodes < 0:
             raise ValueError(f"`episodes` must be >= 0, got {self.episodes}.")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size}.")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError(f"`max_attempts` must be >= 1, got {self.max_attempts}.")
@@ -190,6 +220,8 @@ class EvalConfig:
             raise ValueError(f"`examples` must be >= 0, got {self.examples}.")
         if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
             raise ValueError(f"`out` {self.out} is a file; pass a folder (created if missing).")
+        if self.few_shot is not None and self.few_shot < 0:
+            raise ValueError(f"`few_shot` must be >= 0, got {self.few_shot}.")
         if self.suite is not None:
             if self.routes is not None:
                 raise ValueError("`routes` plays one navigation task; drop --suite or --routes.")
@@ -285,9 +317,14 @@ def build_policy(config: EvalConfig) -> Policy:
     # One round of the evaluation is one `generate` call (hf) or that many requests in flight
     # (openai, so the server can batch them), unless the spec says otherwise.
     if kind == "hf" and "batch_size" not in parsed.options:
-        overrides["batch_size"] = config.batch_size
+        overrides["batch_size"] = episodes_in_flight(config)
     if kind == "openai" and "concurrency" not in parsed.options:
-        overrides["concurrency"] = config.batch_size
+        overrides["concurrency"] = episodes_in_flight(config)
+    if kind in GENERATING_KINDS and "max_new_tokens" not in overrides | parsed.options:
+        # An answer-sized budget: a model that rambles stops early instead of generating up
+        # to a long generic cap (the embedded model at 256 tokens took half an hour for 10 hands
+        # on a CPU).
+        overrides["max_new_tokens"] = answer_budget(config)
     if kind not in GENERATING_KINDS and (overrides.keys() & {"temperature", "max_new_tokens"}):
         warnings.warn(
             f"{', '.join(overrides)} ignored: the `{kind}` policy does not generate text",
@@ -297,16 +334,96 @@ def build_policy(config: EvalConfig) -> Policy:
     return make_policy(config.policy, **overrides)
 
 
-class _TimedPolicy:
-    """Pass-through policy that adds up the seconds spent inside the wrapped `act`."""
+DEFAULT_BATCH = 16
+CPU_HF_BATCH = 4
+"""Episodes in flight for an hf policy on a CPU: a round of 16 long prompts took minutes there,
+with no progress and nothing saved in between; 4 keeps rounds short at little cost in speed
+(prefill, which batching does not speed up on a CPU, dominates)."""
 
-    def __init__(self, policy: Policy):
+
+def episodes_in_flight(config: EvalConfig) -> int:
+    """``config.batch_size``, or the default: `CPU_HF_BATCH` for an hf policy that will run on
+    a CPU, else `DEFAULT_BATCH`."""
+    if config.batch_size is not None:
+        return config.batch_size
+    from openvirl.policies.registry import parse_policy_spec
+
+    try:
+        parsed = parse_policy_spec(config.policy)
+    except ValueError:
+        return DEFAULT_BATCH
+    if parsed.kind != "hf":
+        return DEFAULT_BATCH
+    device = str(parsed.options.get("device") or "auto")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return CPU_HF_BATCH if device.startswith("cpu") else DEFAULT_BATCH
+
+
+def answer_budget(config: EvalConfig) -> int:
+    """The default `max_new_tokens` of a run: its task's `TaskSpec.answer_tokens` (the largest
+    of a suite's tasks)."""
+    if config.suite is not None:
+        from openvirl.evaluation.suite import get_suite
+        from openvirl.evaluation.tasks import TASKS
+
+        specs = [
+            TASKS[task][split]
+            for task, split in get_suite(config.suite)
+            if split in TASKS.get(task, {})
+        ]
+        return max((spec.answer_tokens for spec in specs), default=256)
+    return get_task(config.task, config.split).answer_tokens
+
+
+def is_embedded_base(spec: str) -> bool:
+    """Whether a policy spec is the embedded base model: ``hf:gemma-3-270m`` with no adapter."""
+    from openvirl.policies import embedded
+    from openvirl.policies.registry import parse_policy_spec
+
+    try:
+        parsed = parse_policy_spec(spec)
+    except ValueError:
+        return False
+    return (
+        parsed.kind == "hf"
+        and embedded.is_embedded_name(parsed.target)
+        and not parsed.options.get("adapter")
+    )
+
+
+DEFAULT_FEW_SHOT = 3
+"""Solved examples the embedded base model gets by default on GeneralPoints text tasks."""
+
+
+def few_shot_count(config: EvalConfig, spec: TaskSpec) -> int:
+    """How many solved examples go before each prompt of this run (see `EvalConfig.few_shot`)."""
+    from openvirl.evaluation.tasks import supports_few_shot
+
+    if config.few_shot is not None:
+        return config.few_shot
+    return DEFAULT_FEW_SHOT if is_embedded_base(config.policy) and supports_few_shot(spec) else 0
+
+
+class _TimedPolicy:
+    """Pass-through policy that adds up the seconds spent inside the wrapped `act`.
+
+    `before_call` runs before each call: the progress log prints there, between rounds, once
+    every answer of the previous round is counted.
+    """
+
+    def __init__(self, policy: Policy, before_call: Any = None):
         self.policy = policy
         self.name = getattr(policy, "name", type(policy).__name__)
         self.seconds = 0.0
         self.calls = 0
+        self.before_call = before_call
 
     def act(self, requests: Sequence[Request]) -> list[str]:
+        if self.before_call is not None:
+            self.before_call()
         t0 = time.perf_counter()
         try:
             return self.policy.act(requests)
@@ -673,18 +790,24 @@ def _evaluate_locked(
     n_planned = n_default if config.episodes is None else config.episodes
     traj_path = out / TRAJECTORIES
 
+    # PLUMBING: the few-shot prefix (solved training hands) for base models
+    n_shots = few_shot_count(config, spec)
+    examples = _few_shot(spec, n_shots, policy)
+
     # PLUMBING: resume or start over
+    attempts_path = out / ATTEMPTS
     if config.resume:
         _check_resumable(out, config)
         _recover_live_session(out)
         done = read_trajectories(traj_path)
         sessions = _read_jsonl(out / SESSIONS)
     else:
-        for name in (TRAJECTORIES, SESSIONS, METRICS, LIVE_SESSION):
+        for name in (TRAJECTORIES, SESSIONS, METRICS, LIVE_SESSION, ATTEMPTS):
             (out / name).unlink(missing_ok=True)
         done, sessions = [], []
     records = {r["index"]: r for r in done}
     todo = [i for i in range(n_planned) if i not in records]
+    partial = _read_attempts(attempts_path, set(todo)) if config.resume else {}
     all_seeds = episode_seeds(spec, config.seed, range(n_planned))
     _write_json(
         out / CONFIG,
@@ -696,13 +819,18 @@ def _evaluate_locked(
             "policy": {"spec": config.policy, "name": policy_name, "repr": repr(policy)[:500]},
             "versions": package_versions(),
             "data": {**_data_description(spec), **_routes_description(config)},
+            "prompt": {
+                "few_shot": n_shots,
+                "examples": [{"role": m["role"], "text": message_text(m)} for m in examples],
+            },
+            "generation": dict(getattr(policy, "options", {}) or {}),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumed_episodes": len(records),
+            "resumed_attempts": sum(len(a) for a in partial.values()),
         },
     )
 
-    # ALGO LOGIC: batched episodes, each appended to disk as soon as it ends
-    timed = _TimedPolicy(policy)
+    # ALGO LOGIC: batched episodes, each attempt and each episode written as soon as it ends
     tokens_before = _completion_tokens(policy)
     images_dir = out / IMAGES
     error: str | None = None
@@ -725,19 +853,41 @@ def _evaluate_locked(
             "ended": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    with traj_path.open("a", encoding="utf-8") as handle, _progress(config) as bar:
-        label = f"{spec.name} · {policy_name}"
-        task_id = bar.add_task(label, total=n_planned, completed=len(records), wins=_wins(records))
+    max_attempts = int(config.max_attempts or spec.env_kwargs.get("max_attempts") or 0) or None
+    previous_examples = _set_examples(policy, examples)
+    progress = _AttemptProgress(
+        config,
+        f"{spec.name} · {policy_name}",
+        n_planned=n_planned,
+        records=records,
+        per_episode=max_attempts or _env_max_attempts(make),
+        replayed={i: len(a) for i, a in partial.items()},
+    )
+    timed = _TimedPolicy(policy, before_call=progress.flush)
+    with (
+        traj_path.open("a", encoding="utf-8") as handle,
+        attempts_path.open("a", encoding="utf-8") as attempts_log,
+        progress,
+    ):
         last_sync = time.monotonic()
+
+        def on_step(episode: EpisodeRecord, step: StepRecord) -> None:
+            line = {"index": episode.index, "attempt": len(episode.steps), "action": step.action}
+            attempts_log.write(json.dumps(line, ensure_ascii=False) + "\n")
+            attempts_log.flush()
+            progress.attempt()
+
         episodes = run_episodes(
             make,
             timed,
             [all_seeds[i] for i in todo],
-            batch_size=config.batch_size,
+            batch_size=episodes_in_flight(config),
             indices=todo,
             # Episode i plays item i of a fixed-order set (navigation's held-out routes, each
             # once, in order); environments without such sets ignore the option.
             reset_options=lambda i: {"episode_index": i},
+            on_step=on_step,
+            replay=lambda i: partial.get(i, []),
         )
         try:
             for episode in episodes:
@@ -765,7 +915,7 @@ def _evaluate_locked(
                 n_new += 1
                 # A killed run loses no time or tokens: the next run books these counters.
                 _write_json(out / LIVE_SESSION, session_counters())
-                bar.update(task_id, advance=1, wins=_wins(records))
+                progress.episode(record)
         except PolicyError as exc:
             error = f"policy {policy_name!r} failed: {exc}"
         except KeyboardInterrupt:
@@ -773,6 +923,7 @@ def _evaluate_locked(
             error = "interrupted (Ctrl-C)"
         finally:
             episodes.close()
+            _set_examples(policy, previous_examples)
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -785,6 +936,8 @@ def _evaluate_locked(
 
     planned = [records[i] for i in sorted(records) if i < n_planned]
     complete = len(planned) == n_planned
+    if complete:
+        attempts_path.unlink(missing_ok=True)  # every episode is in trajectories.jsonl
     if complete and [r.get("index") for r in _read_jsonl(traj_path)] != sorted(records):
         # Batches finish out of order; a finished file reads best in episode order.
         _rewrite_jsonl(traj_path, [records[i] for i in sorted(records)])
@@ -821,6 +974,160 @@ def _evaluate_locked(
     return result
 
 
+def _few_shot(spec: TaskSpec, n: int, policy: Policy) -> list[Any]:
+    """The solved example turns for this run; checks the policy can take them."""
+    from openvirl.evaluation.tasks import few_shot_messages
+
+    if n == 0:
+        return []
+    if not hasattr(policy, "examples"):
+        raise ValueError(
+            f"--few-shot needs an hf policy (its prompt is rendered here); "
+            f"{getattr(policy, 'name', policy)!r} is not one. Pass --few-shot 0."
+        )
+    return few_shot_messages(spec, n)
+
+
+def _set_examples(policy: Policy, examples: list[Any]) -> list[Any] | None:
+    """Give an hf policy this run's few-shot turns; return what it had (to restore)."""
+    if not hasattr(policy, "examples"):
+        return None
+    previous = list(policy.examples or [])
+    policy.examples = examples
+    return previous
+
+
+def _read_attempts(path: Path, todo: set[int]) -> dict[int, list[str]]:
+    """Answers already given in unfinished episodes (``attempts.jsonl``), by episode index.
+
+    Lines must run 1, 2, ... per episode; a half-written or out-of-order line ends that
+    episode's replay there (it is asked again).
+    """
+    out: dict[int, list[str]] = {}
+    for record in _read_jsonl(path):
+        if not isinstance(record, dict):
+            continue
+        index, attempt, action = record.get("index"), record.get("attempt"), record.get("action")
+        if index not in todo or not isinstance(action, str) or not isinstance(attempt, int):
+            continue
+        answers = out.setdefault(index, [])
+        if attempt == len(answers) + 1:
+            answers.append(action)
+    return {i: a for i, a in out.items() if a}
+
+
+def _env_max_attempts(make: Any) -> int | None:
+    """The attempts per episode of the task's env (its config's `max_attempts`), if it has one."""
+    env = make()
+    try:
+        config = getattr(env.unwrapped, "config", None)
+        value = getattr(config, "max_attempts", None)
+        return int(value) if isinstance(value, int) else None
+    finally:
+        env.close()
+
+
+class _AttemptProgress:
+    """Progress per attempt (model answer) with the time left, for a TTY or a log.
+
+    The total counts ``per_episode`` attempts (the env's ``max_attempts``, or 1 when unknown)
+    for each remaining episode, replaced by the attempts it took once it ends; for
+    GeneralPoints that is the most the remaining episodes can take, so the estimate of the
+    time left errs long and only shrinks. Without a terminal (a pipe, a CI log), a line is
+    printed between rounds, at most every `LOG_EVERY_S` seconds, instead of a bar.
+    """
+
+    LOG_EVERY_S = 30.0
+
+    def __init__(
+        self,
+        config: EvalConfig,
+        label: str,
+        *,
+        n_planned: int,
+        records: Mapping[int, Mapping[str, Any]],
+        per_episode: int | None,
+        replayed: Mapping[int, int],
+    ) -> None:
+        self.enabled = config.progress
+        self.label = label
+        self.records = records
+        self.n_planned = n_planned
+        self.per_episode = per_episode or 1
+        remaining = n_planned - len([i for i in records if i < n_planned])
+        done_before = sum(replayed.values())
+        self.total = remaining * self.per_episode
+        self.done = done_before
+        self.t0 = time.monotonic()
+        self.done_at_start = done_before
+        self.last_log = self.t0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _AttemptProgress:
+        if not self.enabled:
+            return self
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if console.is_terminal:
+            self._bar = _progress(console)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                self.label, total=self.total, completed=self.done, episodes=self._episodes()
+            )
+        else:
+            self._console = console
+            console.print(f"{self.label}: {self._episodes()}, up to {self.total} attempts to go")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        elif self.enabled:
+            self._log(force=True)
+
+    def _episodes(self) -> str:
+        n = len([i for i in self.records if i < self.n_planned])
+        wins = sum(bool(r.get("success")) for i, r in self.records.items() if i < self.n_planned)
+        return f"{n}/{self.n_planned} episodes, {wins} solved"
+
+    def attempt(self) -> None:
+        """One answer was given and verified."""
+        self.done += 1
+        self._update()
+
+    def episode(self, record: Mapping[str, Any]) -> None:
+        """An episode ended: its budget in the total becomes the attempts it took (fewer when
+        it ended early; more for tasks whose episodes have several positions)."""
+        self.total += int(record.get("attempts") or 0) - self.per_episode
+        self._update()
+
+    def flush(self) -> None:
+        """Between rounds: print the log line when one is due (no terminal)."""
+        if self.enabled and self._bar is None:
+            self._log(force=False)
+
+    def _update(self) -> None:
+        if self.enabled and self._bar is not None:
+            self._bar.update(
+                self._task, total=self.total, completed=self.done, episodes=self._episodes()
+            )
+
+    def _log(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_log < self.LOG_EVERY_S:
+            return
+        self.last_log = now
+        rate = (self.done - self.done_at_start) / max(now - self.t0, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = "?" if math.isnan(left) else f"{left / 60:.1f} min"
+        self._console.print(
+            f"{self.label}: {self.done}/{self.total} attempts, {self._episodes()}, "
+            f"at most ~{eta} left"
+        )
+
+
 def _route_file(config: EvalConfig) -> list[Any] | None:
     """The routes of ``config.routes``, read and checked against their city once."""
     if config.routes is None:
@@ -853,13 +1160,7 @@ def _env_factory(spec: TaskSpec, config: EvalConfig, routes: list[Any] | None = 
     return make
 
 
-def _wins(records: Mapping[int, Mapping[str, Any]]) -> str:
-    n = len(records)
-    wins = sum(bool(r.get("success")) for r in records.values())
-    return f"{wins}/{n} solved" if n else ""
-
-
-def _progress(config: EvalConfig) -> Any:
+def _progress(console: Any) -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -873,9 +1174,10 @@ def _progress(config: EvalConfig) -> Any:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[wins]}"),
+        TextColumn("attempts · {task.fields[episodes]}"),
         TimeElapsedColumn(),
+        TextColumn("left"),
         TimeRemainingColumn(),
-        disable=not config.progress,
+        console=console,
         transient=False,
     )

@@ -74,6 +74,8 @@ def run_episodes(
     reset_options: Callable[[int], dict[str, Any] | None] | None = None,
     drop_info_keys: Sequence[str] = ("solutions",),
     max_steps: int = 1_000,
+    on_step: Callable[[EpisodeRecord, StepRecord], None] | None = None,
+    replay: Callable[[int], Sequence[str]] | None = None,
 ) -> Iterator[EpisodeRecord]:
     """Play one episode per seed with `policy`, batching model calls; yield each as it ends.
 
@@ -96,6 +98,14 @@ def run_episodes(
         Large info entries left out of the recorded steps.
     max_steps
         Guard against an environment that never ends.
+    on_step
+        Called after every answer the policy gave, with the episode and its new step (not for
+        replayed answers): progress per attempt, and saving each attempt as it is made.
+    replay
+        ``index -> answers`` already given in episode `index` by an earlier, interrupted run;
+        they are stepped through the freshly reset environment before the policy is asked
+        again, so a resumed episode continues where it stopped (environments are
+        deterministic given the seed and the answers).
 
     Yields
     ------
@@ -111,35 +121,70 @@ def run_episodes(
     slots: list[dict[str, Any]] = []
     envs: list[gym.Env] = []
 
-    def start(slot_env: gym.Env) -> dict[str, Any] | None:
-        if not queue:
-            return None
-        index, seed = queue.pop()
-        options = reset_options(index) if reset_options else None
-        obs, info = slot_env.reset(seed=int(seed), options=options)
-        record = EpisodeRecord(
-            index=index,
-            seed=int(seed),
-            reset_info=_strip_info(info, drop_info_keys),
-            prompt=obs.get("prompt", ""),
-            image=obs.get("image"),
+    def step(slot: dict[str, Any], answer: str) -> bool:
+        """Apply one answer; record it; return whether the episode ended."""
+        env = slot["env"]
+        seen = slot["obs"]  # what the policy saw when it gave this answer
+        obs, reward, terminated, truncated, info = env.step(answer)
+        record: EpisodeRecord = slot["record"]
+        record.steps.append(
+            StepRecord(
+                attempt=int(info.get("attempt", len(record.steps) + 1)),
+                action=answer,
+                reward=float(reward),
+                outcome=str(info.get("outcome", "")),
+                feedback=str(info.get("feedback", "")),
+                info=_strip_info(info, drop_info_keys),
+                prompt=seen.get("prompt", "") if isinstance(seen, dict) else "",
+                image=seen.get("image") if isinstance(seen, dict) else None,
+            )
         )
-        return {
-            "env": slot_env,
-            "info": info,
-            "obs": obs,
-            "record": record,
-            "t0": time.perf_counter(),
-        }
+        slot["info"] = info
+        slot["obs"] = obs
+        ended = bool(terminated or truncated or len(record.steps) >= max_steps)
+        if ended:
+            record.wall_s = time.perf_counter() - slot["t0"]
+        return ended
 
-    for _ in range(min(batch_size, len(queue))):
-        env = make_env()
-        envs.append(env)
-        slot = start(env)
-        if slot is not None:
-            slots.append(slot)
+    def start(slot_env: gym.Env) -> tuple[dict[str, Any] | None, list[EpisodeRecord]]:
+        """The next episode that still needs the policy, and those that replay finished."""
+        finished: list[EpisodeRecord] = []
+        while queue:
+            index, seed = queue.pop()
+            options = reset_options(index) if reset_options else None
+            obs, info = slot_env.reset(seed=int(seed), options=options)
+            record = EpisodeRecord(
+                index=index,
+                seed=int(seed),
+                reset_info=_strip_info(info, drop_info_keys),
+                prompt=obs.get("prompt", ""),
+                image=obs.get("image"),
+            )
+            slot = {
+                "env": slot_env,
+                "info": info,
+                "obs": obs,
+                "record": record,
+                "t0": time.perf_counter(),
+            }
+            ended = False
+            for answer in replay(index) if replay is not None else ():
+                ended = step(slot, answer)
+                if ended:
+                    break
+            if not ended:
+                return slot, finished
+            finished.append(record)
+        return None, finished
 
     try:
+        for _ in range(min(batch_size, len(queue))):
+            env = make_env()
+            envs.append(env)
+            slot, done = start(env)
+            yield from done
+            if slot is not None:
+                slots.append(slot)
         while slots:
             # Each answer's seed comes from its episode's seed and attempt, never from the
             # order of calls, so a resumed run asks exactly what an uninterrupted one asks.
@@ -159,28 +204,14 @@ def run_episodes(
                 )
             still: list[dict[str, Any]] = []
             for slot, answer in zip(slots, answers, strict=True):
-                env = slot["env"]
-                seen = slot["obs"]
-                obs, reward, terminated, truncated, info = env.step(answer)
+                ended = step(slot, answer)
                 record: EpisodeRecord = slot["record"]
-                record.steps.append(
-                    StepRecord(
-                        attempt=int(info.get("attempt", len(record.steps) + 1)),
-                        action=answer,
-                        reward=float(reward),
-                        outcome=str(info.get("outcome", "")),
-                        feedback=str(info.get("feedback", "")),
-                        info=_strip_info(info, drop_info_keys),
-                        prompt=seen.get("prompt", "") if isinstance(seen, dict) else "",
-                        image=seen.get("image") if isinstance(seen, dict) else None,
-                    )
-                )
-                slot["info"] = info
-                slot["obs"] = obs
-                if terminated or truncated or len(record.steps) >= max_steps:
-                    record.wall_s = time.perf_counter() - slot["t0"]
+                if on_step is not None:
+                    on_step(record, record.steps[-1])
+                if ended:
                     yield record
-                    nxt = start(env)
+                    nxt, done = start(slot["env"])
+                    yield from done
                     if nxt is not None:
                         still.append(nxt)
                 else:

@@ -52,6 +52,9 @@ class TaskSpec:
     """The metric the paper reports for this setting (success or per-step accuracy)."""
     description: str = ""
     """One line for tables and `--help`."""
+    answer_tokens: int = 256
+    """Default `max_new_tokens` of a generating policy: room for the longest expert answer
+    with a margin, so a model that rambles stops there instead of at a long generic cap."""
 
     @property
     def name(self) -> str:
@@ -74,6 +77,7 @@ def register_task(
     episodes: int = 234,
     headline: str = "eval/success",
     description: str = "",
+    answer_tokens: int = 256,
 ) -> TaskSpec:
     """Add an evaluation setting; raises `ValueError` if ``(task, split)`` already exists."""
     if split in TASKS.get(task, {}):
@@ -88,6 +92,7 @@ def register_task(
         episodes=episodes,
         headline=headline,
         description=description,
+        answer_tokens=answer_tokens,
     )
     TASKS.setdefault(task, {})[split] = spec
     return spec
@@ -160,11 +165,16 @@ def make_env(spec: TaskSpec, **overrides: Any) -> gym.Env:
 # Spec §6: 234 hands per split, 5 verified attempts. GP-L keeps the reference's mixed suits;
 # GP-VL trains and tests in distribution on black suits and tests visual OOD on red ones.
 _GP_METRICS = ("difficulty",)
+GP_ANSWER_TOKENS = 96
+"""A GeneralPoints answer is one line of JSON: the expert answers of the few-shot hands are 46
+to 49 Gemma tokens for four cards; 96 leaves room for longer formulas and a little prose, and
+stops a rambling model at a third of the old 256-token cap."""
 register_task(
     "gp-l", "id",
     env_id=GP_ENV_ID,
     env_kwargs={"rule": "id", "visual": False, "suits": "mixed", "split": "test"},
     metrics=_GP_METRICS,
+    answer_tokens=GP_ANSWER_TOKENS,
     description="GeneralPoints, text; J/Q/K = 10 (training rule)",
 )  # fmt: skip
 register_task(
@@ -172,6 +182,7 @@ register_task(
     env_id=GP_ENV_ID,
     env_kwargs={"rule": "ood", "visual": False, "suits": "mixed", "split": "test"},
     metrics=(*_GP_METRICS, "rule_collapse"),
+    answer_tokens=GP_ANSWER_TOKENS,
     description="GeneralPoints, text; J/Q/K = 11/12/13 (held-out rule)",
 )  # fmt: skip
 register_task(
@@ -179,6 +190,7 @@ register_task(
     env_id=GP_ENV_ID,
     env_kwargs={"rule": "id", "visual": True, "suits": "black", "split": "test"},
     metrics=(*_GP_METRICS, "recognition"),
+    answer_tokens=GP_ANSWER_TOKENS,
     description="GeneralPoints, image; black suits, J/Q/K = 10",
 )  # fmt: skip
 register_task(
@@ -186,6 +198,7 @@ register_task(
     env_id=GP_ENV_ID,
     env_kwargs={"rule": "ood", "visual": True, "suits": "black", "split": "test"},
     metrics=(*_GP_METRICS, "recognition", "rule_collapse"),
+    answer_tokens=GP_ANSWER_TOKENS,
     description="GeneralPoints, image; black suits, J/Q/K = 11/12/13",
 )  # fmt: skip
 register_task(
@@ -193,6 +206,7 @@ register_task(
     env_id=GP_ENV_ID,
     env_kwargs={"rule": "id", "visual": True, "suits": "red", "split": "test"},
     metrics=(*_GP_METRICS, "recognition"),
+    answer_tokens=GP_ANSWER_TOKENS,
     description="GeneralPoints, image; red suits (held-out look), J/Q/K = 10",
 )  # fmt: skip
 
@@ -260,3 +274,54 @@ register_task(
     headline="eval/success",
     description="Navigation, street views; V-IRL's nine VLN-mini cities, fetched from OSM",
 )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- few-shot prompts
+FEW_SHOT_SEED = 0
+"""Seed of the solved example hands (`episode_seed(FEW_SHOT_SEED, "train", i)`): training-side
+hands of the hashed split, so an example is never an evaluation hand."""
+
+
+def supports_few_shot(spec: TaskSpec) -> bool:
+    """Whether `few_shot_messages` can build solved examples for `spec` (GeneralPoints, text)."""
+    return spec.env_id == GP_ENV_ID and not spec.env_kwargs.get("visual")
+
+
+def few_shot_messages(spec: TaskSpec, n: int) -> list[dict[str, Any]]:
+    """`n` solved examples of `spec` as chat turns (user prompt, expert answer) to put before a
+    conversation, so a base model sees the answer format it must continue.
+
+    The examples are the first `n` solvable hands of the training side of the hashed split
+    (same rule, suits and game options as `spec`), answered with the expert's simplest
+    solution; they never overlap the held-out evaluation hands.
+
+    Raises
+    ------
+    ValueError
+        `spec` is not a GeneralPoints text task, or `n` is negative.
+    """
+    if n < 0:
+        raise ValueError(f"`few_shot` must be >= 0, got {n}.")
+    if n == 0:
+        return []
+    if not supports_few_shot(spec):
+        raise ValueError(
+            f"few-shot examples exist for GeneralPoints text tasks (gp-l) only, not "
+            f"{spec.name}; pass --few-shot 0."
+        )
+    from openvirl.envs.points.dataset import episode_seed
+    from openvirl.policies.base import text_message
+
+    env = make_env(spec, split="train")
+    messages: list[dict[str, Any]] = []
+    index = 0
+    try:
+        while len(messages) < 2 * n and index < 1000:
+            obs, info = env.reset(seed=episode_seed(FEW_SHOT_SEED, "train", index))
+            index += 1
+            if info.get("solvable"):
+                messages.append(text_message("user", obs["prompt"]))
+                messages.append(text_message("assistant", str(info["expert_answer"])))
+    finally:
+        env.close()
+    return messages

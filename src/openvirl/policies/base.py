@@ -4,6 +4,10 @@ A request carries the conversation so far as chat messages (what a model sees) a
 environment's `info` dict (what only privileged policies such as the oracle may read).
 Models never see `info`; the oracle never needs the messages.
 
+A request is ``{"messages": [...], "info": {...}}``; `act` also takes a bare conversation (a
+list of messages, as the README shows) and message content given as a plain string, which
+`as_request` turns into that form.
+
 Messages follow the Hugging Face chat format, with content always a list of parts::
 
     {"role": "user", "content": [{"type": "image", "image": <PIL.Image>},
@@ -122,3 +126,84 @@ def message_text(message: Message) -> str:
 def message_images(message: Message) -> list[Any]:
     """The images of a message, in order."""
     return [part["image"] for part in message["content"] if part.get("type") == "image"]
+
+
+def as_message(message: Any) -> Message:
+    """A chat message with list-of-parts content (a plain string content becomes one text part).
+
+    Raises
+    ------
+    ValueError
+        Not a ``{"role", "content"}`` mapping.
+    """
+    if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        raise ValueError(
+            f"a message must be a dict with `role` and `content`, got {type(message).__name__}: "
+            f"{str(message)[:80]!r}."
+        )
+    content = message["content"]
+    if isinstance(content, str):
+        return {"role": str(message["role"]), "content": [{"type": "text", "text": content}]}
+    if not isinstance(content, list):
+        raise ValueError(
+            f"message content must be a string or a list of parts, got {type(content).__name__}."
+        )
+    return {"role": str(message["role"]), "content": content}
+
+
+def as_request(item: Any) -> Request:
+    """One request from what a caller passed to `act`.
+
+    Accepts a `Request` (``{"messages": [...], "info": {...}}``), a bare conversation (a list
+    of messages) or a single message; string contents become text parts.
+
+    Example
+    -------
+    >>> as_request([{"role": "user", "content": "Cards: 3 3 8 8."}])["messages"][0]["content"]
+    [{'type': 'text', 'text': 'Cards: 3 3 8 8.'}]
+
+    Raises
+    ------
+    ValueError
+        Anything else, with what was received.
+    """
+    extra: dict[str, Any] = {}  # a request's other fields (its answer `seed`, a raw `prompt`)
+    if isinstance(item, dict) and "messages" in item:
+        messages = item["messages"]
+        info = item.get("info") or {}
+        extra = {k: v for k, v in item.items() if k not in ("messages", "info")}
+    elif isinstance(item, dict) and isinstance(item.get("prompt"), str):
+        # A raw completion prompt (the model server's /v1/completions): no conversation.
+        messages, info = [], item.get("info") or {}
+        extra = {k: v for k, v in item.items() if k not in ("messages", "info")}
+    elif isinstance(item, dict) and "role" in item:
+        messages, info = [item], {}
+    elif isinstance(item, (list, tuple)):
+        messages, info = item, {}
+    else:
+        raise ValueError(
+            "each request must be {'messages': [...], 'info': {...}} or a conversation "
+            f"(a list of {{'role', 'content'}} messages); got {type(item).__name__}."
+        )
+    if not isinstance(messages, (list, tuple)):
+        raise ValueError(f"`messages` must be a list of messages, got {type(messages).__name__}.")
+    messages = [as_message(m) for m in messages]
+    return {**extra, "messages": messages, "info": dict(info)}  # type: ignore[typeddict-item]
+
+
+def as_requests(items: Any) -> list[Request]:
+    """`as_request` over a batch; a single request or conversation is not a batch.
+
+    Raises
+    ------
+    ValueError
+        `items` is not a list (or tuple) of requests or conversations.
+    """
+    if isinstance(items, dict):
+        raise ValueError(
+            "`act` takes a batch: a list of requests or conversations, e.g. "
+            "act([[{'role': 'user', 'content': '...'}]])."
+        )
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"`act` takes a list of requests, got {type(items).__name__}.")
+    return [as_request(item) for item in items]

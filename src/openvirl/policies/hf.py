@@ -24,9 +24,14 @@ models such as the embedded Gemma-3-270M) `render_plain_prompt` writes role-labe
     Assistant:
 
 and the tokenizer adds its usual special tokens (BOS); generation then stops by default where
-the model starts a new user turn (`PLAIN_STOP`). A VLM's images stay in place in both
-forms (the processor's image token in the plain form), and every image of every turn goes to
-the processor in order.
+the model starts a new user turn (`PLAIN_STOP`). A base model given only its task tends to
+continue the prompt rather than answer it, so `examples` (solved example turns, e.g.
+`openvirl.evaluation.tasks.few_shot_messages`) can go before every conversation: `render`
+puts them first, in either form, so what the model sees is always `render`'s text. Evaluation
+uses them for the embedded base model by default (``--few-shot``); SFT and PPO never do, so a
+fine-tuned model is trained and evaluated on the same zero-shot text. A VLM's images stay
+in place in both forms (the processor's image token in the plain form), and every image of
+every turn goes to the processor in order.
 
 Sampling
 --------
@@ -93,6 +98,8 @@ from openvirl.policies.base import (
     Message,
     Request,
     Usage,
+    as_message,
+    as_requests,
     message_images,
     message_text,
     mix_seed,
@@ -410,6 +417,10 @@ class HFPolicy:
     chat_template
         None: use the model's chat template when it has one, else the plain prompt. True:
         require a template. False: always the plain prompt (`render_plain_prompt`).
+    examples
+        Solved example turns (user prompt, assistant answer, ...) that `render` puts before
+        every conversation: a few-shot prefix for base models. None or ``[]``: none. Set
+        `examples` on a built policy to change them (the prefix cache keeps up).
     prefix_cache_mb
         Memory for the keys and values of earlier prompts and answers, reused by prompts that
         start with the same tokens (a multi-turn conversation's next attempt, or shared
@@ -433,6 +444,7 @@ class HFPolicy:
         batch_size: int = 8,
         chat_template: bool | None = None,
         prefix_cache_mb: float = 1024,
+        examples: Sequence[Message] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
@@ -440,6 +452,7 @@ class HFPolicy:
             raise ValueError(f"`prefix_cache_mb` must be >= 0, got {prefix_cache_mb}.")
         self.model = model
         self.processor = processor
+        self.examples = examples
         inner = getattr(processor, "tokenizer", None)
         self.tokenizer = inner if inner is not None else processor
         self.is_vlm = self.tokenizer is not processor
@@ -584,8 +597,30 @@ class HFPolicy:
         """
         return not self.uses_chat_template
 
+    @property
+    def examples(self) -> list[Message]:
+        """The few-shot turns `render` puts before every conversation ([] for none)."""
+        return self._examples
+
+    @examples.setter
+    def examples(self, value: Sequence[Message] | None) -> None:
+        if value is None:
+            self._examples: list[Message] = []
+            return
+        if isinstance(value, (str, bytes, int, float)) or not isinstance(value, Sequence):
+            raise ValueError(
+                "`examples` must be a list of chat messages (solved example turns), got "
+                f"{type(value).__name__}; `openvirl eval --few-shot N` builds them for a task."
+            )
+        self._examples = [as_message(m) for m in value]
+
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
-        """The exact prompt text the model sees for a conversation (trainers reuse this)."""
+        """The exact prompt text the model sees for a conversation (trainers reuse this).
+
+        The policy's `examples`, if any, come first.
+        """
+        if self._examples:
+            messages = [*self._examples, *messages]
         if not self.uses_chat_template:
             image_token = getattr(self.processor, "image_token", None) if self.is_vlm else None
             return render_plain_prompt(
@@ -695,6 +730,7 @@ class HFPolicy:
             The decoded new text of each request, special tokens removed, cut at stop strings.
             `last_usage` then holds this call's prompt and completion token counts.
         """
+        requests = as_requests(requests)
         unknown = set(overrides) - set(GENERATION_DEFAULTS)
         if unknown:
             raise ValueError(
@@ -1063,8 +1099,9 @@ class HFPolicy:
 
     def __repr__(self) -> str:
         prompt = "chat template" if self.uses_chat_template else "plain prompt"
+        shots = f", {len(self._examples) // 2} few-shot examples" if self._examples else ""
         return (
-            f"HFPolicy({self.name!r}, {'vlm' if self.is_vlm else 'causal'}, {prompt}, "
+            f"HFPolicy({self.name!r}, {'vlm' if self.is_vlm else 'causal'}, {prompt}{shots}, "
             f"device={self.device}, dtype={self.model.dtype}, options={self.options})"
         )
 

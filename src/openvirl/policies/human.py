@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from openvirl.policies.base import PolicyError, Request, message_images, message_text
+from openvirl.policies.base import (
+    PolicyError,
+    Request,
+    as_requests,
+    message_images,
+    message_text,
+)
 
 
 class HumanPolicy:
@@ -56,6 +62,7 @@ class HumanPolicy:
 
     def act(self, requests: Sequence[Request]) -> list[str]:
         """Show each request in turn and read its answer."""
+        requests = as_requests(requests)
         return [self._ask(request, i, len(requests)) for i, request in enumerate(requests)]
 
     def _ask(self, request: Request, index: int, total: int) -> str:

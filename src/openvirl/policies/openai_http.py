@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or `pip install httpx`)"
     ) from exc
 
-from openvirl.policies.base import Message, PolicyError, Request, Usage, mix_seed
+from openvirl.policies.base import Message, PolicyError, Request, Usage, as_requests, mix_seed
 
 OPENAI_KEY_HOSTS = frozenset({"api.openai.com"})
 """Hosts that get ``OPENAI_API_KEY`` without being asked (over https only)."""
@@ -220,6 +220,7 @@ class OpenAIPolicy:
     # ------------------------------------------------------------------ answering
     def act(self, requests: Sequence[Request]) -> list[str]:
         """Answer every request, in order; raise `PolicyError` if any still fails after retries."""
+        requests = as_requests(requests)
         if self.model is None:
             self.model = self.list_models()[0]
         usage = Usage(calls=1)

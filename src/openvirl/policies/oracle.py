@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from openvirl.policies.base import Request
+from openvirl.policies.base import Request, as_requests
 
 
 class OraclePolicy:
@@ -27,7 +27,7 @@ class OraclePolicy:
         self.seed = seed
 
     def act(self, requests: Sequence[Request]) -> list[str]:
-        return [self._answer(request.get("info") or {}) for request in requests]
+        return [self._answer(request["info"]) for request in as_requests(requests)]
 
     def _answer(self, info: dict[str, Any]) -> str:
         if "expert_answer" not in info:

@@ -1,9 +1,12 @@
 """The random baseline: a uniformly random well-formed answer for the task at hand.
 
-For GeneralPoints it writes the true cards and a random expression tree over their
-numbers (random order, operators and bracketing), so its success rate is the chance of
-hitting the target by luck (about 0.7% on 24-point hands). For other tasks it picks a
-uniformly random action from ``info["valid_actions"]``.
+For GeneralPoints text (GP-L) the cards are in the prompt, so it writes them and a random
+expression tree over their numbers (random order, operators and bracketing): its success rate
+is the chance of hitting the target by luck (about 0.7% on 24-point hands). For GP-VL the
+cards are only in the image, which a baseline does not look at, so it names as many random
+cards as the hand holds (ranks 1-13, uniform) and a random expression over *their* numbers:
+a baseline never sees what the model cannot, and its card recognition is chance, not 100%.
+For other tasks it picks a uniformly random action from ``info["valid_actions"]``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from openvirl.policies.base import Request, mix_seed
+from openvirl.policies.base import Request, as_requests, mix_seed
 
 _OPS = ("+", "-", "*", "/")
 
@@ -33,21 +36,32 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
 
     def act(self, requests: Sequence[Request]) -> list[str]:
-        return [self._answer(request) for request in requests]
+        return [self._answer(request) for request in as_requests(requests)]
 
     def _answer(self, request: Request) -> str:
         info = request.get("info") or {}
         seed = request.get("seed")
         rng = self.rng if seed is None else np.random.default_rng(mix_seed(self.seed, seed))
         if info.get("task") == "points":
-            numbers = list(info["numbers"])
+            if info.get("visual"):
+                cards, numbers = random_cards(len(info["cards"]), str(info["rule"]), rng)
+            else:
+                cards, numbers = list(info["cards"]), list(info["numbers"])
             formula = random_expression(numbers, rng)
-            payload = {"cards": info["cards"], "number": numbers, "formula": formula}
+            payload = {"cards": cards, "number": numbers, "formula": formula}
             return json.dumps(payload)
         actions = info.get("valid_actions")
         if actions:
             return str(actions[int(rng.integers(len(actions)))])
         raise ValueError(f"the random policy does not know task {info.get('task')!r}")
+
+
+def random_cards(n: int, rule: str, rng: np.random.Generator) -> tuple[list[str], list[int]]:
+    """`n` uniformly random card labels (A..K) and their numbers under `rule` (a GP-VL guess)."""
+    from openvirl.envs.points.cards import RANK_LABELS, card_value
+
+    ranks = [int(r) for r in rng.integers(1, 14, size=n)]
+    return [RANK_LABELS[r] for r in ranks], [card_value(r, rule) for r in ranks]
 
 
 def random_expression(numbers: list[int], rng: np.random.Generator) -> str:

@@ -26,7 +26,9 @@ Presets (``training/configs/study-gp-l-<preset>.yaml``):
 - ``paper``: Llama-3.2-11B-Vision-Instruct, full fine-tuning, 8 GPUs through
   ``accelerate launch`` with DeepSpeed (ZeRO-3 for SFT, ZeRO-2 for PPO), the paper's learning
   rates, steps and updates (spec §5.6, §7.3), 234 hands per split, 5 attempts;
-- ``smoke``: a tiny model and tiny budgets, for tests (pass ``--model <folder>``).
+- ``smoke``: tiny budgets (2 SFT steps, 2 PPO updates, 8 hands) on the embedded Gemma-3-270M
+  by default, a quick end-to-end check; the tests pass ``--model <folder>`` with a tiny random
+  model.
 
 Every stage writes into the study folder and is skipped when a rerun finds it complete, so
 an interrupted study continues where it stopped.
@@ -320,6 +322,11 @@ def evaluate_checkpoint(
     Hand ``i`` is ``reset(seed=episode_seed(seed, "test", i))`` on the test side of the
     hashed split, exactly the hands `openvirl eval` plays, so every checkpoint meets the same
     hands and deltas can be paired.
+
+    The folder is an evaluation run folder the viewer opens: ``config.json`` in the shape
+    `openvirl.evaluation.evaluate` writes (the task with this study's env options, seeds,
+    policy, versions) and ``metrics.json`` with the flat ``eval/*`` metrics beside the
+    study's own ``point`` and ``env`` entries.
     """
     from openvirl.envs.points.dataset import episode_seed
     from openvirl.evaluation.evaluate import episode_to_dict
@@ -349,6 +356,11 @@ def evaluate_checkpoint(
     )
     kwargs = study.env_kwargs(rule, "test", study.eval_max_attempts)
     seeds = [episode_seed(study.seed, "test", i) for i in range(study.eval_episodes)]
+    groups = ("rule_collapse",) if rule == "ood" else ()
+    write_json_atomic(
+        out / "config.json",
+        _eval_config(study, rule, kwargs, seeds, groups, policy, branch=branch, point=point),
+    )
     t0 = time.perf_counter()
     records = []
     make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
@@ -358,7 +370,6 @@ def evaluate_checkpoint(
     with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    groups = ("rule_collapse",) if rule == "ood" else ()
     metrics = compute_metrics(records, metric_set=groups)
     metrics["eval/wall_s"] = time.perf_counter() - t0
     successes = [bool(r["success"]) for r in records]
@@ -372,10 +383,78 @@ def evaluate_checkpoint(
         successes=successes,
         metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)},
     )
-    write_json_atomic(metrics_path, {"point": result.__dict__, "env": kwargs})
+    flat = {
+        "task": study.task,
+        "split": rule,
+        "policy": policy.name,
+        "seed": study.seed,
+        "episodes_planned": study.eval_episodes,
+        "complete": True,
+        "error": None,
+        **{k: v for k, v in metrics.items() if _json_number_or_list(v)},
+    }
+    write_json_atomic(metrics_path, {**flat, "point": result.__dict__, "env": kwargs})
     del policy
     gc.collect()
     return result
+
+
+def _json_number_or_list(value: Any) -> bool:
+    """Whether a metric value is one the evaluation's metrics.json would hold flat."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (int, str, list, dict, type(None)))
+
+
+def _eval_config(
+    study: StudyConfig,
+    rule: str,
+    kwargs: dict[str, Any],
+    seeds: list[int],
+    groups: tuple[str, ...],
+    policy: Any,
+    *,
+    branch: str,
+    point: str,
+) -> dict[str, Any]:
+    """``config.json`` of a checkpoint's evaluation folder, as `evaluate` writes one."""
+    from dataclasses import asdict
+
+    from openvirl.evaluation.evaluate import package_versions
+    from openvirl.evaluation.tasks import GP_ENV_ID, TaskSpec
+
+    spec = TaskSpec(
+        task=study.task,
+        split=rule,
+        env_id=GP_ENV_ID,
+        env_kwargs=dict(kwargs),
+        metrics=groups,
+        episodes=study.eval_episodes,
+        description=f"study {study.preset}: {branch} {point}, {rule} rule, held-out hands",
+    )
+    return {
+        "config": {
+            "task": study.task,
+            "split": rule,
+            "policy": policy.name,
+            "episodes": study.eval_episodes,
+            "seed": study.seed,
+            "batch_size": study.eval_batch_size,
+            "max_attempts": study.eval_max_attempts,
+            "temperature": study.eval_temperature,
+            "max_new_tokens": study.eval_max_new_tokens,
+        },
+        "task": asdict(spec),
+        "episodes": study.eval_episodes,
+        "seeds": seeds,
+        "policy": {
+            "spec": f"study:{branch}-{point}",
+            "name": policy.name,
+            "repr": repr(policy)[:500],
+        },
+        "study": {"branch": branch, "point": point, "rule": rule, "preset": study.preset},
+        "versions": package_versions(),
+    }
 
 
 def _chat_default(model: str) -> bool | None:

@@ -396,7 +396,7 @@ def run_page(
             }  # fmt: skip
         if run.kind == "suite":
             view["suite_rows"] = _suite_rows(run, members)
-        if run.kind in ("agent", "benchmark"):
+        if run.kind in ("agent", "benchmark", "training"):
             view["facts"] = _flat_numbers(run.manifest or run.config)[:60]
             view["plain_metrics"] = _flat_numbers(run.metrics)
         elif run.metrics:

@@ -14,6 +14,9 @@ Kinds, detected from the files:
 ``suite``      ``suite.json``; its ``<task>__<split>/`` sub-runs are listed as runs too
 ``agent``      ``manifest.json`` or ``config.json`` whose ``kind`` is ``agent``
 ``benchmark``  the same with ``kind`` ``benchmark`` (or a ``benchmark`` key)
+``training``   ``metrics.csv`` with ``config.yaml`` or ``summary.json`` (`openvirl train`, and
+               the ``init``/``rl``/``sft`` stages of `openvirl study`); its metrics are
+               ``summary.json``'s numbers
 ``missing``    the path does not exist
 ``empty``      a folder with none of the files above (a run that has not started)
 =============  ========================================================================
@@ -68,7 +71,11 @@ MAX_JSON_DEPTH = 64
 """Deepest nesting of lists and objects the viewer accepts in a JSON value (run files are
 shallow; a deeper one is hostile or broken, and would break rendering by recursion)."""
 
-KINDS = ("eval", "suite", "agent", "benchmark", "missing", "empty")
+TRAIN_METRICS = "metrics.csv"
+TRAIN_SUMMARY = "summary.json"
+TRAIN_CONFIG = "config.yaml"
+
+KINDS = ("eval", "suite", "agent", "benchmark", "training", "missing", "empty")
 
 
 @dataclass
@@ -388,7 +395,11 @@ def detect_kind(path: Path) -> str:
     # which its page then says (`read_json` refuses it without blocking).
     if (path / SUITE).exists():
         return "suite"
-    if (path / CONFIG).exists() or (path / METRICS).exists():
+    if (path / TRAIN_METRICS).is_file() and (
+        (path / TRAIN_CONFIG).is_file() or (path / TRAIN_SUMMARY).is_file()
+    ):
+        return "training"
+    if (path / CONFIG).is_file() or (path / METRICS).is_file():
         return "eval"
     if any((path / name).exists() for name in EPISODE_FILES):
         return "eval"
@@ -477,6 +488,14 @@ def _read_files(run: Run) -> None:
         run.result, problem = read_json(path / RESULT)
         if problem:
             run.problems.append(problem)
+    if run.kind == "training":
+        summary, problem = read_json(path / TRAIN_SUMMARY)
+        run.metrics = _as_dict(summary)
+        if problem:
+            run.problems.append(
+                f"{problem}: the training is still going or was killed "
+                f"({TRAIN_METRICS} has its progress)"
+            )
     if run.kind == "suite":
         suite, problem = read_json(path / SUITE)
         run.suite = _as_dict(suite)
@@ -510,6 +529,10 @@ def _read_files(run: Run) -> None:
         run.complete = run.suite["complete"]
     if run.metrics.get("error"):
         run.problems.append(f"the run stopped early: {run.metrics['error']}")
+    if run.kind == "agent" and run.metrics.get("llm/fallbacks"):
+        from openvirl.agents.llm import fallback_notice
+
+        run.problems.append(fallback_notice(run.metrics, run.policy or "the model"))
     if run.suite.get("error"):
         run.problems.append(f"the suite stopped early: {run.suite['error']}")
 
@@ -584,6 +607,9 @@ def _title(run: Run) -> str:
     if run.kind == "suite":
         name = run.suite.get("suite") or run.path.name
         return f"suite {name}" + (f" · {run.policy}" if run.policy else "")
+    if run.kind == "training":
+        model = run.config.get("model") or run.metrics.get("model") or ""
+        return f"training {run.path.name}" + (f" · {model}" if model else "")
     if run.kind in ("agent", "benchmark"):
         name = (
             run.manifest.get("name")
@@ -712,7 +738,7 @@ def _stamp(path: Path) -> tuple:
     """What changes when a run folder's files do: their names, sizes and mtimes."""
     if not path.is_dir():
         return (_file_stamp(path),)
-    names = (CONFIG, METRICS, MANIFEST, SUITE, RESULT, *EPISODE_FILES, *REPORTS)
+    names = (CONFIG, METRICS, MANIFEST, SUITE, RESULT, TRAIN_SUMMARY, *EPISODE_FILES, *REPORTS)
     stamps = [_file_stamp(path / name) for name in names]
     plots = path / "plots"
     stamps.append(_file_stamp(plots))

@@ -11,6 +11,10 @@ app = typer.Typer(no_args_is_help=True, help="GeneralPoints: datasets, solver an
 
 _RULE_HELP = "Face-card rule: 'id' (J/Q/K = 10) or 'ood' (J/Q/K = 11/12/13, a face card per hand)."
 _SUITS_HELP = "Suit pool of every card: mixed, black or red."
+_DATASET_SUITS_HELP = (
+    "Suit pool of every card: mixed, black or red; default black with --visual (GP-VL trains "
+    "on black suits, red is its visual OOD), mixed otherwise (GP-L)."
+)
 
 
 def _fail(message: str) -> None:
@@ -22,7 +26,7 @@ def _fail(message: str) -> None:
 def dataset_command(
     out: Path = typer.Option(..., "--out", help="Output folder."),
     rule: str = typer.Option("id", help=_RULE_HELP),
-    suits: str = typer.Option("mixed", help=_SUITS_HELP),
+    suits: str | None = typer.Option(None, help=_DATASET_SUITS_HELP),
     n: int = typer.Option(234, "--n", help="Held-out evaluation hands (test split)."),
     n_train: int = typer.Option(1000, "--n-train", help="SFT pairs (train split)."),
     seed: int = typer.Option(42, help="Dataset seed; hand i depends only on (seed, split, i)."),
@@ -41,7 +45,7 @@ def dataset_command(
     ),
 ) -> None:
     """Write SFT pairs and held-out hands as a Hugging Face `datasets`-loadable folder."""
-    from openvirl.envs.points.dataset import build_dataset
+    from openvirl.envs.points.dataset import build_dataset, default_suits
 
     try:
         manifest = build_dataset(
@@ -50,7 +54,7 @@ def dataset_command(
             n_train=n_train,
             seed=seed,
             rule=rule,
-            suits=suits,
+            suits=suits if suits is not None else default_suits(visual),
             target=target,
             visual=visual,
             deal=deal,

@@ -72,6 +72,12 @@ def _json_config(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k != "split"}
 
 
+def default_suits(visual: bool) -> str:
+    """The suit pool a dataset uses unless told: GP-VL's training suits (black) for image
+    datasets, the reference's mixed suits for text ones (what `openvirl eval` plays)."""
+    return "black" if visual else "mixed"
+
+
 def build_dataset(
     out: Path,
     *,
@@ -95,12 +101,16 @@ def build_dataset(
         Show a progress bar.
     **env_options
         `PointsConfig` options (rule, suits, visual, target, deal, allow_unsolvable, ...).
+        Without `suits`, an image dataset (``visual=True``) uses black suits, as GP-VL trains
+        and tests in distribution (`default_suits`); a text dataset uses mixed suits.
     """
     from rich.progress import Progress
 
     if n_test < 0 or n_train < 0:
         raise ValueError("`n_test` and `n_train` must be >= 0.")
     env_options.pop("split", None)
+    if env_options.get("suits") is None:
+        env_options["suits"] = default_suits(bool(env_options.get("visual", False)))
     env = GeneralPointsEnv(**env_options)
     cfg = env.config
     out = Path(out)
