@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import openvirl  # noqa: F401  (registers the environments)
 from openvirl.cli import app
 from openvirl.envs.navigation.env import NavigationEnv
-from openvirl.envs.navigation.routes import from_virl, read_routes, to_virl
+from openvirl.envs.navigation.routes import OPENVIRL_KEY, from_virl, read_routes, to_virl
 from openvirl.envs.navigation.splits import load_route_set
 from openvirl.envs.navigation.virl_io import (
     RouteOutsideCityError,
@@ -58,7 +58,10 @@ SOHO_RECORD = {
 def monaco_record() -> dict:
     """A Monaco route of the shipped visual-OOD set, as one V-IRL route record."""
     route = next(r for r in load_route_set("", "visual-ood") if r.city == "monaco")
-    return to_virl(route)
+    record = to_virl(route)
+    for key in (OPENVIRL_KEY, "route_id", "city"):  # as V-IRL writes it: none of our keys
+        record.pop(key)
+    return record
 
 
 def write(path: Path, data: object) -> Path:

@@ -155,7 +155,7 @@ def test_v04_episodes_stop_when_solved_and_score_like_our_env(
     for task in tasks:
         experts.update(_expert_answers(env_id, env_kwargs, task.data.info["reset_seed"]))
     policy = ScriptedPolicy(experts)
-    with serve_in_thread(policy) as server:
+    with serve_in_thread(policy, model_name="openvirl") as server:
         episodes = _run_eval_v04(tmp_path, server.url, env_id, env_kwargs, 2, monkeypatch)
     assert len(episodes) == 2 and all(e.ok for e in episodes)
     calls = 0
@@ -179,7 +179,7 @@ def test_v04_tiny_model_through_serve_model(tmp_path, monkeypatch):
 
     env_kwargs = {"split": "train", "max_attempts": 2}
     policy = CountingPolicy(HFPolicy.from_pretrained(tiny_causal_lm(tmp_path), max_new_tokens=8))
-    with serve_in_thread(policy) as server:
+    with serve_in_thread(policy, model_name="openvirl") as server:
         episodes = _run_eval_v04(tmp_path, server.url, POINTS, env_kwargs, 2, monkeypatch)
     assert len(episodes) == 2 and all(e.ok for e in episodes)
     for episode in episodes:
@@ -227,7 +227,7 @@ def test_v03_evaluate_stops_when_solved_and_scores_like_our_env(monkeypatch):
         experts.update(_expert_answers(POINTS, env_kwargs, row["info"]["reset_seed"]))
     policy = ScriptedPolicy(experts)
     monkeypatch.setenv("OPENVIRL_TEST_KEY", "local")
-    with serve_in_thread(policy) as server:
+    with serve_in_thread(policy, model_name="openvirl") as server:
         client = vf.ClientConfig(api_base_url=server.url, api_key_var="OPENVIRL_TEST_KEY")
         results = asyncio.run(env.evaluate(client=client, model="openvirl", num_examples=2))
     outputs = results["outputs"] if isinstance(results, dict) else results.outputs

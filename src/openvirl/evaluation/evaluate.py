@@ -873,7 +873,7 @@ def _evaluate_locked(
 
         def on_step(episode: EpisodeRecord, step: StepRecord) -> None:
             line = {"index": episode.index, "attempt": len(episode.steps), "action": step.action}
-            attempts_log.write(json.dumps(line, ensure_ascii=False) + "\n")
+            attempts_log.write(record_line(line))
             attempts_log.flush()
             progress.attempt()
 
