@@ -215,6 +215,8 @@ def compute_metrics(
     *,
     metric_set: Sequence[str] | None = None,
     sessions: Sequence[Mapping[str, Any]] = (),
+    split_by: str | None = None,
+    bootstrap_seed: int = 0,
 ) -> dict[str, Any]:
     """Aggregate episode records into namespaced evaluation metrics.
 
@@ -231,6 +233,11 @@ def compute_metrics(
     sessions
         Timing and token counters of the runs that produced the records (one per resumed
         session): ``wall_s``, ``model_s``, ``episodes``, ``tokens_generated``.
+    split_by
+        The held-out unit of GeneralPoints hands (``"values"`` or ``"ranks"``) that names a
+        distinct problem (`openvirl.evaluation.stats.problem_key`); None reads ``values``.
+    bootstrap_seed
+        Seed of the problem-level bootstrap.
 
     Returns
     -------
@@ -243,6 +250,11 @@ def compute_metrics(
         ``eval/rule_collapse_rate`` and ``eval/rule_collapse_first``; ``eval/by_<slice>/<bucket>/
         success``; and, from `sessions`, ``eval/wall_s``, ``eval/episodes_per_s``,
         ``eval/model_time_share`` and ``eval/tokens_generated``. A rate over nothing is NaN.
+        Problem-level statistics (episodes that replay a problem are not independent):
+        ``eval/problems`` (distinct problems played), ``eval/success_by_problem`` (mean over
+        problems, each counted once) with ``_ci95`` (bootstrap over problems) and
+        ``eval/ci_method``. ``eval/success_ci95`` stays the per-episode Wilson interval,
+        valid only when every episode is a distinct problem.
     """
     records = sorted(records, key=lambda r: int(r.get("index", 0)))
     if metric_set is None:
@@ -261,6 +273,7 @@ def compute_metrics(
     outcomes = Counter(str(s.get("outcome", "")) for _, s in steps)
     metrics: dict[str, Any] = {"eval/episodes": n}
     metrics.update(_rate(wins, n, "eval/success"))
+    metrics.update(_problem_rate(records, split_by, bootstrap_seed))
     metrics.update(_rate(outcomes.get("correct", 0), n_steps, "eval/per_step_accuracy"))
     errors = sum(outcomes.get(o, 0) for o in FORMAT_ERROR_OUTCOMES)
     metrics["eval/format_error_rate"] = errors / n_steps if n_steps else float("nan")
@@ -310,6 +323,22 @@ def compute_metrics(
         known = [int(t) for t in tokens if t is not None]
         metrics["eval/tokens_generated"] = sum(known) if known else None
     return metrics
+
+
+def _problem_rate(
+    records: Sequence[Mapping[str, Any]], split_by: str | None, seed: int
+) -> dict[str, Any]:
+    """Success over distinct problems with a bootstrap interval over problems."""
+    from openvirl.evaluation.stats import problem_key, rate_interval
+
+    keys = [problem_key(r, split_by) for r in records]
+    r = rate_interval([float(bool(x.get("success"))) for x in records], keys, seed=seed)
+    return {
+        "eval/problems": r["problems"],
+        "eval/success_by_problem": r["estimate"],
+        "eval/success_by_problem_ci95": r["ci95"],
+        "eval/ci_method": r["method"],
+    }
 
 
 def _difficulty_slices(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
