@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
 from openvirl.training.study import (  # noqa: E402
+    distinct_problem_seeds,
     load_study_config,
-    paired_delta,
     run_study,
 )
 from tiny_models import tiny_causal_lm  # noqa: E402
@@ -26,13 +26,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_paired_delta_on_the_same_hands():
-    before = [True, False, False, True, False, False, False, False]
-    after = [True, True, False, True, True, False, False, False]
-    mean, low, high = paired_delta(after, before)
-    assert mean == pytest.approx(2 / 8)
-    assert low < mean < high
-    assert paired_delta(before, before) == (0.0, 0.0, 0.0)
+def test_evaluation_plays_each_distinct_problem_once():
+    from openvirl.training.data import make_env_factory
+
+    quick = load_study_config("gp-l", "quick")
+    assert quick.eval_max_attempts == quick.train_max_attempts  # the training budget
+    make = make_env_factory("openvirl/GeneralPoints-v0", quick.env_kwargs("ood", "test", 2))
+    seeds, keys, dealt = distinct_problem_seeds(make, 42, 200, 10, "ranks")
+    # the 3-card OOD test split holds far fewer than 200 problems: each is kept once
+    assert len(keys) == len(set(keys)) == len(seeds) < 200 and dealt == 2000
+    again = distinct_problem_seeds(make, 42, 200, 10, "ranks")
+    assert again == (seeds, keys, dealt)
+    few = distinct_problem_seeds(make, 42, 5, 10, "ranks")
+    assert few[1] == keys[:5] and few[2] < 50
 
 
 def test_presets_load_and_validate():
@@ -83,6 +89,21 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     )
     text = (out / "study.md").read_text()
     assert "ΔOOD vs Init" in text and "rule collapse" in text
+    # Honest statistics: distinct problems per split, the method, paired RL-vs-SFT rows.
+    for rule in ("id", "ood"):
+        split = payload["splits"][rule]
+        assert 1 <= split["distinct_problems"] == split["episodes_per_checkpoint"] <= 6
+    assert "bootstrap over problems" in payload["statistics"] and "Intervals:" in text
+    assert len(payload["rl_vs_sft"]) == 2 and "RL minus SFT" in text
+    assert (
+        payload["protocol"]["data_seeds"]["rl_branch"]
+        != payload["protocol"]["data_seeds"]["init_sft"]
+    )
+    for d in payload["deltas"]:
+        low, high = d["delta_ood_ci95"]
+        assert high > low  # never a degenerate [0, 0], even when nothing changed
+        if d["delta_ood"] == 0 and d["delta_ood_note"]:
+            assert "no difference on any of" in d["delta_ood_note"]
     assert len(result.summary_lines()) == 2
     # A rerun finds every stage complete and rebuilds the same report.
     again = run_study(config)

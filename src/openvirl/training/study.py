@@ -57,6 +57,10 @@ TASKS = ("gp-l",)
 
 PRESETS = ("quick", "paper", "smoke")
 
+RL_SEED_OFFSET = 2
+"""The RL branch's hand stream is ``seed + 2`` (Init SFT: ``seed``, SFT branch: ``seed + 1``),
+so RL plays fresh training problems rather than replaying the Init's SFT examples."""
+
 
 @dataclass
 class StudyConfig:
@@ -110,8 +114,12 @@ class StudyConfig:
     train_max_attempts: int = field(
         default=5, metadata={"help": "Verified attempts per RL episode (sequential revision)."}
     )
-    eval_max_attempts: int = field(
-        default=5, metadata={"help": "Verified attempts per evaluation hand (paper: 5)."}
+    eval_max_attempts: int | None = field(
+        default=None,
+        metadata={
+            "help": "Verified attempts per evaluation hand (None: train_max_attempts, the "
+            "paper's protocol: evaluation keeps the verifier-feedback channel RL trained with)."
+        },
     )
     # Init and SFT branch
     init_steps: int = field(default=400, metadata={"help": "SFT steps of the Init."})
@@ -135,7 +143,23 @@ class StudyConfig:
         default_factory=dict, metadata={"help": "PPOConfig options of the RL branch."}
     )
     # Evaluation
-    eval_episodes: int = field(default=234, metadata={"help": "Held-out hands per split."})
+    eval_episodes: int = field(
+        default=234,
+        metadata={
+            "help": "Distinct held-out problems per split (fewer when the split holds fewer; "
+            "each is played once)."
+        },
+    )
+    eval_draw_factor: int = field(
+        default=30,
+        metadata={
+            "help": "Hands dealt per wanted problem while collecting distinct ones; a split "
+            "that yields fewer in eval_draw_factor * eval_episodes deals is reported as such."
+        },
+    )
+    bootstrap_resamples: int = field(
+        default=2000, metadata={"help": "Resamples of the bootstrap over problems."}
+    )
     eval_batch_size: int = field(default=16, metadata={"help": "Hands in flight at once."})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "Longest answer."})
     eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding."})
@@ -149,6 +173,12 @@ class StudyConfig:
                 f"1..rl_updates ({self.rl_updates})."
             )
         self.eval_updates = sorted(set(int(u) for u in self.eval_updates))
+        if self.eval_max_attempts is None:
+            self.eval_max_attempts = self.train_max_attempts
+        if self.eval_max_attempts < 1 or self.train_max_attempts < 1:
+            raise ValueError("`train_max_attempts` and `eval_max_attempts` must be >= 1.")
+        if self.eval_episodes < 1 or self.eval_draw_factor < 1:
+            raise ValueError("`eval_episodes` and `eval_draw_factor` must be >= 1.")
         from openvirl.envs.points.splits import SPLIT_UNITS
 
         if self.split_by not in SPLIT_UNITS:
@@ -210,6 +240,15 @@ class EvalPoint:
     ci95: list[float]
     successes: list[bool]
     metrics: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    """The problem key of each episode (`openvirl.evaluation.stats.problem_key`)."""
+    n_problems: int = 0
+    episodes: int = 0
+    dealt: int = 0
+    """Hands dealt to collect the distinct problems (the split's size when it ran out)."""
+    success_at_1: float = float("nan")
+    success_at_1_ci95: list[float] = field(default_factory=list)
+    ci_method: str = ""
 
 
 @dataclass
@@ -315,16 +354,16 @@ def evaluate_checkpoint(
     point: str,
     gflops: float,
 ) -> EvalPoint:
-    """Play the held-out hands of `rule` with a checkpoint; write trajectories and metrics.
+    """Play distinct held-out problems of `rule` with a checkpoint; write trajectories, metrics.
 
-    Hand ``i`` is ``reset(seed=episode_seed(seed, "test", i))`` on the test side of the
-    hashed split, exactly the hands `openvirl eval` plays, so every checkpoint meets the same
-    hands and deltas can be paired.
+    The problems are `distinct_problem_seeds`: deals ``episode_seed(seed, "test", i)`` on the
+    test side of the hashed split, keeping the first deal of each distinct problem, so every
+    checkpoint meets the same problems, each once, and deltas can be paired per problem.
     """
-    from openvirl.envs.points.dataset import episode_seed
     from openvirl.evaluation.evaluate import episode_to_dict
     from openvirl.evaluation.metrics import compute_metrics
     from openvirl.evaluation.rollout import run_episodes
+    from openvirl.evaluation.stats import rate_interval
     from openvirl.policies.hf import HFPolicy
     from openvirl.training.checkpoint import write_json_atomic
     from openvirl.training.data import make_env_factory
@@ -347,11 +386,13 @@ def evaluate_checkpoint(
         seed=study.seed,
         name=f"{branch}-{point}",
     )
-    kwargs = study.env_kwargs(rule, "test", study.eval_max_attempts)
-    seeds = [episode_seed(study.seed, "test", i) for i in range(study.eval_episodes)]
+    kwargs = study.env_kwargs(rule, "test", int(study.eval_max_attempts or 1))
+    make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
+    seeds, keys, dealt = distinct_problem_seeds(
+        make, study.seed, study.eval_episodes, study.eval_draw_factor, study.split_by
+    )
     t0 = time.perf_counter()
     records = []
-    make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
     for episode in run_episodes(make, policy, seeds, batch_size=study.eval_batch_size):
         records.append(episode_to_dict(episode, task=study.task, split=rule, policy=policy.name))
     records.sort(key=lambda r: r["index"])
@@ -359,18 +400,34 @@ def evaluate_checkpoint(
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     groups = ("rule_collapse",) if rule == "ood" else ()
-    metrics = compute_metrics(records, metric_set=groups)
+    metrics = compute_metrics(
+        records, metric_set=groups, split_by=study.split_by, bootstrap_seed=study.seed
+    )
     metrics["eval/wall_s"] = time.perf_counter() - t0
     successes = [bool(r["success"]) for r in records]
+    first = [bool(r["success"]) and len(r.get("steps", [])) <= 1 for r in records]
+    overall = rate_interval(
+        [float(x) for x in successes], keys, resamples=study.bootstrap_resamples, seed=study.seed
+    )
+    at_1 = rate_interval(
+        [float(x) for x in first], keys, resamples=study.bootstrap_resamples, seed=study.seed
+    )
     result = EvalPoint(
         branch=branch,
         point=point,
         rule=rule,
         gflops=gflops,
-        success=float(metrics["eval/success"]),
-        ci95=list(metrics["eval/success_ci95"]),
+        success=float(overall["estimate"]),
+        ci95=list(overall["ci95"]),
         successes=successes,
         metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)},
+        problems=keys,
+        n_problems=int(overall["problems"]),
+        episodes=len(records),
+        dealt=dealt,
+        success_at_1=float(at_1["estimate"]),
+        success_at_1_ci95=list(at_1["ci95"]),
+        ci_method=str(overall["method"]),
     )
     write_json_atomic(metrics_path, {"point": result.__dict__, "env": kwargs})
     del policy
@@ -378,31 +435,50 @@ def evaluate_checkpoint(
     return result
 
 
+def distinct_problem_seeds(
+    make_env: Any, seed: int, wanted: int, draw_factor: int, split_by: str
+) -> tuple[list[int], list[str], int]:
+    """Reset seeds of up to `wanted` distinct test problems, the first deal of each.
+
+    Deals ``episode_seed(seed, "test", i)`` for ``i = 0, 1, ...`` (resets only, no model),
+    keeps a seed when its problem (`openvirl.evaluation.stats.problem_key` under `split_by`)
+    is new, and stops at `wanted` problems or after ``wanted * draw_factor`` deals, so a
+    small split (31 distinct ID problems, say) is played 31 times, not 200.
+
+    Returns
+    -------
+    tuple
+        The seeds, their problem keys (same order) and the number of hands dealt.
+    """
+    from openvirl.envs.points.dataset import episode_seed
+    from openvirl.evaluation.stats import problem_key
+
+    env = make_env()
+    seeds: list[int] = []
+    keys: list[str] = []
+    seen: set[str] = set()
+    dealt = 0
+    try:
+        for i in range(wanted * draw_factor):
+            if len(seeds) >= wanted:
+                break
+            s = episode_seed(seed, "test", i)
+            _, info = env.reset(seed=s)
+            dealt += 1
+            key = problem_key({"reset_info": info}, split_by)
+            if key not in seen:
+                seen.add(key)
+                seeds.append(s)
+                keys.append(key)
+    finally:
+        env.close()
+    return seeds, keys, dealt
+
+
 def _chat_default(model: str) -> bool | None:
     from openvirl.policies import embedded
 
     return embedded.EMBEDDED_CHAT_TEMPLATE if embedded.is_embedded_name(model) else None
-
-
-def paired_delta(
-    after: list[bool], before: list[bool], z: float = 1.96
-) -> tuple[float, float, float]:
-    """Mean paired difference of success on the same hands, with a normal 95% interval.
-
-    Every checkpoint plays the same hands, so the difference is taken per hand
-    (``after_i - before_i``); its standard error is smaller than that of two independent
-    rates, which is what makes a few-point change on 200 hands resolvable.
-    """
-    n = min(len(after), len(before))
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    diffs = [float(a) - float(b) for a, b in zip(after[:n], before[:n], strict=True)]
-    mean = sum(diffs) / n
-    if n < 2:
-        return mean, mean, mean
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return mean, mean - half, mean + half
 
 
 # ---------------------------------------------------------------------------- the study
@@ -477,7 +553,9 @@ def run_study(study: StudyConfig) -> StudyResult:
             "lora": study.lora,
             "lora_r": study.lora_r,
             "lora_alpha": study.lora_alpha,
-            "seed": study.seed,
+            # Fresh training problems from the same split: the Init's SFT hands come from
+            # `seed`, the SFT branch's from `seed + 1`, the RL branch's from `seed + 2`.
+            "seed": study.seed + RL_SEED_OFFSET,
             "env_kwargs": study.env_kwargs("id", "train", study.train_max_attempts),
             **study.ppo,
             "num_updates": study.rl_updates,
@@ -550,21 +628,66 @@ def run_study(study: StudyConfig) -> StudyResult:
     all_sessions = _accumulate_timings(out / "timings.json", stages)
 
     # 5. Report
-    deltas = _deltas(points)
+    deltas = _deltas(points, study.seed)
+    versus = rl_vs_sft(points, study.seed)
     result = StudyResult(out=out, points=points, deltas=deltas, stages=stages)
     payload = {
         "config": config_to_dict(study),
         "n_params": n_params,
         "init_gflops": init_flops / 1e9,
-        "points": [{k: v for k, v in p.__dict__.items() if k != "successes"} for p in points],
+        "splits": _split_summary(points),
+        "statistics": statistics_statement(study),
+        "protocol": {
+            "train_max_attempts": study.train_max_attempts,
+            "eval_max_attempts": study.eval_max_attempts,
+            "data_seeds": {
+                "init_sft": study.seed,
+                "sft_branch": study.seed + 1,
+                "rl_branch": study.seed + RL_SEED_OFFSET,
+            },
+            "training_split": "train (same hashed split for every stage)",
+        },
+        "points": [
+            {k: v for k, v in p.__dict__.items() if k not in ("successes", "problems")}
+            for p in points
+        ],
         "deltas": deltas,
+        "rl_vs_sft": versus,
         "stages_s": all_sessions,
         "this_session_s": stages,
     }
     (out / "study.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", "utf-8")
     plot_study(points, out / "study.png", title=f"{study.task} · {study.model} · {study.preset}")
-    (out / "study.md").write_text(study_markdown(study, points, deltas, all_sessions), "utf-8")
+    (out / "study.md").write_text(
+        study_markdown(study, points, deltas, all_sessions, versus), "utf-8"
+    )
     return result
+
+
+def statistics_statement(study: StudyConfig) -> str:
+    """The interval method, in one paragraph, for study.json and study.md."""
+    return (
+        "Each split is evaluated on distinct held-out problems, each played once (a problem is "
+        f"the multiset of card {study.split_by} plus target and rule). Success intervals: "
+        f"percentile bootstrap over problems ({study.bootstrap_resamples} resamples, seed "
+        f"{study.seed}), exact Clopper-Pearson when every problem has the same outcome. Deltas "
+        "(branch vs Init, RL vs SFT at matched compute): paired bootstrap over problems of the "
+        "per-problem difference; when every problem's difference is zero the interval is the "
+        "exact Clopper-Pearson bound on the share of discordant problems (never [0, 0])."
+    )
+
+
+def _split_summary(points: list[EvalPoint]) -> dict[str, dict[str, Any]]:
+    """Per split: distinct problems, episodes played, hands dealt to find them."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in points:
+        if p.branch == "init":
+            out[p.rule] = {
+                "distinct_problems": p.n_problems or len(p.successes),
+                "episodes_per_checkpoint": p.episodes or len(p.successes),
+                "hands_dealt_to_find_them": p.dealt,
+            }
+    return out
 
 
 def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, float]:
@@ -576,8 +699,48 @@ def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, floa
     return total
 
 
-def _deltas(points: list[EvalPoint]) -> list[dict[str, Any]]:
-    """Each branch point's success and rule collapse against the Init, paired per hand."""
+def _paired(after: EvalPoint, before: EvalPoint, seed: int) -> dict[str, Any]:
+    """Paired difference of two checkpoints' success on the same problems.
+
+    A bootstrap over problems (`openvirl.evaluation.stats.paired_interval`); points saved by
+    an older study without problem keys fall back to one problem per episode.
+    """
+    from openvirl.evaluation.stats import paired_interval
+
+    n = min(len(after.successes), len(before.successes))
+    keys = after.problems[:n] if len(after.problems) >= n else [str(i) for i in range(n)]
+    return paired_interval(
+        [float(x) for x in after.successes[:n]],
+        [float(x) for x in before.successes[:n]],
+        keys,
+        seed=seed,
+    )
+
+
+def rl_vs_sft(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
+    """RL minus SFT at each matched compute point (the k-th RL point against the k-th SFT one),
+    paired per problem, on each split."""
+    rows = []
+    series = {
+        b: sorted({(p.gflops, p.point) for p in points if p.branch == b}) for b in ("rl", "sft")
+    }
+    for (rl_g, rl_pt), (sft_g, sft_pt) in zip(series["rl"], series["sft"], strict=False):
+        row: dict[str, Any] = {"rl": rl_pt, "sft": sft_pt, "rl_gflops": rl_g, "sft_gflops": sft_g}
+        for rule in ("id", "ood"):
+            a = next(p for p in points if p.branch == "rl" and p.point == rl_pt and p.rule == rule)
+            b = next(
+                p for p in points if p.branch == "sft" and p.point == sft_pt and p.rule == rule
+            )
+            paired = _paired(a, b, seed)
+            row[f"delta_{rule}"] = paired["delta"]
+            row[f"delta_{rule}_ci95"] = paired["ci95"]
+            row[f"delta_{rule}_note"] = paired["note"]
+        rows.append(row)
+    return rows
+
+
+def _deltas(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
+    """Each branch point's success and rule collapse against the Init, paired per problem."""
     init = {p.rule: p for p in points if p.branch == "init"}
     rows = []
     for branch in ("rl", "sft"):
@@ -595,11 +758,13 @@ def _deltas(points: list[EvalPoint]) -> list[dict[str, Any]]:
             }
             for rule in ("id", "ood"):
                 p = by_rule[rule]
-                d, low, high = paired_delta(p.successes, init[rule].successes)
+                paired = _paired(p, init[rule], seed)
                 row[rule] = p.success
                 row[f"{rule}_ci95"] = p.ci95
-                row[f"delta_{rule}"] = d
-                row[f"delta_{rule}_ci95"] = [low, high]
+                row[f"{rule}_at_1"] = p.success_at_1
+                row[f"delta_{rule}"] = paired["delta"]
+                row[f"delta_{rule}_ci95"] = paired["ci95"]
+                row[f"delta_{rule}_note"] = paired["note"]
             row["rule_collapse"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate")
             row["rule_collapse_ci95"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate_ci95")
             rows.append(row)
@@ -661,52 +826,86 @@ def _ci(ci: list[float] | None, signed: bool = False) -> str:
     return f"[{fmt.format(100 * ci[0])}, {fmt.format(100 * ci[1])}]"
 
 
+def _delta_cell(d: dict[str, Any], key: str) -> str:
+    text = f"{100 * d[key]:+.1f} {_ci(d[f'{key}_ci95'], True)}"
+    note = d.get(f"{key}_note")
+    return f"{text} ({note})" if note else text
+
+
 def study_markdown(
     study: StudyConfig,
     points: list[EvalPoint],
     deltas: list[dict[str, Any]],
     stages: dict[str, float],
+    versus: list[dict[str, Any]] | None = None,
 ) -> str:
     """The study report: setup, the table of deltas from Init with CIs, rule collapse."""
     init = {p.rule: p for p in points if p.branch == "init"}
     adaptation = f"LoRA r={study.lora_r}" if study.lora else "full fine-tuning"
+    k = study.eval_max_attempts
+    split_lines = [
+        f"- {rule.upper()} split: {p.n_problems or len(p.successes)} distinct held-out problems "
+        f"({p.dealt} hands dealt to find them), {p.episodes or len(p.successes)} episodes per "
+        "checkpoint (each problem once)."
+        for rule, p in sorted(init.items())
+    ]
     lines = [
         f"# Study: {study.task}, preset `{study.preset}`",
         "",
         f"Model `{study.model}` ({adaptation}), "
         f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-{study.ranks[1]}, "
-        f"{study.eval_episodes} held-out hands per split (held out by {study.split_by[:-1]} "
-        f"multiset), "
-        f"{study.eval_max_attempts} verified attempt(s) per hand at evaluation, "
+        f"up to {study.eval_episodes} distinct held-out problems per split (held out by "
+        f"{study.split_by[:-1]} multiset), "
+        f"{k} verified attempt(s) per hand at evaluation, "
         f"{study.train_max_attempts} per RL episode. Init: {study.init_steps} SFT steps. "
-        f"RL: {study.rl_updates} PPO updates; SFT branch matched to the RL compute points.",
+        f"RL: {study.rl_updates} PPO updates on fresh training hands; SFT branch matched to the "
+        "RL compute points.",
+        "",
+        *split_lines,
         "",
         "![success against compute](study.png)",
         "",
-        "| checkpoint | GFLOPs | ID success [95% CI] | OOD success [95% CI] | ΔID vs Init [95% CI] "
-        "| ΔOOD vs Init [95% CI] | OOD rule collapse [95% CI] |",
-        "|---|---|---|---|---|---|---|",
+        f"| checkpoint | GFLOPs | ID success@{k} [95% CI] | ID success@1 | OOD success@{k} "
+        "[95% CI] | OOD success@1 | ΔID vs Init [95% CI] | ΔOOD vs Init [95% CI] "
+        "| OOD rule collapse [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     if init:
         rc = init["ood"].metrics.get("eval/rule_collapse_rate")
         rc_ci = init["ood"].metrics.get("eval/rule_collapse_rate_ci95")
         lines.append(
             f"| Init | {init['id'].gflops:.4g} | {_pct(init['id'].success)} {_ci(init['id'].ci95)} "
-            f"| {_pct(init['ood'].success)} {_ci(init['ood'].ci95)} | | | {_pct(rc)} {_ci(rc_ci)} |"
+            f"| {_pct(init['id'].success_at_1)} "
+            f"| {_pct(init['ood'].success)} {_ci(init['ood'].ci95)} "
+            f"| {_pct(init['ood'].success_at_1)} | | | {_pct(rc)} {_ci(rc_ci)} |"
         )
     names = {"rl": "RL", "sft": "SFT"}
     for d in deltas:
         lines.append(
             f"| {names[d['branch']]} {d['point']} | {d['gflops']:.4g} | {_pct(d['id'])} "
-            f"{_ci(d['id_ci95'])} | {_pct(d['ood'])} {_ci(d['ood_ci95'])} "
-            f"| {100 * d['delta_id']:+.1f} {_ci(d['delta_id_ci95'], True)} "
-            f"| {100 * d['delta_ood']:+.1f} {_ci(d['delta_ood_ci95'], True)} "
+            f"{_ci(d['id_ci95'])} | {_pct(d.get('id_at_1'))} | {_pct(d['ood'])} "
+            f"{_ci(d['ood_ci95'])} | {_pct(d.get('ood_at_1'))} "
+            f"| {_delta_cell(d, 'delta_id')} | {_delta_cell(d, 'delta_ood')} "
             f"| {_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])} |"
         )
+    if versus:
+        lines += [
+            "",
+            "RL minus SFT at matched compute, paired per problem (percentage points):",
+            "",
+            "| RL point | SFT point | ΔID [95% CI] | ΔOOD [95% CI] |",
+            "|---|---|---|---|",
+        ]
+        for v in versus:
+            lines.append(
+                f"| {v['rl']} ({v['rl_gflops']:.4g}) | {v['sft']} ({v['sft_gflops']:.4g}) "
+                f"| {_delta_cell(v, 'delta_id')} | {_delta_cell(v, 'delta_ood')} |"
+            )
     lines += [
         "",
-        "Success: solved within the verified attempts (Wilson 95% intervals). Deltas are paired",
-        "per hand (every checkpoint plays the same held-out hands), in percentage points.",
+        f"Success@{k}: solved within the {k} verified attempt(s) the RL branch trained with; "
+        "success@1: solved at the first attempt.",
+        "Intervals: " + statistics_statement(study),
         "Rule collapse: share of OOD answers that count a J, Q or K as 10, the ID rule's value.",
         "Compute: 6N per trained token plus 2N per token generated or scored (N = all parameters).",
         "",
@@ -723,10 +922,12 @@ __all__ = [
     "EvalPoint",
     "StudyConfig",
     "StudyResult",
+    "distinct_problem_seeds",
     "evaluate_checkpoint",
     "load_study_config",
-    "paired_delta",
     "plot_study",
+    "rl_vs_sft",
     "run_study",
+    "statistics_statement",
     "study_markdown",
 ]
