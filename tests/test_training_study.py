@@ -140,3 +140,43 @@ def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
     assert sft_cmd[-5:-1] == ["-m", "openvirl.training.cli", "sft", "--config"]
     assert str(CONFIGS_DIR / "deepspeed" / "zero2-ppo.json") in ppo_cmd
     assert load_config(PPOConfig, ppo_cmd[-1]).grad_accum_steps == 1024
+
+
+def test_seeds_repeat_the_study_and_report_the_spread(tmp_path, monkeypatch):
+    """`--seeds 3`: one folder per seed, mean and spread across seeds beside each seed."""
+    from pathlib import Path
+
+    from openvirl.training import study as study_module
+    from openvirl.training.study import EvalPoint, StudyResult, run_seeds
+
+    calls = []
+
+    def fake_run_study(config):
+        calls.append((config.seed, config.folder))
+        k = config.seed - 42
+        points = [
+            EvalPoint(b, pt, rule, g, 0.1 * (k + 1) + (0.2 if b == "rl" else 0), [0, 1], [], {})
+            for b, pt, g in (("init", "init", 1.0), ("rl", "u1", 2.0), ("sft", f"s{3 + k}", 2.0))
+            for rule in ("id", "ood")
+        ]
+        return StudyResult(out=Path(config.folder), points=points, deltas=[], stages={})
+
+    monkeypatch.setattr(study_module, "run_study", fake_run_study)
+    config = load_study_config("gp-l", "smoke", out=tmp_path / "s")
+    results, summary = run_seeds(config, 3)
+    assert [c[0] for c in calls] == [42, 43, 44] and len(results) == 3
+    assert [c[1] for c in calls] == [tmp_path / "s" / f"seed-{s}" for s in (42, 43, 44)]
+    rl_id = next(r for r in summary["rows"] if r["branch"] == "rl" and r["rule"] == "id")
+    assert rl_id["mean"] == pytest.approx(0.4) and rl_id["sd"] == pytest.approx(0.1)
+    # SFT points are matched by rank, though their step counts differ between seeds
+    sft = next(r for r in summary["rows"] if r["branch"] == "sft" and r["rule"] == "ood")
+    assert sft["n_seeds"] == 3 and {v["point"] for v in sft["per_seed"].values()} == {
+        "s3",
+        "s4",
+        "s5",
+    }
+    text = (tmp_path / "s" / "seeds.md").read_text()
+    assert "mean success" in text and "seed 44" in text and "seed-43/study.md" in text
+    assert (tmp_path / "s" / "seeds.json").is_file()
+    with pytest.raises(ValueError, match="seeds"):
+        run_seeds(config, 0)

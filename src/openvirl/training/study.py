@@ -690,6 +690,114 @@ def _split_summary(points: list[EvalPoint]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_seeds(study: StudyConfig, n_seeds: int) -> tuple[list[StudyResult], dict[str, Any]]:
+    """Repeat the whole study (Init included) with seeds ``seed, seed + 1, ...``.
+
+    Each seed runs in ``<folder>/seed-<seed>/`` with its own report; the folder gets
+    ``seeds.json`` and ``seeds.md``: per checkpoint and split, the mean success across seeds
+    and its spread (sample standard deviation, min and max) beside each seed's value.
+    """
+    from dataclasses import replace
+
+    if n_seeds < 1:
+        raise ValueError(f"`--seeds` must be >= 1, got {n_seeds}.")
+    if n_seeds == 1:
+        result = run_study(study)
+        return [result], seed_summary([result], [study.seed])
+    base = study.folder
+    seeds = [study.seed + k for k in range(n_seeds)]
+    results = []
+    for seed in seeds:
+        _log(f"seed {seed} ({seeds.index(seed) + 1}/{n_seeds})")
+        results.append(run_study(replace(study, seed=seed, out=str(base / f"seed-{seed}"))))
+    summary = seed_summary(results, seeds)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "seeds.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", "utf-8")
+    (base / "seeds.md").write_text(seeds_markdown(study, summary), "utf-8")
+    return results, summary
+
+
+def seed_summary(results: list[StudyResult], seeds: list[int]) -> dict[str, Any]:
+    """Mean and spread across seeds of each checkpoint's success, by split.
+
+    Checkpoints are matched by branch and rank along the compute axis (Init, the k-th RL
+    point, the k-th SFT point), since an SFT point's step count may differ between seeds.
+    """
+    import statistics
+
+    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for seed, result in zip(seeds, results, strict=True):
+        for branch in ("init", "rl", "sft"):
+            mine = sorted(
+                {(p.gflops, p.point) for p in result.points if p.branch == branch},
+            )
+            for rank, (_, label) in enumerate(mine):
+                for p in result.points:
+                    if p.branch != branch or p.point != label:
+                        continue
+                    row = rows.setdefault(
+                        (branch, rank, p.rule),
+                        {"branch": branch, "rank": rank, "rule": p.rule, "per_seed": {}},
+                    )
+                    row["per_seed"][str(seed)] = {
+                        "point": p.point,
+                        "gflops": p.gflops,
+                        "success": p.success,
+                        "ci95": p.ci95,
+                        "success_at_1": p.success_at_1,
+                        "problems": p.n_problems,
+                    }
+    out = []
+    for key in sorted(rows, key=lambda k: (("init", "rl", "sft").index(k[0]), k[1], k[2])):
+        row = rows[key]
+        values = [v["success"] for v in row["per_seed"].values()]
+        row["mean"] = statistics.fmean(values)
+        row["sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row["min"], row["max"] = min(values), max(values)
+        row["n_seeds"] = len(values)
+        out.append(row)
+    return {
+        "seeds": seeds,
+        "spread": "sample standard deviation across seeds, and min-max",
+        "rows": out,
+    }
+
+
+def seeds_markdown(study: StudyConfig, summary: dict[str, Any]) -> str:
+    """`seeds.md`: mean ± sd across seeds beside each seed's success."""
+    seeds = [str(s) for s in summary["seeds"]]
+    names = {"init": "Init", "rl": "RL", "sft": "SFT"}
+    lines = [
+        f"# Study: {study.task}, preset `{study.preset}`, {len(seeds)} seeds",
+        "",
+        "Each seed reruns everything (Init included); per-seed reports: "
+        + ", ".join(f"[seed {s}](seed-{s}/study.md)" for s in seeds)
+        + ".",
+        "",
+        "| checkpoint | split | mean success | sd | min–max | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(seeds),
+    ]
+    for row in summary["rows"]:
+        label = names[row["branch"]] + ("" if row["branch"] == "init" else f" #{row['rank'] + 1}")
+        cells = []
+        for s in seeds:
+            v = row["per_seed"].get(s)
+            cells.append(f"{_pct(v['success'])} {_ci(v['ci95'])}" if v else "–")
+        lines.append(
+            f"| {label} | {row['rule'].upper()} | {_pct(row['mean'])} | {100 * row['sd']:.1f} "
+            f"| {_pct(row['min'])}–{_pct(row['max'])} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "sd: sample standard deviation of success across seeds (percentage points); each "
+        "seed's cell is its success with its bootstrap-over-problems 95% interval.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, float]:
     """Stage wall times summed over every session of the study (a resumed stage adds up)."""
     previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -927,7 +1035,10 @@ __all__ = [
     "load_study_config",
     "plot_study",
     "rl_vs_sft",
+    "run_seeds",
     "run_study",
+    "seed_summary",
+    "seeds_markdown",
     "statistics_statement",
     "study_markdown",
 ]
