@@ -68,7 +68,8 @@ def test_presets_load_and_validate():
 def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     model = tiny_causal_lm(tmp_path / "models")
     out = tmp_path / "study"
-    config = load_study_config("gp-l", "smoke", [f"model={model}", "eval_episodes=6"], out=out)
+    overrides = [f"model={model}", "eval_episodes=6", "lr_sweep=[0.5,2]", "lr_sweep_episodes=3"]
+    config = load_study_config("gp-l", "smoke", overrides, out=out)
     result = run_study(config)
     for name in ("study.json", "study.md", "study.png", "study-config.yaml"):
         assert (out / name).is_file(), name
@@ -99,6 +100,14 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
         payload["protocol"]["data_seeds"]["rl_branch"]
         != payload["protocol"]["data_seeds"]["init_sft"]
     )
+    # The learning-rate rule: a sweep at the first compute point on ID validation problems
+    rule = payload["learning_rate_rule"]
+    assert "validation" in rule["rule"] and len(rule["trials"]) == 4
+    assert all(1 <= t["validation_problems"] <= 3 for t in rule["trials"])
+    for branch in ("rl", "sft"):
+        tried = {t["learning_rate"] for t in rule["trials"] if t["branch"] == branch}
+        assert rule["chosen"][branch] in tried
+    assert payload["stages_s"]["lr_sweep_s"] > 0
     for d in payload["deltas"]:
         low, high = d["delta_ood_ci95"]
         assert high > low  # never a degenerate [0, 0], even when nothing changed

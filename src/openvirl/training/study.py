@@ -58,6 +58,8 @@ TASKS = ("gp-l",)
 PRESETS = ("quick", "paper", "smoke")
 
 RL_SEED_OFFSET = 2
+VAL_SEED_OFFSET = 1000
+"""Seed stream of the learning-rate sweep's validation problems (train side of the split)."""
 """The RL branch's hand stream is ``seed + 2`` (Init SFT: ``seed``, SFT branch: ``seed + 1``),
 so RL plays fresh training problems rather than replaying the Init's SFT examples."""
 
@@ -142,6 +144,17 @@ class StudyConfig:
     ppo: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "PPOConfig options of the RL branch."}
     )
+    lr_sweep: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Learning-rate rule: multipliers of each branch's preset LR tried at the "
+            "first compute point; each branch keeps the one with the best success on ID "
+            "validation problems (train side, disjoint from test). Empty: the preset's LRs."
+        },
+    )
+    lr_sweep_episodes: int = field(
+        default=32, metadata={"help": "Distinct ID validation problems of the LR sweep."}
+    )
     # Evaluation
     eval_episodes: int = field(
         default=234,
@@ -177,6 +190,8 @@ class StudyConfig:
             self.eval_max_attempts = self.train_max_attempts
         if self.eval_max_attempts < 1 or self.train_max_attempts < 1:
             raise ValueError("`train_max_attempts` and `eval_max_attempts` must be >= 1.")
+        if any(not m > 0 for m in self.lr_sweep) or self.lr_sweep_episodes < 1:
+            raise ValueError("`lr_sweep` multipliers must be > 0 and `lr_sweep_episodes` >= 1.")
         if self.eval_episodes < 1 or self.eval_draw_factor < 1:
             raise ValueError("`eval_episodes` and `eval_draw_factor` must be >= 1.")
         from openvirl.envs.points.splits import SPLIT_UNITS
@@ -353,12 +368,15 @@ def evaluate_checkpoint(
     branch: str,
     point: str,
     gflops: float,
+    validation: bool = False,
 ) -> EvalPoint:
     """Play distinct held-out problems of `rule` with a checkpoint; write trajectories, metrics.
 
     The problems are `distinct_problem_seeds`: deals ``episode_seed(seed, "test", i)`` on the
     test side of the hashed split, keeping the first deal of each distinct problem, so every
     checkpoint meets the same problems, each once, and deltas can be paired per problem.
+    `validation` plays ID problems of the *train* side instead (seed stream ``seed +
+    VAL_SEED_OFFSET``, `lr_sweep_episodes` of them): disjoint from the test split by the hash.
     """
     from openvirl.evaluation.evaluate import episode_to_dict
     from openvirl.evaluation.metrics import compute_metrics
@@ -386,10 +404,16 @@ def evaluate_checkpoint(
         seed=study.seed,
         name=f"{branch}-{point}",
     )
-    kwargs = study.env_kwargs(rule, "test", int(study.eval_max_attempts or 1))
+    split = "train" if validation else "test"
+    kwargs = study.env_kwargs(rule, split, int(study.eval_max_attempts or 1))
     make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
     seeds, keys, dealt = distinct_problem_seeds(
-        make, study.seed, study.eval_episodes, study.eval_draw_factor, study.split_by
+        make,
+        study.seed + VAL_SEED_OFFSET if validation else study.seed,
+        study.lr_sweep_episodes if validation else study.eval_episodes,
+        study.eval_draw_factor,
+        study.split_by,
+        split,
     )
     t0 = time.perf_counter()
     records = []
@@ -436,7 +460,7 @@ def evaluate_checkpoint(
 
 
 def distinct_problem_seeds(
-    make_env: Any, seed: int, wanted: int, draw_factor: int, split_by: str
+    make_env: Any, seed: int, wanted: int, draw_factor: int, split_by: str, split: str = "test"
 ) -> tuple[list[int], list[str], int]:
     """Reset seeds of up to `wanted` distinct test problems, the first deal of each.
 
@@ -462,7 +486,7 @@ def distinct_problem_seeds(
         for i in range(wanted * draw_factor):
             if len(seeds) >= wanted:
                 break
-            s = episode_seed(seed, "test", i)
+            s = episode_seed(seed, split, i)
             _, info = env.reset(seed=s)
             dealt += 1
             key = problem_key({"reset_info": info}, split_by)
@@ -540,36 +564,22 @@ def run_study(study: StudyConfig) -> StudyResult:
     evaluate_both(init_dir / "final", "init", "init", init_flops / 1e9)
     stages["eval_init_s"] = time.perf_counter() - t0
 
+    # 1b. Learning-rate rule: a short sweep at the first compute point, on ID validation
+    t0 = time.perf_counter()
+    per_step = 6 * n_params * tokens_per_step
+    lrs, lr_rule = _learning_rates(study, init_dir, init_flops, per_step)
+    stages["lr_sweep_s"] = time.perf_counter() - t0
+
     # 2. RL branch: PPO from the Init, a checkpoint every update
     t0 = time.perf_counter()
     rl_dir = out / "rl"
     if not (study.resume and _complete(rl_dir / "final")):
         _log(f"RL branch: PPO for {study.rl_updates} updates")
-        from openvirl.training.ppo import PPOConfig
-
-        options = {
-            "model": study.model,
-            "chat_template": study.chat_template,
-            "lora": study.lora,
-            "lora_r": study.lora_r,
-            "lora_alpha": study.lora_alpha,
-            # Fresh training problems from the same split: the Init's SFT hands come from
-            # `seed`, the SFT branch's from `seed + 1`, the RL branch's from `seed + 2`.
-            "seed": study.seed + RL_SEED_OFFSET,
-            "env_kwargs": study.env_kwargs("id", "train", study.train_max_attempts),
-            **study.ppo,
-            "num_updates": study.rl_updates,
-            "output_dir": str(rl_dir),
-            "keep_last": None,
-            "save_every": 1,
-            "flops_offset": init_flops,
-            "resume": study.resume,
-        }
-        if study.lora:
-            options["init_adapter"] = str(init_dir / "final")
-        else:
-            options["model"] = str(init_dir / "final")
-        _run_training("ppo", PPOConfig(**options), study)
+        _run_training(
+            "ppo",
+            _ppo_config(study, init_dir, init_flops, rl_dir, study.rl_updates, lrs["rl"]),
+            study,
+        )
     rl_points = {}
     for update in study.eval_updates:
         ckpt = rl_dir / "checkpoints" / f"step-{update:08d}"
@@ -580,7 +590,6 @@ def run_study(study: StudyConfig) -> StudyResult:
     # 3. SFT branch: more SFT from the Init, segments ending at the RL compute points
     t0 = time.perf_counter()
     sft_dir = out / "sft"
-    per_step = 6 * n_params * tokens_per_step
     targets = {u: max(1, round((f - init_flops) / per_step)) for u, (_, f) in rl_points.items()}
     total_steps = max(targets.values())
     batch = int(study.sft.get("batch_size", 8))
@@ -602,8 +611,8 @@ def run_study(study: StudyConfig) -> StudyResult:
                 # every segment follows the same schedule, ending at the last compute point
                 "schedule_steps": total_steps,
             }
-            if study.sft_branch_learning_rate is not None:
-                options["learning_rate"] = study.sft_branch_learning_rate
+            if lrs["sft"] is not None:
+                options["learning_rate"] = lrs["sft"]
             if study.lora:
                 options["init_adapter"] = str(init_dir / "final")
             else:
@@ -637,6 +646,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         "init_gflops": init_flops / 1e9,
         "splits": _split_summary(points),
         "statistics": statistics_statement(study),
+        "learning_rate_rule": lr_rule,
         "protocol": {
             "train_max_attempts": study.train_max_attempts,
             "eval_max_attempts": study.eval_max_attempts,
@@ -662,6 +672,136 @@ def run_study(study: StudyConfig) -> StudyResult:
         study_markdown(study, points, deltas, all_sessions, versus), "utf-8"
     )
     return result
+
+
+def _ppo_config(
+    study: StudyConfig, init_dir: Path, init_flops: float, out: Path, updates: int, lr: float
+) -> Any:
+    """The RL branch's PPOConfig (also the LR sweep's, with fewer updates)."""
+    from openvirl.training.ppo import PPOConfig
+
+    options = {
+        "model": study.model,
+        "chat_template": study.chat_template,
+        "lora": study.lora,
+        "lora_r": study.lora_r,
+        "lora_alpha": study.lora_alpha,
+        # Fresh training problems from the same split: the Init's SFT hands come from
+        # `seed`, the SFT branch's from `seed + 1`, the RL branch's from `seed + 2`.
+        "seed": study.seed + RL_SEED_OFFSET,
+        "env_kwargs": study.env_kwargs("id", "train", study.train_max_attempts),
+        **study.ppo,
+        "learning_rate": lr,
+        "num_updates": updates,
+        "output_dir": str(out),
+        "keep_last": None,
+        "save_every": 1,
+        "flops_offset": init_flops,
+        "resume": study.resume,
+    }
+    if study.lora:
+        options["init_adapter"] = str(init_dir / "final")
+    else:
+        options["model"] = str(init_dir / "final")
+    return PPOConfig(**options)
+
+
+def _base_learning_rates(study: StudyConfig) -> dict[str, Any]:
+    from openvirl.training.ppo import PPOConfig
+    from openvirl.training.sft import SFTRunConfig
+
+    sft = study.sft_branch_learning_rate
+    if sft is None:
+        sft = float(study.sft.get("learning_rate", SFTRunConfig.learning_rate))
+    return {"rl": float(study.ppo.get("learning_rate", PPOConfig.learning_rate)), "sft": sft}
+
+
+def _learning_rates(
+    study: StudyConfig, init_dir: Path, init_flops: float, per_step: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each branch's learning rate and the rule that chose it (for study.json).
+
+    With `lr_sweep` empty the presets' learning rates are used as they are. Otherwise each
+    multiplier ``m`` trains each branch from the Init at ``m`` x its preset LR up to the first
+    compute point (RL: ``eval_updates[0]`` updates; SFT: the steps that match that RL run's
+    FLOPs, on a schedule scaled to the full horizon), evaluates it on `lr_sweep_episodes`
+    distinct ID validation problems (train side of the hashed split, so disjoint from test),
+    and keeps the best success; ties go to the multiplier nearest 1 (the preset's).
+    """
+    base = _base_learning_rates(study)
+    if not study.lr_sweep:
+        return base, {
+            "rule": "preset learning rates (no sweep: `lr_sweep` is empty)",
+            "chosen": base,
+        }
+    folder = study.folder / "lr-sweep"
+    first = study.eval_updates[0]
+    batch = int(study.sft.get("batch_size", 8))
+    trials: list[dict[str, Any]] = []
+    for m in study.lr_sweep:
+        tag = f"x{m:g}"
+        rl_out = folder / f"rl-{tag}"
+        if not (study.resume and _complete(rl_out / "final")):
+            _log(f"LR sweep: RL at {tag} for {first} updates")
+            cfg = _ppo_config(study, init_dir, init_flops, rl_out, first, base["rl"] * m)
+            _run_training("ppo", cfg, study)
+        state = json.loads((rl_out / "summary.json").read_text(encoding="utf-8"))
+        steps = max(1, round((float(state["flops"]["flops"]) - init_flops) / per_step))
+        sft_out = folder / f"sft-{tag}"
+        if not (study.resume and _complete(sft_out / "final")):
+            _log(f"LR sweep: SFT at {tag} for {steps} steps")
+            horizon = max(steps, round(steps * max(study.eval_updates) / first))
+            options: dict[str, Any] = {
+                "output_dir": str(sft_out),
+                "max_steps": steps,
+                "n_examples": horizon * batch,
+                "data_seed": study.seed + 1,
+                "flops_offset": init_flops,
+                "resume": study.resume,
+                "warmup_steps": 0,
+                "schedule_steps": horizon,
+                "learning_rate": base["sft"] * m,
+            }
+            if study.lora:
+                options["init_adapter"] = str(init_dir / "final")
+            else:
+                options["model"] = str(init_dir / "final")
+            _run_training("sft", _sft_config(study, **options), study)
+        for branch, model_dir in (("rl", rl_out / "final"), ("sft", sft_out / "final")):
+            if (model_dir / "model").is_dir():
+                model_dir = model_dir / "model"
+            point = evaluate_checkpoint(
+                study,
+                model_dir,
+                "id",
+                folder / "eval" / f"{branch}-{tag}",
+                branch=branch,
+                point=tag,
+                gflops=float("nan"),
+                validation=True,
+            )
+            trials.append(
+                {
+                    "branch": branch,
+                    "multiplier": m,
+                    "learning_rate": base[branch] * m,
+                    "validation_success": point.success,
+                    "validation_ci95": point.ci95,
+                    "validation_problems": point.n_problems,
+                }
+            )
+    chosen = {}
+    for branch in ("rl", "sft"):
+        mine = [t for t in trials if t["branch"] == branch]
+        best = max(mine, key=lambda t: (t["validation_success"], -abs(math.log(t["multiplier"]))))
+        chosen[branch] = best["learning_rate"]
+    rule = (
+        f"sweep of {list(study.lr_sweep)} x each branch's preset LR at the first compute point "
+        f"(RL update {first}), best success on {study.lr_sweep_episodes} distinct ID validation "
+        "problems from the train side of the hashed split (disjoint from test); ties to the "
+        "multiplier nearest 1"
+    )
+    return chosen, {"rule": rule, "base": base, "trials": trials, "chosen": chosen}
 
 
 def statistics_statement(study: StudyConfig) -> str:
