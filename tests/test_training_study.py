@@ -89,7 +89,7 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
         p["gflops"] > payload["init_gflops"] for p in payload["points"] if p["branch"] != "init"
     )
     text = (out / "study.md").read_text()
-    assert "ΔOOD vs Init" in text and "rule collapse" in text
+    assert "ΔOOD vs Init" in text and "rule collapse" in text and "OOD rule following" in text
     # Honest statistics: distinct problems per split, the method, paired RL-vs-SFT rows.
     for rule in ("id", "ood"):
         split = payload["splits"][rule]

@@ -1015,6 +1015,8 @@ def _deltas(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
                 row[f"delta_{rule}_note"] = paired["note"]
             row["rule_collapse"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate")
             row["rule_collapse_ci95"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate_ci95")
+            row["rule_following"] = by_rule["ood"].metrics.get("eval/rule_following_rate")
+            row["format_error_ood"] = by_rule["ood"].metrics.get("eval/format_error_rate")
             rows.append(row)
     return rows
 
@@ -1115,8 +1117,8 @@ def study_markdown(
         "",
         f"| checkpoint | GFLOPs | ID success@{k} [95% CI] | ID success@1 | OOD success@{k} "
         "[95% CI] | OOD success@1 | ΔID vs Init [95% CI] | ΔOOD vs Init [95% CI] "
-        "| OOD rule collapse [95% CI] |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| OOD rule collapse [95% CI] | OOD rule following | OOD format errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if init:
         rc = init["ood"].metrics.get("eval/rule_collapse_rate")
@@ -1125,7 +1127,9 @@ def study_markdown(
             f"| Init | {init['id'].gflops:.4g} | {_pct(init['id'].success)} {_ci(init['id'].ci95)} "
             f"| {_pct(init['id'].success_at_1)} "
             f"| {_pct(init['ood'].success)} {_ci(init['ood'].ci95)} "
-            f"| {_pct(init['ood'].success_at_1)} | | | {_pct(rc)} {_ci(rc_ci)} |"
+            f"| {_pct(init['ood'].success_at_1)} | | | {_pct(rc)} {_ci(rc_ci)} "
+            f"| {_pct(init['ood'].metrics.get('eval/rule_following_rate'))} "
+            f"| {_pct(init['ood'].metrics.get('eval/format_error_rate'))} |"
         )
     names = {"rl": "RL", "sft": "SFT"}
     for d in deltas:
@@ -1134,7 +1138,8 @@ def study_markdown(
             f"{_ci(d['id_ci95'])} | {_pct(d.get('id_at_1'))} | {_pct(d['ood'])} "
             f"{_ci(d['ood_ci95'])} | {_pct(d.get('ood_at_1'))} "
             f"| {_delta_cell(d, 'delta_id')} | {_delta_cell(d, 'delta_ood')} "
-            f"| {_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])} |"
+            f"| {_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])} "
+            f"| {_pct(d.get('rule_following'))} | {_pct(d.get('format_error_ood'))} |"
         )
     if versus:
         lines += [
@@ -1154,7 +1159,9 @@ def study_markdown(
         f"Success@{k}: solved within the {k} verified attempt(s) the RL branch trained with; "
         "success@1: solved at the first attempt.",
         "Intervals: " + statistics_statement(study),
-        "Rule collapse: share of OOD answers that count a J, Q or K as 10, the ID rule's value.",
+        "Rule collapse: share of parseable OOD answers that count a J, Q or K as 10, the ID "
+        "rule's value; rule following: share of all OOD answers to face-card hands that write "
+        "them as 11/12/13; format errors: unreadable answers over all OOD attempts.",
         "Compute: 6N per trained token plus 2N per token generated or scored (N = all parameters).",
         "",
         "Stage wall times, summed over sessions (s): "
