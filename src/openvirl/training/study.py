@@ -11,18 +11,25 @@ The paper's experiment (spec §1, §8) as one command:
    compute point, so an evaluated SFT checkpoint is a point on that schedule, not the end of
    an annealed one. All counts are global (summed over processes), so the branches match
    whatever the number of processes each one ran on.
-4. **Evaluation** of the Init and of both branches at each compute point on the held-out
-   hands of the ID rule and of the OOD rule (J/Q/K = 11/12/13), the same hands for every
-   checkpoint: success with Wilson 95% intervals, rule-collapse rate (OOD answers that count a
-   face card as 10, DESIGN.md) and format errors.
-5. **Report**: ``study.json`` (every number), ``study.png`` (success against GFLOPs, ID and
-   OOD panels, CI bands, the paper's Fig. 5/6 layout) and ``study.md`` (a table of deltas from
-   the Init with paired 95% CIs, and the rule-collapse rate).
+4. **Evaluation** of the Init and of both branches at each compute point on distinct
+   held-out problems of the ID rule and of the OOD rule (J/Q/K = 11/12/13), each played once,
+   the same problems for every checkpoint, with the training attempt budget: success@k and
+   success@1 with bootstrap-over-problems 95% intervals (`openvirl.evaluation.stats`),
+   rule collapse among parseable OOD answers (a face card counted as 10, DESIGN.md), rule
+   following and format errors.
+5. **Report**: ``study.json`` (every number, the split sizes, the interval method, the
+   learning-rate rule), ``study.png`` (success against GFLOPs, ID and OOD panels, CI bands,
+   the paper's Fig. 5/6 layout) and ``study.md`` (deltas from the Init and RL minus SFT at
+   matched compute, paired per problem, exact when nothing changed).
+
+Optionally (``lr_sweep``) each branch's learning rate is chosen by a short sweep at the first
+compute point on ID validation problems; `run_seeds` repeats everything over several seeds.
 
 Presets (``training/configs/study-gp-l-<preset>.yaml``):
 
 - ``quick``: 2 CPU cores, the embedded Gemma-3-270M with LoRA, an easier target so the Init
-  solves a useful share of ID hands, one verified attempt at evaluation, 200 hands per split;
+  solves a useful share of ID hands, the training budget of 2 attempts at evaluation, up to
+  200 distinct problems per split;
 - ``paper``: Llama-3.2-11B-Vision-Instruct, full fine-tuning, 8 GPUs through
   ``accelerate launch`` with DeepSpeed (ZeRO-3 for SFT, ZeRO-2 for PPO), the paper's learning
   rates, steps and updates (spec §5.6, §7.3), 234 hands per split, 5 attempts;
