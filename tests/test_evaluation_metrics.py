@@ -57,7 +57,7 @@ def test_correct_ood_answers_and_real_tens_are_not_collapse() -> None:
     assert rule_collapse(answer(CARDS, [13, 3, 7, 2], "13+7+3+2=25"), CARDS, "ood") is False
     hand = ["10", "Q", "A", "2"]  # a real ten: using 10 once is legitimate
     assert rule_collapse(answer(hand, [10, 12, 1, 2], "10+12+1*2=24"), hand, "ood") is False
-    assert rule_collapse("no json at all", CARDS, "ood") is False
+    assert rule_collapse("no json at all", CARDS, "ood") is None  # unparseable: not counted
 
 
 def test_rule_collapse_does_not_apply_in_distribution_or_without_faces() -> None:
@@ -135,3 +135,28 @@ def test_n_solutions_buckets() -> None:
         ">4",
         ">4",
     ]
+
+
+def test_format_errors_count_in_every_task_and_collapse_needs_a_parseable_answer() -> None:
+    from openvirl.evaluation.metrics import rule_following, unreadable
+
+    garbage = "lorem ipsum"
+    vl = {"task": "points", "cards": CARDS, "numbers": [13, 3, 7, 2], "visual": True}
+    nav = {"task": "navigation", "city": "x", "route_id": "r"}
+    records = [
+        {"index": 0, "success": False, "reset_info": vl,
+         "steps": [{"outcome": "wrong_cards", "action": garbage}]},
+        {"index": 1, "success": False, "reset_info": nav,
+         "steps": [{"outcome": "wrong_action", "action": garbage},
+                   {"outcome": "wrong_action", "action": '{"action": "turn_left"}'}]},
+    ]  # fmt: skip
+    m = compute_metrics(records, metric_set=())
+    assert m["eval/format_error_rate"] == pytest.approx(2 / 3)
+    assert unreadable(garbage, "points")
+    assert not unreadable(answer(CARDS, [13, 3, 7, 2], "13+7+3+2=25"), "points")
+    # collapse among parseable answers only; rule-following counts garbage against the model
+    assert rule_collapse(garbage, CARDS, "ood") is None
+    assert rule_following(garbage, CARDS, "ood") is False
+    assert rule_following(answer(CARDS, [13, 3, 7, 2], "13+7+3+2=25"), CARDS, "ood") is True
+    assert rule_following(answer(CARDS, [10, 3, 7, 2], "10+7+3*2=23"), CARDS, "ood") is False
+    assert rule_following(answer(CARDS, [10, 3, 7, 2], "x"), CARDS, "id") is None

@@ -52,13 +52,22 @@ def test_navigation_metrics_count_like_the_reference(tmp_path: Path) -> None:
     assert metrics["eval/route_success"] == 1.0
     assert metrics["eval/per_step_accuracy"] == 1.0
     assert metrics["eval/landmark_accuracy"] == metrics["eval/intersection_accuracy"] == 1.0
+    # the oracle names the landmarks where there are some, and those positions are counted
+    assert metrics["eval/landmark_accuracy_at_landmarks"] == 1.0
+    n_at = metrics["eval/landmark_accuracy_at_landmarks_n"]
+    assert 0 < n_at < metrics["eval/per_step_accuracy_n"]
     # A failed episode adds the reference's extra terminal step to the denominator.
     fail = {
         "success": False,
         "reset_info": {"task": "navigation", "rail_length": 4},
         "steps": [
             {"outcome": "correct", "answer_attempt": 1, "landmark_correct": True},
-            {"outcome": "wrong_action", "answer_attempt": 1, "landmark_correct": False},
+            {
+                "outcome": "wrong_action",
+                "answer_attempt": 1,
+                "landmark_correct": False,
+                "answered_has_landmark": True,
+            },
             {"outcome": "wrong_action", "answer_attempt": 2, "landmark_correct": False},
         ],
     }
@@ -66,6 +75,7 @@ def test_navigation_metrics_count_like_the_reference(tmp_path: Path) -> None:
     assert m["eval/per_step_accuracy"] == 1 / 3
     assert m["eval/per_step_accuracy_reference"] == 1 / 4
     assert m["eval/landmark_accuracy_first"] == 0.5 and m["eval/progress"] == 0.25
+    assert m["eval/landmark_accuracy_at_landmarks"] == 0.0  # the one landmark was missed
     assert math.isnan(m["eval/intersection_accuracy"])
 
 

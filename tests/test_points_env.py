@@ -126,6 +126,14 @@ def test_visual_gate_checks_recognised_cards_first() -> None:
     assert step["outcome"] == "correct" and terminated
 
 
+def test_garbage_gets_the_same_penalty_in_gp_vl_as_in_gp_l() -> None:
+    for visual in (False, True):
+        env = GeneralPointsEnv(visual=visual, image_size=256)
+        env.reset(seed=5)
+        _, reward, _, _, step = env.step("I cannot see any cards, sorry")
+        assert step["outcome"] == "no_answer" and reward == REWARDS[Outcome.NO_ANSWER]
+
+
 def test_split_restriction_and_disjointness() -> None:
     for split in ("train", "test"):
         env = GeneralPointsEnv(split=split)

@@ -455,3 +455,28 @@ def test_deepspeed_config_takes_accumulation_and_batch_from_the_run_config():
             "gradient_clipping",
         ):
             assert sft[key] == "auto", (name, key)
+
+
+def test_default_critic_learns_and_the_paper_keeps_value_clipping():
+    """Unclipped by default: a critic starting at 0 reaches a return of 5; clipped (the
+    paper's setting, which the paper presets keep) its gradient vanishes once it leaves the
+    ±clip_coef band, so it gets about one step per update."""
+    from openvirl.training.config import load_config
+    from openvirl.training.ppo import PPOConfig, value_loss
+
+    assert PPOConfig(output_dir="x").clip_vloss is False
+    assert load_config(PPOConfig, "ppo-gp-l-paper.yaml").clip_vloss is True
+
+    def fit(clip: bool) -> float:
+        v = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([v], lr=0.05)
+        for _update in range(5):  # 5 updates, the old value refreshed at each
+            old = v.detach().clone()
+            for _ in range(20):
+                opt.zero_grad()
+                value_loss(v, old, torch.tensor([5.0]), 0.1, clip).sum().backward()
+                opt.step()
+        return float(v)
+
+    assert abs(fit(False) - 5.0) < 0.1
+    assert fit(True) < 1.5  # one effective step per update: 5 * (1 - 0.95**5) = 1.13

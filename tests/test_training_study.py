@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
 from openvirl.training.study import (  # noqa: E402
+    distinct_problem_seeds,
     load_study_config,
-    paired_delta,
     run_study,
 )
 from tiny_models import tiny_causal_lm  # noqa: E402
@@ -26,13 +26,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_paired_delta_on_the_same_hands():
-    before = [True, False, False, True, False, False, False, False]
-    after = [True, True, False, True, True, False, False, False]
-    mean, low, high = paired_delta(after, before)
-    assert mean == pytest.approx(2 / 8)
-    assert low < mean < high
-    assert paired_delta(before, before) == (0.0, 0.0, 0.0)
+def test_evaluation_plays_each_distinct_problem_once():
+    from openvirl.training.data import make_env_factory
+
+    quick = load_study_config("gp-l", "quick")
+    assert quick.eval_max_attempts == quick.train_max_attempts  # the training budget
+    make = make_env_factory("openvirl/GeneralPoints-v0", quick.env_kwargs("ood", "test", 2))
+    seeds, keys, dealt = distinct_problem_seeds(make, 42, 200, 10, "ranks")
+    # the 3-card OOD test split holds far fewer than 200 problems: each is kept once
+    assert len(keys) == len(set(keys)) == len(seeds) < 200 and dealt == 2000
+    again = distinct_problem_seeds(make, 42, 200, 10, "ranks")
+    assert again == (seeds, keys, dealt)
+    few = distinct_problem_seeds(make, 42, 5, 10, "ranks")
+    assert few[1] == keys[:5] and few[2] < 50
 
 
 def test_presets_load_and_validate():
@@ -62,7 +68,8 @@ def test_presets_load_and_validate():
 def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     model = tiny_causal_lm(tmp_path / "models")
     out = tmp_path / "study"
-    config = load_study_config("gp-l", "smoke", [f"model={model}", "eval_episodes=6"], out=out)
+    overrides = [f"model={model}", "eval_episodes=6", "lr_sweep=[0.5,2]", "lr_sweep_episodes=3"]
+    config = load_study_config("gp-l", "smoke", overrides, out=out)
     result = run_study(config)
     for name in ("study.json", "study.md", "study.png", "study-config.yaml"):
         assert (out / name).is_file(), name
@@ -82,7 +89,30 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
         p["gflops"] > payload["init_gflops"] for p in payload["points"] if p["branch"] != "init"
     )
     text = (out / "study.md").read_text()
-    assert "ΔOOD vs Init" in text and "rule collapse" in text
+    assert "ΔOOD vs Init" in text and "rule collapse" in text and "OOD rule following" in text
+    # Honest statistics: distinct problems per split, the method, paired RL-vs-SFT rows.
+    for rule in ("id", "ood"):
+        split = payload["splits"][rule]
+        assert 1 <= split["distinct_problems"] == split["episodes_per_checkpoint"] <= 6
+    assert "bootstrap over problems" in payload["statistics"] and "Intervals:" in text
+    assert len(payload["rl_vs_sft"]) == 2 and "RL minus SFT" in text
+    assert (
+        payload["protocol"]["data_seeds"]["rl_branch"]
+        != payload["protocol"]["data_seeds"]["init_sft"]
+    )
+    # The learning-rate rule: a sweep at the first compute point on ID validation problems
+    rule = payload["learning_rate_rule"]
+    assert "validation" in rule["rule"] and len(rule["trials"]) == 4
+    assert all(1 <= t["validation_problems"] <= 3 for t in rule["trials"])
+    for branch in ("rl", "sft"):
+        tried = {t["learning_rate"] for t in rule["trials"] if t["branch"] == branch}
+        assert rule["chosen"][branch] in tried
+    assert payload["stages_s"]["lr_sweep_s"] > 0
+    for d in payload["deltas"]:
+        low, high = d["delta_ood_ci95"]
+        assert high > low  # never a degenerate [0, 0], even when nothing changed
+        if d["delta_ood"] == 0 and d["delta_ood_note"]:
+            assert "no difference on any of" in d["delta_ood_note"]
     assert len(result.summary_lines()) == 2
     _viewer_opens_every_study_folder(out, result)
     # A rerun finds every stage complete and rebuilds the same report.
@@ -154,3 +184,43 @@ def test_readme_names_the_model_the_smoke_preset_trains():
     model = load_study_config("gp-l", "smoke").model
     assert is_embedded_name(model)
     assert "Gemma-3-270M" in bullet and "`--model`" in bullet
+
+
+def test_seeds_repeat_the_study_and_report_the_spread(tmp_path, monkeypatch):
+    """`--seeds 3`: one folder per seed, mean and spread across seeds beside each seed."""
+    from pathlib import Path
+
+    from openvirl.training import study as study_module
+    from openvirl.training.study import EvalPoint, StudyResult, run_seeds
+
+    calls = []
+
+    def fake_run_study(config):
+        calls.append((config.seed, config.folder))
+        k = config.seed - 42
+        points = [
+            EvalPoint(b, pt, rule, g, 0.1 * (k + 1) + (0.2 if b == "rl" else 0), [0, 1], [], {})
+            for b, pt, g in (("init", "init", 1.0), ("rl", "u1", 2.0), ("sft", f"s{3 + k}", 2.0))
+            for rule in ("id", "ood")
+        ]
+        return StudyResult(out=Path(config.folder), points=points, deltas=[], stages={})
+
+    monkeypatch.setattr(study_module, "run_study", fake_run_study)
+    config = load_study_config("gp-l", "smoke", out=tmp_path / "s")
+    results, summary = run_seeds(config, 3)
+    assert [c[0] for c in calls] == [42, 43, 44] and len(results) == 3
+    assert [c[1] for c in calls] == [tmp_path / "s" / f"seed-{s}" for s in (42, 43, 44)]
+    rl_id = next(r for r in summary["rows"] if r["branch"] == "rl" and r["rule"] == "id")
+    assert rl_id["mean"] == pytest.approx(0.4) and rl_id["sd"] == pytest.approx(0.1)
+    # SFT points are matched by rank, though their step counts differ between seeds
+    sft = next(r for r in summary["rows"] if r["branch"] == "sft" and r["rule"] == "ood")
+    assert sft["n_seeds"] == 3 and {v["point"] for v in sft["per_seed"].values()} == {
+        "s3",
+        "s4",
+        "s5",
+    }
+    text = (tmp_path / "s" / "seeds.md").read_text()
+    assert "mean success" in text and "seed 44" in text and "seed-43/study.md" in text
+    assert (tmp_path / "s" / "seeds.json").is_file()
+    with pytest.raises(ValueError, match="seeds"):
+        run_seeds(config, 0)

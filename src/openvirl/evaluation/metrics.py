@@ -24,6 +24,10 @@ from typing import Any
 FORMAT_ERROR_OUTCOMES = frozenset({"no_answer", "illegal_formula"})
 """Outcomes that mean the answer could not be read as a formula at all."""
 
+READABLE_OUTCOMES = frozenset({"correct", "wrong_value", "wrong_numbers", "wrong_observation"})
+"""Outcomes that imply the verifier read a formula or an action; any other outcome (GP-VL's
+``wrong_cards``, navigation's ``wrong_action``) is a format error when the text is unreadable."""
+
 FACE_LABELS = frozenset({"J", "Q", "K"})
 """Cards whose value the OOD rule changes (11, 12, 13) from the ID rule's 10."""
 
@@ -133,11 +137,16 @@ def rule_collapse(action: str, cards: Sequence[str], rule: str) -> bool | None:
     Returns
     -------
     bool or None
-        None when the question does not apply (ID rule, or no face card in the hand).
+        None when the question does not apply (ID rule, or no face card in the hand) or the
+        answer is unreadable (neither a ``number`` field nor a formula): collapse is measured
+        among parseable answers only, so a model that breaks the format cannot look
+        uncollapsed; `rule_following` counts those answers against it instead.
     """
     if rule != "ood" or not FACE_LABELS.intersection(cards):
         return None
     answer_cards, numbers, formula = _answer_fields(action)
+    if numbers is None and not formula:
+        return None
     if numbers is not None:
         labels = [_label(c) for c in answer_cards] if answer_cards else []
         order = labels if len(labels) == len(numbers) and None not in labels else list(cards)
@@ -151,6 +160,50 @@ def rule_collapse(action: str, cards: Sequence[str], rule: str) -> bool | None:
         missing_face = any(used[v] < k for v, k in face_values.items())
         if used[ID_FACE_VALUE] > tens and missing_face:
             return True
+    return False
+
+
+def rule_following(action: str, cards: Sequence[str], rule: str) -> bool | None:
+    """Whether an answer writes every face card of an OOD hand as its OOD value (11, 12, 13).
+
+    Read from the ``number`` field at the face cards' positions when present, else from the
+    formula (every face value used as often as the hand holds it). An unreadable answer does
+    not follow the rule (False): the rate's denominator is every answer to a face-card hand.
+
+    Returns
+    -------
+    bool or None
+        None when the question does not apply (ID rule, or no face card in the hand).
+    """
+    if rule != "ood" or not FACE_LABELS.intersection(cards):
+        return None
+    answer_cards, numbers, formula = _answer_fields(action)
+    ood = {"J": 11, "Q": 12, "K": 13}
+    if numbers is not None:
+        labels = [_label(c) for c in answer_cards] if answer_cards else []
+        order = labels if len(labels) == len(numbers) and None not in labels else list(cards)
+        faces = [(lab, n) for lab, n in zip(order, numbers, strict=False) if lab in FACE_LABELS]
+        if faces:
+            return all(_as_int(n) == ood[str(lab)] for lab, n in faces)
+    if formula:
+        used = Counter(int(tok) for tok in _INT.findall(formula.split("=")[0]) if len(tok) <= 6)
+        need = Counter(ood[c] for c in cards if c in FACE_LABELS)
+        return all(used[v] >= k for v, k in need.items())
+    return False
+
+
+def unreadable(action: str, task: str | None) -> bool:
+    """Whether the verifier could not read an answer at all, in any task.
+
+    GeneralPoints: no formula could be extracted (whatever the recognition gate of GP-VL said
+    about the cards). Navigation: no action could be extracted. Other tasks: never.
+    """
+    if task == "points":
+        return _answer_fields(action)[2] is None
+    if task == "navigation":
+        from openvirl.envs.navigation.actions import parse_answer
+
+        return parse_answer(action).action is None
     return False
 
 
@@ -179,9 +232,11 @@ def step_signals(
     recognized = step_info.get("recognized_cards")
     if recognized is None:
         recognized = _answer_fields(action)[0]
+    rule = str(reset_info.get("rule", "id"))
     return {
         "recognized_correct": recognized_correctly(recognized, cards),
-        "rule_collapse": rule_collapse(action, cards, str(reset_info.get("rule", "id"))),
+        "rule_collapse": rule_collapse(action, cards, rule),
+        "rule_following": rule_following(action, cards, rule),
     }
 
 
@@ -215,6 +270,8 @@ def compute_metrics(
     *,
     metric_set: Sequence[str] | None = None,
     sessions: Sequence[Mapping[str, Any]] = (),
+    split_by: str | None = None,
+    bootstrap_seed: int = 0,
 ) -> dict[str, Any]:
     """Aggregate episode records into namespaced evaluation metrics.
 
@@ -231,18 +288,31 @@ def compute_metrics(
     sessions
         Timing and token counters of the runs that produced the records (one per resumed
         session): ``wall_s``, ``model_s``, ``episodes``, ``tokens_generated``.
+    split_by
+        The held-out unit of GeneralPoints hands (``"values"`` or ``"ranks"``) that names a
+        distinct problem (`openvirl.evaluation.stats.problem_key`); None reads ``values``.
+    bootstrap_seed
+        Seed of the problem-level bootstrap.
 
     Returns
     -------
     dict
         ``eval/episodes``; ``eval/success`` with ``_ci95`` and ``_n``; ``eval/per_step_accuracy``
-        (correct attempts over attempts); ``eval/format_error_rate`` (no_answer or
-        illegal_formula over attempts); ``eval/mean_attempts``; ``eval/mean_return``;
+        (correct attempts over attempts); ``eval/format_error_rate`` (unreadable
+        answers over attempts, every task: no formula / no action, or illegal_formula);
+        ``eval/mean_attempts``; ``eval/mean_return``;
         ``eval/success_within/<k>``; ``eval/outcomes/<name>`` (share of attempts);
         ``eval/recognition_accuracy`` and ``eval/recognition_accuracy_first``;
-        ``eval/rule_collapse_rate`` and ``eval/rule_collapse_first``; ``eval/by_<slice>/<bucket>/
-        success``; and, from `sessions`, ``eval/wall_s``, ``eval/episodes_per_s``,
+        ``eval/rule_collapse_rate`` and ``eval/rule_collapse_first`` (among parseable answers),
+        ``eval/rule_following_rate`` (face cards written as 11/12/13, over all answers);
+        ``eval/by_<slice>/<bucket>/success``; and, from `sessions`, ``eval/wall_s``,
+        ``eval/episodes_per_s``,
         ``eval/model_time_share`` and ``eval/tokens_generated``. A rate over nothing is NaN.
+        Problem-level statistics (episodes that replay a problem are not independent):
+        ``eval/problems`` (distinct problems played), ``eval/success_by_problem`` (mean over
+        problems, each counted once) with ``_ci95`` (bootstrap over problems) and
+        ``eval/ci_method``. ``eval/success_ci95`` stays the per-episode Wilson interval,
+        valid only when every episode is a distinct problem.
     """
     records = sorted(records, key=lambda r: int(r.get("index", 0)))
     if metric_set is None:
@@ -261,8 +331,9 @@ def compute_metrics(
     outcomes = Counter(str(s.get("outcome", "")) for _, s in steps)
     metrics: dict[str, Any] = {"eval/episodes": n}
     metrics.update(_rate(wins, n, "eval/success"))
+    metrics.update(_problem_rate(records, split_by, bootstrap_seed))
     metrics.update(_rate(outcomes.get("correct", 0), n_steps, "eval/per_step_accuracy"))
-    errors = sum(outcomes.get(o, 0) for o in FORMAT_ERROR_OUTCOMES)
+    errors = sum(_format_error(r, s) for r, s in steps)
     metrics["eval/format_error_rate"] = errors / n_steps if n_steps else float("nan")
     attempts = [len(r.get("steps", [])) for r in records]
     metrics["eval/mean_attempts"] = sum(attempts) / n if n else float("nan")
@@ -292,6 +363,9 @@ def compute_metrics(
         first = [bool(f) for f in first if f is not None]
         metrics.update(_rate(sum(flags), len(flags), "eval/rule_collapse_rate"))
         metrics.update(_rate(sum(first), len(first), "eval/rule_collapse_first"))
+        follow = [_signal(s, "rule_following", r) for r, s in steps]
+        follow = [bool(f) for f in follow if f is not None]
+        metrics.update(_rate(sum(follow), len(follow), "eval/rule_following_rate"))
     if "difficulty" in groups:
         metrics.update(_difficulty_slices(records))
     if any((r.get("reset_info") or {}).get("task") == "navigation" for r in records):
@@ -310,6 +384,34 @@ def compute_metrics(
         known = [int(t) for t in tokens if t is not None]
         metrics["eval/tokens_generated"] = sum(known) if known else None
     return metrics
+
+
+def _format_error(record: Mapping[str, Any], step: Mapping[str, Any]) -> bool:
+    """An unreadable answer: a format-error outcome, or an outcome that does not imply the
+    answer was read (GP-VL's wrong cards, navigation's wrong action) on unreadable text."""
+    outcome = str(step.get("outcome", ""))
+    if outcome in FORMAT_ERROR_OUTCOMES:
+        return True
+    if outcome in READABLE_OUTCOMES:
+        return False
+    task = (record.get("reset_info") or {}).get("task")
+    return unreadable(str(step.get("action", "")), task)
+
+
+def _problem_rate(
+    records: Sequence[Mapping[str, Any]], split_by: str | None, seed: int
+) -> dict[str, Any]:
+    """Success over distinct problems with a bootstrap interval over problems."""
+    from openvirl.evaluation.stats import problem_key, rate_interval
+
+    keys = [problem_key(r, split_by) for r in records]
+    r = rate_interval([float(bool(x.get("success"))) for x in records], keys, seed=seed)
+    return {
+        "eval/problems": r["problems"],
+        "eval/success_by_problem": r["estimate"],
+        "eval/success_by_problem_ci95": r["ci95"],
+        "eval/ci_method": r["method"],
+    }
 
 
 def _difficulty_slices(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -42,13 +42,22 @@ _EXAMPLE_IMAGE_PX = 480
 """Width of episode images embedded in the HTML (full-size files stay on disk)."""
 
 _HEADLINE_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("eval/success", "Success (episode solved within the attempts)", "rate"),
+    ("eval/success", "Success (episode solved within the attempts; Wilson over episodes)", "rate"),
+    ("eval/success_by_problem", "Success over distinct problems (bootstrap over problems)", "rate"),
+    ("eval/problems", "Distinct problems played", "int"),
+    ("eval/episodes", "Episodes played", "int"),
     ("eval/per_step_accuracy", "Per-attempt accuracy", "rate"),
     ("eval/recognition_accuracy", "Card recognition, all attempts", "rate"),
     ("eval/recognition_accuracy_first", "Card recognition, first attempt", "rate"),
-    ("eval/rule_collapse_rate", "Rule collapse (face card written as 10), all attempts", "rate"),
+    (
+        "eval/rule_collapse_rate",
+        "Rule collapse (face card written as 10), parseable answers",
+        "rate",
+    ),
     ("eval/rule_collapse_first", "Rule collapse, first attempt", "rate"),
-    ("eval/format_error_rate", "Unreadable answers (no_answer, illegal_formula)", "share"),
+    ("eval/rule_following_rate", "Rule following (face cards written as 11/12/13)", "rate"),
+    ("eval/landmark_accuracy_at_landmarks", "Landmark recognition where there is one", "rate"),
+    ("eval/format_error_rate", "Unreadable answers (no formula or action), every task", "share"),
     ("eval/mean_attempts", "Mean attempts per episode", "number"),
     ("eval/mean_return", "Mean return", "number"),
     ("eval/tokens_generated", "Tokens generated", "int"),
@@ -418,6 +427,13 @@ def write_report(
         "",
     ]
     md += ["| metric | value |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows], ""]
+    if metrics.get("eval/ci_method"):
+        md += [
+            f"Intervals: Wilson over episodes for per-episode rates; over the "
+            f"{metrics.get('eval/problems')} distinct problems ({metrics.get('eval/episodes')} "
+            f"episodes): {metrics['eval/ci_method']}.",
+            "",
+        ]
     for title, path in plots:
         md += [f"## {title}", "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
     if chosen:

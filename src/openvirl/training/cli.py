@@ -188,6 +188,12 @@ def study_command(
         True, "--resume/--no-resume", help="Reuse finished stages found in the study folder."
     ),
     model: str | None = typer.Option(None, "--model", help="Override the preset's model."),
+    seeds: int = typer.Option(
+        1,
+        "--seeds",
+        min=1,
+        help="Repeat the whole study (Init included) with N seeds; adds seeds.md/seeds.json.",
+    ),
     overrides: list[str] | None = typer.Argument(
         None, help="Study options as key=value (see `openvirl.training.study.StudyConfig`)."
     ),
@@ -195,7 +201,7 @@ def study_command(
     """Init by SFT, then more SFT vs RL at matching compute; ID/OOD curves, plots, deltas."""
     from rich.console import Console
 
-    from openvirl.training.study import load_study_config, run_study
+    from openvirl.training.study import load_study_config, run_seeds
 
     extra = list(overrides or [])
     if model is not None:
@@ -204,11 +210,14 @@ def study_command(
         config = load_study_config(task, preset, extra, out=out, resume=resume)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from exc
-    result = run_study(config)
+    results, _ = run_seeds(config, seeds)
     console = Console()
-    console.print(f"[green]study written to {result.out}/[/green]: study.md, study.json, plots")
-    for line in result.summary_lines():
-        console.print(f"  {line}")
+    for result in results:
+        console.print(f"[green]study written to {result.out}/[/green]: study.md, study.json, plots")
+        for line in result.summary_lines():
+            console.print(f"  {line}")
+    if seeds > 1:
+        console.print(f"[green]across seeds:[/green] {config.folder}/seeds.md, seeds.json")
 
 
 def main() -> None:

@@ -171,8 +171,15 @@ class PPOConfig:
     """normalize advantages over the update's buffer"""
     clip_coef: float = 0.1
     """surrogate clipping coefficient, also used for the value (paper: 0.1)"""
-    clip_vloss: bool = True
-    """clip the value loss around the old values"""
+    clip_vloss: bool = False
+    """clip the value loss to ±clip_coef around the old values (paper: True). Off by default:
+    returns here span about -6..+5 while clip_coef is 0.1-0.2, so the clipped loss has no
+    gradient once the value leaves that narrow band and the critic barely learns, and a
+    wrong first attempt followed by a correct retry then gets a positive advantage from an
+    unlearnt baseline. Unclipped (the
+    chosen fix, rather than normalised returns) keeps the value head on the reward's own scale,
+    so GAE needs no de-normalisation; `max_grad_norm` still bounds each step. The paper presets
+    set it True."""
     vf_coef: float = 0.5
     """coefficient of the value loss (paper: 0.5)"""
     ent_coef: float = 0.0
@@ -268,6 +275,24 @@ class ValueHead(nn.Module):
 
 
 # ---------------------------------------------------------------------------- ALGO LOGIC helpers
+def value_loss(new_values: Any, old_values: Any, returns: Any, clip_coef: float, clip: bool) -> Any:
+    """Per-transition value loss, ``0.5 (V - R)^2``, optionally clipped as in CleanRL.
+
+    Clipped (`clip`, the paper's setting) it is ``0.5 max((V - R)^2, (V_clip - R)^2)`` with
+    ``V_clip = V_old + clamp(V - V_old, ±clip_coef)``: once the new value leaves that band
+    (0.1-0.2 wide, against returns spanning about 11) the gradient is zero, so per update the
+    critic gets about one optimizer step's worth of movement however many epochs and
+    minibatches follow. Hence the default: off.
+    """
+    import torch
+
+    unclipped = (new_values - returns) ** 2
+    if not clip:
+        return 0.5 * unclipped
+    clipped_values = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2)
+
+
 def compute_gae(
     rewards: Sequence[float],
     values: Sequence[float],
@@ -930,16 +955,9 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                             pg_loss = torch.max(pg_loss1, pg_loss2)
 
                         # Value loss (per transition)
-                        newvalue = new["values"]
-                        if config.clip_vloss:
-                            v_loss_unclipped = (newvalue - mb_ret) ** 2
-                            v_clipped = old_values + torch.clamp(
-                                newvalue - old_values, -config.clip_coef, config.clip_coef
-                            )
-                            v_loss_clipped = (v_clipped - mb_ret) ** 2
-                            v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped)
-                        else:
-                            v_loss = 0.5 * (newvalue - mb_ret) ** 2
+                        v_loss = value_loss(
+                            new["values"], old_values, mb_ret, config.clip_coef, config.clip_vloss
+                        )
 
                         # Entropy bonus and KL penalty (k3 per token, mean over tokens)
                         entropy = new["entropy"]

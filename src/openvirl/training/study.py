@@ -11,18 +11,25 @@ The paper's experiment (spec §1, §8) as one command:
    compute point, so an evaluated SFT checkpoint is a point on that schedule, not the end of
    an annealed one. All counts are global (summed over processes), so the branches match
    whatever the number of processes each one ran on.
-4. **Evaluation** of the Init and of both branches at each compute point on the held-out
-   hands of the ID rule and of the OOD rule (J/Q/K = 11/12/13), the same hands for every
-   checkpoint: success with Wilson 95% intervals, rule-collapse rate (OOD answers that count a
-   face card as 10, DESIGN.md) and format errors.
-5. **Report**: ``study.json`` (every number), ``study.png`` (success against GFLOPs, ID and
-   OOD panels, CI bands, the paper's Fig. 5/6 layout) and ``study.md`` (a table of deltas from
-   the Init with paired 95% CIs, and the rule-collapse rate).
+4. **Evaluation** of the Init and of both branches at each compute point on distinct
+   held-out problems of the ID rule and of the OOD rule (J/Q/K = 11/12/13), each played once,
+   the same problems for every checkpoint, with the training attempt budget: success@k and
+   success@1 with bootstrap-over-problems 95% intervals (`openvirl.evaluation.stats`),
+   rule collapse among parseable OOD answers (a face card counted as 10, DESIGN.md), rule
+   following and format errors.
+5. **Report**: ``study.json`` (every number, the split sizes, the interval method, the
+   learning-rate rule), ``study.png`` (success against GFLOPs, ID and OOD panels, CI bands,
+   the paper's Fig. 5/6 layout) and ``study.md`` (deltas from the Init and RL minus SFT at
+   matched compute, paired per problem, exact when nothing changed).
+
+Optionally (``lr_sweep``) each branch's learning rate is chosen by a short sweep at the first
+compute point on ID validation problems; `run_seeds` repeats everything over several seeds.
 
 Presets (``training/configs/study-gp-l-<preset>.yaml``):
 
 - ``quick``: 2 CPU cores, the embedded Gemma-3-270M with LoRA, an easier target so the Init
-  solves a useful share of ID hands, one verified attempt at evaluation, 200 hands per split;
+  solves a useful share of ID hands, the training budget of 2 attempts at evaluation, up to
+  200 distinct problems per split;
 - ``paper``: Llama-3.2-11B-Vision-Instruct, full fine-tuning, 8 GPUs through
   ``accelerate launch`` with DeepSpeed (ZeRO-3 for SFT, ZeRO-2 for PPO), the paper's learning
   rates, steps and updates (spec §5.6, §7.3), 234 hands per split, 5 attempts;
@@ -58,6 +65,12 @@ TASKS = ("gp-l",)
 """Tasks the study runs (GeneralPoints, text). GP-VL and navigation need image SFT."""
 
 PRESETS = ("quick", "paper", "smoke")
+
+RL_SEED_OFFSET = 2
+VAL_SEED_OFFSET = 1000
+"""Seed stream of the learning-rate sweep's validation problems (train side of the split)."""
+"""The RL branch's hand stream is ``seed + 2`` (Init SFT: ``seed``, SFT branch: ``seed + 1``),
+so RL plays fresh training problems rather than replaying the Init's SFT examples."""
 
 
 @dataclass
@@ -112,8 +125,12 @@ class StudyConfig:
     train_max_attempts: int = field(
         default=5, metadata={"help": "Verified attempts per RL episode (sequential revision)."}
     )
-    eval_max_attempts: int = field(
-        default=5, metadata={"help": "Verified attempts per evaluation hand (paper: 5)."}
+    eval_max_attempts: int | None = field(
+        default=None,
+        metadata={
+            "help": "Verified attempts per evaluation hand (None: train_max_attempts, the "
+            "paper's protocol: evaluation keeps the verifier-feedback channel RL trained with)."
+        },
     )
     # Init and SFT branch
     init_steps: int = field(default=400, metadata={"help": "SFT steps of the Init."})
@@ -136,8 +153,35 @@ class StudyConfig:
     ppo: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "PPOConfig options of the RL branch."}
     )
+    lr_sweep: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Learning-rate rule: multipliers of each branch's preset LR tried at the "
+            "first compute point; each branch keeps the one with the best success on ID "
+            "validation problems (train side, disjoint from test). Empty: the preset's LRs."
+        },
+    )
+    lr_sweep_episodes: int = field(
+        default=32, metadata={"help": "Distinct ID validation problems of the LR sweep."}
+    )
     # Evaluation
-    eval_episodes: int = field(default=234, metadata={"help": "Held-out hands per split."})
+    eval_episodes: int = field(
+        default=234,
+        metadata={
+            "help": "Distinct held-out problems per split (fewer when the split holds fewer; "
+            "each is played once)."
+        },
+    )
+    eval_draw_factor: int = field(
+        default=30,
+        metadata={
+            "help": "Hands dealt per wanted problem while collecting distinct ones; a split "
+            "that yields fewer in eval_draw_factor * eval_episodes deals is reported as such."
+        },
+    )
+    bootstrap_resamples: int = field(
+        default=2000, metadata={"help": "Resamples of the bootstrap over problems."}
+    )
     eval_batch_size: int = field(default=16, metadata={"help": "Hands in flight at once."})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "Longest answer."})
     eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding."})
@@ -151,6 +195,14 @@ class StudyConfig:
                 f"1..rl_updates ({self.rl_updates})."
             )
         self.eval_updates = sorted(set(int(u) for u in self.eval_updates))
+        if self.eval_max_attempts is None:
+            self.eval_max_attempts = self.train_max_attempts
+        if self.eval_max_attempts < 1 or self.train_max_attempts < 1:
+            raise ValueError("`train_max_attempts` and `eval_max_attempts` must be >= 1.")
+        if any(not m > 0 for m in self.lr_sweep) or self.lr_sweep_episodes < 1:
+            raise ValueError("`lr_sweep` multipliers must be > 0 and `lr_sweep_episodes` >= 1.")
+        if self.eval_episodes < 1 or self.eval_draw_factor < 1:
+            raise ValueError("`eval_episodes` and `eval_draw_factor` must be >= 1.")
         from openvirl.envs.points.splits import SPLIT_UNITS
 
         if self.split_by not in SPLIT_UNITS:
@@ -212,6 +264,15 @@ class EvalPoint:
     ci95: list[float]
     successes: list[bool]
     metrics: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    """The problem key of each episode (`openvirl.evaluation.stats.problem_key`)."""
+    n_problems: int = 0
+    episodes: int = 0
+    dealt: int = 0
+    """Hands dealt to collect the distinct problems (the split's size when it ran out)."""
+    success_at_1: float = float("nan")
+    success_at_1_ci95: list[float] = field(default_factory=list)
+    ci_method: str = ""
 
 
 @dataclass
@@ -316,22 +377,25 @@ def evaluate_checkpoint(
     branch: str,
     point: str,
     gflops: float,
+    validation: bool = False,
 ) -> EvalPoint:
-    """Play the held-out hands of `rule` with a checkpoint; write trajectories and metrics.
+    """Play distinct held-out problems of `rule` with a checkpoint; write trajectories, metrics.
 
-    Hand ``i`` is ``reset(seed=episode_seed(seed, "test", i))`` on the test side of the
-    hashed split, exactly the hands `openvirl eval` plays, so every checkpoint meets the same
-    hands and deltas can be paired.
+    The problems are `distinct_problem_seeds`: deals ``episode_seed(seed, "test", i)`` on the
+    test side of the hashed split, keeping the first deal of each distinct problem, so every
+    checkpoint meets the same problems, each once, and deltas can be paired per problem.
+    `validation` plays ID problems of the *train* side instead (seed stream ``seed +
+    VAL_SEED_OFFSET``, `lr_sweep_episodes` of them): disjoint from the test split by the hash.
 
     The folder is an evaluation run folder the viewer opens: ``config.json`` in the shape
     `openvirl.evaluation.evaluate` writes (the task with this study's env options, seeds,
     policy, versions) and ``metrics.json`` with the flat ``eval/*`` metrics beside the
     study's own ``point`` and ``env`` entries.
     """
-    from openvirl.envs.points.dataset import episode_seed
     from openvirl.evaluation.evaluate import episode_to_dict
     from openvirl.evaluation.metrics import compute_metrics
     from openvirl.evaluation.rollout import run_episodes
+    from openvirl.evaluation.stats import rate_interval
     from openvirl.policies.hf import HFPolicy
     from openvirl.training.checkpoint import write_json_atomic
     from openvirl.training.data import make_env_factory
@@ -354,8 +418,17 @@ def evaluate_checkpoint(
         seed=study.seed,
         name=f"{branch}-{point}",
     )
-    kwargs = study.env_kwargs(rule, "test", study.eval_max_attempts)
-    seeds = [episode_seed(study.seed, "test", i) for i in range(study.eval_episodes)]
+    split = "train" if validation else "test"
+    kwargs = study.env_kwargs(rule, split, int(study.eval_max_attempts or 1))
+    make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
+    seeds, keys, dealt = distinct_problem_seeds(
+        make,
+        study.seed + VAL_SEED_OFFSET if validation else study.seed,
+        study.lr_sweep_episodes if validation else study.eval_episodes,
+        study.eval_draw_factor,
+        study.split_by,
+        split,
+    )
     groups = ("rule_collapse",) if rule == "ood" else ()
     write_json_atomic(
         out / "config.json",
@@ -363,25 +436,40 @@ def evaluate_checkpoint(
     )
     t0 = time.perf_counter()
     records = []
-    make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
     for episode in run_episodes(make, policy, seeds, batch_size=study.eval_batch_size):
         records.append(episode_to_dict(episode, task=study.task, split=rule, policy=policy.name))
     records.sort(key=lambda r: r["index"])
     with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    metrics = compute_metrics(records, metric_set=groups)
+    metrics = compute_metrics(
+        records, metric_set=groups, split_by=study.split_by, bootstrap_seed=study.seed
+    )
     metrics["eval/wall_s"] = time.perf_counter() - t0
     successes = [bool(r["success"]) for r in records]
+    first = [bool(r["success"]) and len(r.get("steps", [])) <= 1 for r in records]
+    overall = rate_interval(
+        [float(x) for x in successes], keys, resamples=study.bootstrap_resamples, seed=study.seed
+    )
+    at_1 = rate_interval(
+        [float(x) for x in first], keys, resamples=study.bootstrap_resamples, seed=study.seed
+    )
     result = EvalPoint(
         branch=branch,
         point=point,
         rule=rule,
         gflops=gflops,
-        success=float(metrics["eval/success"]),
-        ci95=list(metrics["eval/success_ci95"]),
+        success=float(overall["estimate"]),
+        ci95=list(overall["ci95"]),
         successes=successes,
         metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)},
+        problems=keys,
+        n_problems=int(overall["problems"]),
+        episodes=len(records),
+        dealt=dealt,
+        success_at_1=float(at_1["estimate"]),
+        success_at_1_ci95=list(at_1["ci95"]),
+        ci_method=str(overall["method"]),
     )
     flat = {
         "task": study.task,
@@ -429,7 +517,7 @@ def _eval_config(
         env_id=GP_ENV_ID,
         env_kwargs=dict(kwargs),
         metrics=groups,
-        episodes=study.eval_episodes,
+        episodes=len(seeds),
         description=f"study {study.preset}: {branch} {point}, {rule} rule, held-out hands",
     )
     return {
@@ -437,7 +525,7 @@ def _eval_config(
             "task": study.task,
             "split": rule,
             "policy": policy.name,
-            "episodes": study.eval_episodes,
+            "episodes": len(seeds),
             "seed": study.seed,
             "batch_size": study.eval_batch_size,
             "max_attempts": study.eval_max_attempts,
@@ -445,7 +533,7 @@ def _eval_config(
             "max_new_tokens": study.eval_max_new_tokens,
         },
         "task": asdict(spec),
-        "episodes": study.eval_episodes,
+        "episodes": len(seeds),
         "seeds": seeds,
         "policy": {
             "spec": f"study:{branch}-{point}",
@@ -457,31 +545,50 @@ def _eval_config(
     }
 
 
+def distinct_problem_seeds(
+    make_env: Any, seed: int, wanted: int, draw_factor: int, split_by: str, split: str = "test"
+) -> tuple[list[int], list[str], int]:
+    """Reset seeds of up to `wanted` distinct test problems, the first deal of each.
+
+    Deals ``episode_seed(seed, "test", i)`` for ``i = 0, 1, ...`` (resets only, no model),
+    keeps a seed when its problem (`openvirl.evaluation.stats.problem_key` under `split_by`)
+    is new, and stops at `wanted` problems or after ``wanted * draw_factor`` deals, so a
+    small split (31 distinct ID problems, say) is played 31 times, not 200.
+
+    Returns
+    -------
+    tuple
+        The seeds, their problem keys (same order) and the number of hands dealt.
+    """
+    from openvirl.envs.points.dataset import episode_seed
+    from openvirl.evaluation.stats import problem_key
+
+    env = make_env()
+    seeds: list[int] = []
+    keys: list[str] = []
+    seen: set[str] = set()
+    dealt = 0
+    try:
+        for i in range(wanted * draw_factor):
+            if len(seeds) >= wanted:
+                break
+            s = episode_seed(seed, split, i)
+            _, info = env.reset(seed=s)
+            dealt += 1
+            key = problem_key({"reset_info": info}, split_by)
+            if key not in seen:
+                seen.add(key)
+                seeds.append(s)
+                keys.append(key)
+    finally:
+        env.close()
+    return seeds, keys, dealt
+
+
 def _chat_default(model: str) -> bool | None:
     from openvirl.policies import embedded
 
     return embedded.EMBEDDED_CHAT_TEMPLATE if embedded.is_embedded_name(model) else None
-
-
-def paired_delta(
-    after: list[bool], before: list[bool], z: float = 1.96
-) -> tuple[float, float, float]:
-    """Mean paired difference of success on the same hands, with a normal 95% interval.
-
-    Every checkpoint plays the same hands, so the difference is taken per hand
-    (``after_i - before_i``); its standard error is smaller than that of two independent
-    rates, which is what makes a few-point change on 200 hands resolvable.
-    """
-    n = min(len(after), len(before))
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    diffs = [float(a) - float(b) for a, b in zip(after[:n], before[:n], strict=True)]
-    mean = sum(diffs) / n
-    if n < 2:
-        return mean, mean, mean
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return mean, mean - half, mean + half
 
 
 # ---------------------------------------------------------------------------- the study
@@ -543,34 +650,22 @@ def run_study(study: StudyConfig) -> StudyResult:
     evaluate_both(init_dir / "final", "init", "init", init_flops / 1e9)
     stages["eval_init_s"] = time.perf_counter() - t0
 
+    # 1b. Learning-rate rule: a short sweep at the first compute point, on ID validation
+    t0 = time.perf_counter()
+    per_step = 6 * n_params * tokens_per_step
+    lrs, lr_rule = _learning_rates(study, init_dir, init_flops, per_step)
+    stages["lr_sweep_s"] = time.perf_counter() - t0
+
     # 2. RL branch: PPO from the Init, a checkpoint every update
     t0 = time.perf_counter()
     rl_dir = out / "rl"
     if not (study.resume and _complete(rl_dir / "final")):
         _log(f"RL branch: PPO for {study.rl_updates} updates")
-        from openvirl.training.ppo import PPOConfig
-
-        options = {
-            "model": study.model,
-            "chat_template": study.chat_template,
-            "lora": study.lora,
-            "lora_r": study.lora_r,
-            "lora_alpha": study.lora_alpha,
-            "seed": study.seed,
-            "env_kwargs": study.env_kwargs("id", "train", study.train_max_attempts),
-            **study.ppo,
-            "num_updates": study.rl_updates,
-            "output_dir": str(rl_dir),
-            "keep_last": None,
-            "save_every": 1,
-            "flops_offset": init_flops,
-            "resume": study.resume,
-        }
-        if study.lora:
-            options["init_adapter"] = str(init_dir / "final")
-        else:
-            options["model"] = str(init_dir / "final")
-        _run_training("ppo", PPOConfig(**options), study)
+        _run_training(
+            "ppo",
+            _ppo_config(study, init_dir, init_flops, rl_dir, study.rl_updates, lrs["rl"]),
+            study,
+        )
     rl_points = {}
     for update in study.eval_updates:
         ckpt = rl_dir / "checkpoints" / f"step-{update:08d}"
@@ -581,7 +676,6 @@ def run_study(study: StudyConfig) -> StudyResult:
     # 3. SFT branch: more SFT from the Init, segments ending at the RL compute points
     t0 = time.perf_counter()
     sft_dir = out / "sft"
-    per_step = 6 * n_params * tokens_per_step
     targets = {u: max(1, round((f - init_flops) / per_step)) for u, (_, f) in rl_points.items()}
     total_steps = max(targets.values())
     batch = int(study.sft.get("batch_size", 8))
@@ -603,8 +697,8 @@ def run_study(study: StudyConfig) -> StudyResult:
                 # every segment follows the same schedule, ending at the last compute point
                 "schedule_steps": total_steps,
             }
-            if study.sft_branch_learning_rate is not None:
-                options["learning_rate"] = study.sft_branch_learning_rate
+            if lrs["sft"] is not None:
+                options["learning_rate"] = lrs["sft"]
             if study.lora:
                 options["init_adapter"] = str(init_dir / "final")
             else:
@@ -629,21 +723,305 @@ def run_study(study: StudyConfig) -> StudyResult:
     all_sessions = _accumulate_timings(out / "timings.json", stages)
 
     # 5. Report
-    deltas = _deltas(points)
+    deltas = _deltas(points, study.seed)
+    versus = rl_vs_sft(points, study.seed)
     result = StudyResult(out=out, points=points, deltas=deltas, stages=stages)
     payload = {
         "config": config_to_dict(study),
         "n_params": n_params,
         "init_gflops": init_flops / 1e9,
-        "points": [{k: v for k, v in p.__dict__.items() if k != "successes"} for p in points],
+        "splits": _split_summary(points),
+        "statistics": statistics_statement(study),
+        "learning_rate_rule": lr_rule,
+        "protocol": {
+            "train_max_attempts": study.train_max_attempts,
+            "eval_max_attempts": study.eval_max_attempts,
+            "data_seeds": {
+                "init_sft": study.seed,
+                "sft_branch": study.seed + 1,
+                "rl_branch": study.seed + RL_SEED_OFFSET,
+            },
+            "training_split": "train (same hashed split for every stage)",
+        },
+        "points": [
+            {k: v for k, v in p.__dict__.items() if k not in ("successes", "problems")}
+            for p in points
+        ],
         "deltas": deltas,
+        "rl_vs_sft": versus,
         "stages_s": all_sessions,
         "this_session_s": stages,
     }
     (out / "study.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", "utf-8")
     plot_study(points, out / "study.png", title=f"{study.task} · {study.model} · {study.preset}")
-    (out / "study.md").write_text(study_markdown(study, points, deltas, all_sessions), "utf-8")
+    (out / "study.md").write_text(
+        study_markdown(study, points, deltas, all_sessions, versus), "utf-8"
+    )
     return result
+
+
+def _ppo_config(
+    study: StudyConfig, init_dir: Path, init_flops: float, out: Path, updates: int, lr: float
+) -> Any:
+    """The RL branch's PPOConfig (also the LR sweep's, with fewer updates)."""
+    from openvirl.training.ppo import PPOConfig
+
+    options = {
+        "model": study.model,
+        "chat_template": study.chat_template,
+        "lora": study.lora,
+        "lora_r": study.lora_r,
+        "lora_alpha": study.lora_alpha,
+        # Fresh training problems from the same split: the Init's SFT hands come from
+        # `seed`, the SFT branch's from `seed + 1`, the RL branch's from `seed + 2`.
+        "seed": study.seed + RL_SEED_OFFSET,
+        "env_kwargs": study.env_kwargs("id", "train", study.train_max_attempts),
+        **study.ppo,
+        "learning_rate": lr,
+        "num_updates": updates,
+        "output_dir": str(out),
+        "keep_last": None,
+        "save_every": 1,
+        "flops_offset": init_flops,
+        "resume": study.resume,
+    }
+    if study.lora:
+        options["init_adapter"] = str(init_dir / "final")
+    else:
+        options["model"] = str(init_dir / "final")
+    return PPOConfig(**options)
+
+
+def _base_learning_rates(study: StudyConfig) -> dict[str, Any]:
+    from openvirl.training.ppo import PPOConfig
+    from openvirl.training.sft import SFTRunConfig
+
+    sft = study.sft_branch_learning_rate
+    if sft is None:
+        sft = float(study.sft.get("learning_rate", SFTRunConfig.learning_rate))
+    return {"rl": float(study.ppo.get("learning_rate", PPOConfig.learning_rate)), "sft": sft}
+
+
+def _learning_rates(
+    study: StudyConfig, init_dir: Path, init_flops: float, per_step: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each branch's learning rate and the rule that chose it (for study.json).
+
+    With `lr_sweep` empty the presets' learning rates are used as they are. Otherwise each
+    multiplier ``m`` trains each branch from the Init at ``m`` x its preset LR up to the first
+    compute point (RL: ``eval_updates[0]`` updates; SFT: the steps that match that RL run's
+    FLOPs, on a schedule scaled to the full horizon), evaluates it on `lr_sweep_episodes`
+    distinct ID validation problems (train side of the hashed split, so disjoint from test),
+    and keeps the best success; ties go to the multiplier nearest 1 (the preset's).
+    """
+    base = _base_learning_rates(study)
+    if not study.lr_sweep:
+        return base, {
+            "rule": "preset learning rates (no sweep: `lr_sweep` is empty)",
+            "chosen": base,
+        }
+    folder = study.folder / "lr-sweep"
+    first = study.eval_updates[0]
+    batch = int(study.sft.get("batch_size", 8))
+    trials: list[dict[str, Any]] = []
+    for m in study.lr_sweep:
+        tag = f"x{m:g}"
+        rl_out = folder / f"rl-{tag}"
+        if not (study.resume and _complete(rl_out / "final")):
+            _log(f"LR sweep: RL at {tag} for {first} updates")
+            cfg = _ppo_config(study, init_dir, init_flops, rl_out, first, base["rl"] * m)
+            _run_training("ppo", cfg, study)
+        state = json.loads((rl_out / "summary.json").read_text(encoding="utf-8"))
+        steps = max(1, round((float(state["flops"]["flops"]) - init_flops) / per_step))
+        sft_out = folder / f"sft-{tag}"
+        if not (study.resume and _complete(sft_out / "final")):
+            _log(f"LR sweep: SFT at {tag} for {steps} steps")
+            horizon = max(steps, round(steps * max(study.eval_updates) / first))
+            options: dict[str, Any] = {
+                "output_dir": str(sft_out),
+                "max_steps": steps,
+                "n_examples": horizon * batch,
+                "data_seed": study.seed + 1,
+                "flops_offset": init_flops,
+                "resume": study.resume,
+                "warmup_steps": 0,
+                "schedule_steps": horizon,
+                "learning_rate": base["sft"] * m,
+            }
+            if study.lora:
+                options["init_adapter"] = str(init_dir / "final")
+            else:
+                options["model"] = str(init_dir / "final")
+            _run_training("sft", _sft_config(study, **options), study)
+        for branch, model_dir in (("rl", rl_out / "final"), ("sft", sft_out / "final")):
+            if (model_dir / "model").is_dir():
+                model_dir = model_dir / "model"
+            point = evaluate_checkpoint(
+                study,
+                model_dir,
+                "id",
+                folder / "eval" / f"{branch}-{tag}",
+                branch=branch,
+                point=tag,
+                gflops=float("nan"),
+                validation=True,
+            )
+            trials.append(
+                {
+                    "branch": branch,
+                    "multiplier": m,
+                    "learning_rate": base[branch] * m,
+                    "validation_success": point.success,
+                    "validation_ci95": point.ci95,
+                    "validation_problems": point.n_problems,
+                }
+            )
+    chosen = {}
+    for branch in ("rl", "sft"):
+        mine = [t for t in trials if t["branch"] == branch]
+        best = max(mine, key=lambda t: (t["validation_success"], -abs(math.log(t["multiplier"]))))
+        chosen[branch] = best["learning_rate"]
+    rule = (
+        f"sweep of {list(study.lr_sweep)} x each branch's preset LR at the first compute point "
+        f"(RL update {first}), best success on {study.lr_sweep_episodes} distinct ID validation "
+        "problems from the train side of the hashed split (disjoint from test); ties to the "
+        "multiplier nearest 1"
+    )
+    return chosen, {"rule": rule, "base": base, "trials": trials, "chosen": chosen}
+
+
+def statistics_statement(study: StudyConfig) -> str:
+    """The interval method, in one paragraph, for study.json and study.md."""
+    return (
+        "Each split is evaluated on distinct held-out problems, each played once (a problem is "
+        f"the multiset of card {study.split_by} plus target and rule). Success intervals: "
+        f"percentile bootstrap over problems ({study.bootstrap_resamples} resamples, seed "
+        f"{study.seed}), exact Clopper-Pearson when every problem has the same outcome. Deltas "
+        "(branch vs Init, RL vs SFT at matched compute): paired bootstrap over problems of the "
+        "per-problem difference; when every problem's difference is zero the interval is the "
+        "exact Clopper-Pearson bound on the share of discordant problems (never [0, 0])."
+    )
+
+
+def _split_summary(points: list[EvalPoint]) -> dict[str, dict[str, Any]]:
+    """Per split: distinct problems, episodes played, hands dealt to find them."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in points:
+        if p.branch == "init":
+            out[p.rule] = {
+                "distinct_problems": p.n_problems or len(p.successes),
+                "episodes_per_checkpoint": p.episodes or len(p.successes),
+                "hands_dealt_to_find_them": p.dealt,
+            }
+    return out
+
+
+def run_seeds(study: StudyConfig, n_seeds: int) -> tuple[list[StudyResult], dict[str, Any]]:
+    """Repeat the whole study (Init included) with seeds ``seed, seed + 1, ...``.
+
+    Each seed runs in ``<folder>/seed-<seed>/`` with its own report; the folder gets
+    ``seeds.json`` and ``seeds.md``: per checkpoint and split, the mean success across seeds
+    and its spread (sample standard deviation, min and max) beside each seed's value.
+    """
+    from dataclasses import replace
+
+    if n_seeds < 1:
+        raise ValueError(f"`--seeds` must be >= 1, got {n_seeds}.")
+    if n_seeds == 1:
+        result = run_study(study)
+        return [result], seed_summary([result], [study.seed])
+    base = study.folder
+    seeds = [study.seed + k for k in range(n_seeds)]
+    results = []
+    for seed in seeds:
+        _log(f"seed {seed} ({seeds.index(seed) + 1}/{n_seeds})")
+        results.append(run_study(replace(study, seed=seed, out=str(base / f"seed-{seed}"))))
+    summary = seed_summary(results, seeds)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "seeds.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", "utf-8")
+    (base / "seeds.md").write_text(seeds_markdown(study, summary), "utf-8")
+    return results, summary
+
+
+def seed_summary(results: list[StudyResult], seeds: list[int]) -> dict[str, Any]:
+    """Mean and spread across seeds of each checkpoint's success, by split.
+
+    Checkpoints are matched by branch and rank along the compute axis (Init, the k-th RL
+    point, the k-th SFT point), since an SFT point's step count may differ between seeds.
+    """
+    import statistics
+
+    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for seed, result in zip(seeds, results, strict=True):
+        for branch in ("init", "rl", "sft"):
+            mine = sorted(
+                {(p.gflops, p.point) for p in result.points if p.branch == branch},
+            )
+            for rank, (_, label) in enumerate(mine):
+                for p in result.points:
+                    if p.branch != branch or p.point != label:
+                        continue
+                    row = rows.setdefault(
+                        (branch, rank, p.rule),
+                        {"branch": branch, "rank": rank, "rule": p.rule, "per_seed": {}},
+                    )
+                    row["per_seed"][str(seed)] = {
+                        "point": p.point,
+                        "gflops": p.gflops,
+                        "success": p.success,
+                        "ci95": p.ci95,
+                        "success_at_1": p.success_at_1,
+                        "problems": p.n_problems,
+                    }
+    out = []
+    for key in sorted(rows, key=lambda k: (("init", "rl", "sft").index(k[0]), k[1], k[2])):
+        row = rows[key]
+        values = [v["success"] for v in row["per_seed"].values()]
+        row["mean"] = statistics.fmean(values)
+        row["sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row["min"], row["max"] = min(values), max(values)
+        row["n_seeds"] = len(values)
+        out.append(row)
+    return {
+        "seeds": seeds,
+        "spread": "sample standard deviation across seeds, and min-max",
+        "rows": out,
+    }
+
+
+def seeds_markdown(study: StudyConfig, summary: dict[str, Any]) -> str:
+    """`seeds.md`: mean ± sd across seeds beside each seed's success."""
+    seeds = [str(s) for s in summary["seeds"]]
+    names = {"init": "Init", "rl": "RL", "sft": "SFT"}
+    lines = [
+        f"# Study: {study.task}, preset `{study.preset}`, {len(seeds)} seeds",
+        "",
+        "Each seed reruns everything (Init included); per-seed reports: "
+        + ", ".join(f"[seed {s}](seed-{s}/study.md)" for s in seeds)
+        + ".",
+        "",
+        "| checkpoint | split | mean success | sd | min–max | "
+        + " | ".join(f"seed {s}" for s in seeds)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(seeds),
+    ]
+    for row in summary["rows"]:
+        label = names[row["branch"]] + ("" if row["branch"] == "init" else f" #{row['rank'] + 1}")
+        cells = []
+        for s in seeds:
+            v = row["per_seed"].get(s)
+            cells.append(f"{_pct(v['success'])} {_ci(v['ci95'])}" if v else "–")
+        lines.append(
+            f"| {label} | {row['rule'].upper()} | {_pct(row['mean'])} | {100 * row['sd']:.1f} "
+            f"| {_pct(row['min'])}–{_pct(row['max'])} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "sd: sample standard deviation of success across seeds (percentage points); each "
+        "seed's cell is its success with its bootstrap-over-problems 95% interval.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, float]:
@@ -655,8 +1033,48 @@ def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, floa
     return total
 
 
-def _deltas(points: list[EvalPoint]) -> list[dict[str, Any]]:
-    """Each branch point's success and rule collapse against the Init, paired per hand."""
+def _paired(after: EvalPoint, before: EvalPoint, seed: int) -> dict[str, Any]:
+    """Paired difference of two checkpoints' success on the same problems.
+
+    A bootstrap over problems (`openvirl.evaluation.stats.paired_interval`); points saved by
+    an older study without problem keys fall back to one problem per episode.
+    """
+    from openvirl.evaluation.stats import paired_interval
+
+    n = min(len(after.successes), len(before.successes))
+    keys = after.problems[:n] if len(after.problems) >= n else [str(i) for i in range(n)]
+    return paired_interval(
+        [float(x) for x in after.successes[:n]],
+        [float(x) for x in before.successes[:n]],
+        keys,
+        seed=seed,
+    )
+
+
+def rl_vs_sft(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
+    """RL minus SFT at each matched compute point (the k-th RL point against the k-th SFT one),
+    paired per problem, on each split."""
+    rows = []
+    series = {
+        b: sorted({(p.gflops, p.point) for p in points if p.branch == b}) for b in ("rl", "sft")
+    }
+    for (rl_g, rl_pt), (sft_g, sft_pt) in zip(series["rl"], series["sft"], strict=False):
+        row: dict[str, Any] = {"rl": rl_pt, "sft": sft_pt, "rl_gflops": rl_g, "sft_gflops": sft_g}
+        for rule in ("id", "ood"):
+            a = next(p for p in points if p.branch == "rl" and p.point == rl_pt and p.rule == rule)
+            b = next(
+                p for p in points if p.branch == "sft" and p.point == sft_pt and p.rule == rule
+            )
+            paired = _paired(a, b, seed)
+            row[f"delta_{rule}"] = paired["delta"]
+            row[f"delta_{rule}_ci95"] = paired["ci95"]
+            row[f"delta_{rule}_note"] = paired["note"]
+        rows.append(row)
+    return rows
+
+
+def _deltas(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
+    """Each branch point's success and rule collapse against the Init, paired per problem."""
     init = {p.rule: p for p in points if p.branch == "init"}
     rows = []
     for branch in ("rl", "sft"):
@@ -674,13 +1092,17 @@ def _deltas(points: list[EvalPoint]) -> list[dict[str, Any]]:
             }
             for rule in ("id", "ood"):
                 p = by_rule[rule]
-                d, low, high = paired_delta(p.successes, init[rule].successes)
+                paired = _paired(p, init[rule], seed)
                 row[rule] = p.success
                 row[f"{rule}_ci95"] = p.ci95
-                row[f"delta_{rule}"] = d
-                row[f"delta_{rule}_ci95"] = [low, high]
+                row[f"{rule}_at_1"] = p.success_at_1
+                row[f"delta_{rule}"] = paired["delta"]
+                row[f"delta_{rule}_ci95"] = paired["ci95"]
+                row[f"delta_{rule}_note"] = paired["note"]
             row["rule_collapse"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate")
             row["rule_collapse_ci95"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate_ci95")
+            row["rule_following"] = by_rule["ood"].metrics.get("eval/rule_following_rate")
+            row["format_error_ood"] = by_rule["ood"].metrics.get("eval/format_error_rate")
             rows.append(row)
     return rows
 
@@ -740,53 +1162,92 @@ def _ci(ci: list[float] | None, signed: bool = False) -> str:
     return f"[{fmt.format(100 * ci[0])}, {fmt.format(100 * ci[1])}]"
 
 
+def _delta_cell(d: dict[str, Any], key: str) -> str:
+    text = f"{100 * d[key]:+.1f} {_ci(d[f'{key}_ci95'], True)}"
+    note = d.get(f"{key}_note")
+    return f"{text} ({note})" if note else text
+
+
 def study_markdown(
     study: StudyConfig,
     points: list[EvalPoint],
     deltas: list[dict[str, Any]],
     stages: dict[str, float],
+    versus: list[dict[str, Any]] | None = None,
 ) -> str:
     """The study report: setup, the table of deltas from Init with CIs, rule collapse."""
     init = {p.rule: p for p in points if p.branch == "init"}
     adaptation = f"LoRA r={study.lora_r}" if study.lora else "full fine-tuning"
+    k = study.eval_max_attempts
+    split_lines = [
+        f"- {rule.upper()} split: {p.n_problems or len(p.successes)} distinct held-out problems "
+        f"({p.dealt} hands dealt to find them), {p.episodes or len(p.successes)} episodes per "
+        "checkpoint (each problem once)."
+        for rule, p in sorted(init.items())
+    ]
     lines = [
         f"# Study: {study.task}, preset `{study.preset}`",
         "",
         f"Model `{study.model}` ({adaptation}), "
         f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-{study.ranks[1]}, "
-        f"{study.eval_episodes} held-out hands per split (held out by {study.split_by[:-1]} "
-        f"multiset), "
-        f"{study.eval_max_attempts} verified attempt(s) per hand at evaluation, "
+        f"up to {study.eval_episodes} distinct held-out problems per split (held out by "
+        f"{study.split_by[:-1]} multiset), "
+        f"{k} verified attempt(s) per hand at evaluation, "
         f"{study.train_max_attempts} per RL episode. Init: {study.init_steps} SFT steps. "
-        f"RL: {study.rl_updates} PPO updates; SFT branch matched to the RL compute points.",
+        f"RL: {study.rl_updates} PPO updates on fresh training hands; SFT branch matched to the "
+        "RL compute points.",
+        "",
+        *split_lines,
         "",
         "![success against compute](study.png)",
         "",
-        "| checkpoint | GFLOPs | ID success [95% CI] | OOD success [95% CI] | ΔID vs Init [95% CI] "
-        "| ΔOOD vs Init [95% CI] | OOD rule collapse [95% CI] |",
-        "|---|---|---|---|---|---|---|",
+        f"| checkpoint | GFLOPs | ID success@{k} [95% CI] | ID success@1 | OOD success@{k} "
+        "[95% CI] | OOD success@1 | ΔID vs Init [95% CI] | ΔOOD vs Init [95% CI] "
+        "| OOD rule collapse [95% CI] | OOD rule following | OOD format errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if init:
         rc = init["ood"].metrics.get("eval/rule_collapse_rate")
         rc_ci = init["ood"].metrics.get("eval/rule_collapse_rate_ci95")
         lines.append(
             f"| Init | {init['id'].gflops:.4g} | {_pct(init['id'].success)} {_ci(init['id'].ci95)} "
-            f"| {_pct(init['ood'].success)} {_ci(init['ood'].ci95)} | | | {_pct(rc)} {_ci(rc_ci)} |"
+            f"| {_pct(init['id'].success_at_1)} "
+            f"| {_pct(init['ood'].success)} {_ci(init['ood'].ci95)} "
+            f"| {_pct(init['ood'].success_at_1)} | | | {_pct(rc)} {_ci(rc_ci)} "
+            f"| {_pct(init['ood'].metrics.get('eval/rule_following_rate'))} "
+            f"| {_pct(init['ood'].metrics.get('eval/format_error_rate'))} |"
         )
     names = {"rl": "RL", "sft": "SFT"}
     for d in deltas:
         lines.append(
             f"| {names[d['branch']]} {d['point']} | {d['gflops']:.4g} | {_pct(d['id'])} "
-            f"{_ci(d['id_ci95'])} | {_pct(d['ood'])} {_ci(d['ood_ci95'])} "
-            f"| {100 * d['delta_id']:+.1f} {_ci(d['delta_id_ci95'], True)} "
-            f"| {100 * d['delta_ood']:+.1f} {_ci(d['delta_ood_ci95'], True)} "
-            f"| {_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])} |"
+            f"{_ci(d['id_ci95'])} | {_pct(d.get('id_at_1'))} | {_pct(d['ood'])} "
+            f"{_ci(d['ood_ci95'])} | {_pct(d.get('ood_at_1'))} "
+            f"| {_delta_cell(d, 'delta_id')} | {_delta_cell(d, 'delta_ood')} "
+            f"| {_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])} "
+            f"| {_pct(d.get('rule_following'))} | {_pct(d.get('format_error_ood'))} |"
         )
+    if versus:
+        lines += [
+            "",
+            "RL minus SFT at matched compute, paired per problem (percentage points):",
+            "",
+            "| RL point | SFT point | ΔID [95% CI] | ΔOOD [95% CI] |",
+            "|---|---|---|---|",
+        ]
+        for v in versus:
+            lines.append(
+                f"| {v['rl']} ({v['rl_gflops']:.4g}) | {v['sft']} ({v['sft_gflops']:.4g}) "
+                f"| {_delta_cell(v, 'delta_id')} | {_delta_cell(v, 'delta_ood')} |"
+            )
     lines += [
         "",
-        "Success: solved within the verified attempts (Wilson 95% intervals). Deltas are paired",
-        "per hand (every checkpoint plays the same held-out hands), in percentage points.",
-        "Rule collapse: share of OOD answers that count a J, Q or K as 10, the ID rule's value.",
+        f"Success@{k}: solved within the {k} verified attempt(s) the RL branch trained with; "
+        "success@1: solved at the first attempt.",
+        "Intervals: " + statistics_statement(study),
+        "Rule collapse: share of parseable OOD answers that count a J, Q or K as 10, the ID "
+        "rule's value; rule following: share of all OOD answers to face-card hands that write "
+        "them as 11/12/13; format errors: unreadable answers over all OOD attempts.",
         "Compute: 6N per trained token plus 2N per token generated or scored (N = all parameters).",
         "",
         "Stage wall times, summed over sessions (s): "
@@ -802,10 +1263,15 @@ __all__ = [
     "EvalPoint",
     "StudyConfig",
     "StudyResult",
+    "distinct_problem_seeds",
     "evaluate_checkpoint",
     "load_study_config",
-    "paired_delta",
     "plot_study",
+    "rl_vs_sft",
+    "run_seeds",
     "run_study",
+    "seed_summary",
+    "seeds_markdown",
+    "statistics_statement",
     "study_markdown",
 ]

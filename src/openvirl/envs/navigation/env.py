@@ -356,6 +356,7 @@ class NavigationEnv(gym.Env[dict[str, Any], str]):
             parse_error=parsed.error,
             stated_observation=parsed.observation,
             landmark_correct=landmark_correct(parsed.observation, entry.landmark),
+            answered_has_landmark=split_landmark(entry.landmark)[0] is not None,
             intersection_correct=(
                 parsed.observation is not None
                 and claims_intersection(parsed.observation) == entry.intersection
@@ -648,6 +649,7 @@ _STEP_KEYS = (
     "parse_error",
     "stated_observation",
     "landmark_correct",
+    "answered_has_landmark",
     "intersection_correct",
     "steps",
 )

@@ -42,7 +42,8 @@ def navigation_metrics(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     dict
         ``eval/route_success`` (with ``_ci95`` and ``_n``), ``eval/per_step_accuracy``,
         ``eval/per_step_accuracy_reference``, ``eval/landmark_accuracy``,
-        ``eval/landmark_accuracy_first``, ``eval/intersection_accuracy``,
+        ``eval/landmark_accuracy_first``, ``eval/landmark_accuracy_at_landmarks`` (positions
+        that have a landmark only), ``eval/intersection_accuracy``,
         ``eval/intersection_accuracy_first``, ``eval/progress`` and
         ``eval/outcomes/<name>``. A rate over nothing is NaN.
     """
@@ -61,6 +62,10 @@ def navigation_metrics(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         first = [bool(s[key]) for s in steps if key in s and s.get("answer_attempt", 1) == 1]
         out.update(_rate(sum(seen), len(seen), f"eval/{name}_accuracy"))
         out.update(_rate(sum(first), len(first), f"eval/{name}_accuracy_first"))
+    # Most positions have no landmark, and "no landmarks nearby" is easy to say: recognition
+    # of the landmarks themselves is reported on the positions that have one.
+    at = [bool(s["landmark_correct"]) for s in steps if s.get("answered_has_landmark")]
+    out.update(_rate(sum(at), len(at), "eval/landmark_accuracy_at_landmarks"))
     progress = []
     for r in episodes:
         length = int((r.get("reset_info") or {}).get("rail_length") or 0)

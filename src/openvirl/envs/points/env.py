@@ -380,6 +380,12 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         cfg = self.config
         parsed = parse_answer(text)
         numbers = self._info["numbers"]
+        if cfg.visual and parsed.cards is None and parsed.formula is None:
+            # Garbage gets GP-L's penalty in GP-VL too (not the milder wrong-cards one), so
+            # the two tasks rank an unreadable answer alike and it counts as a format error.
+            message = parsed.error or "no formula was found in your answer."
+            verdict = Verdict(Outcome.NO_ANSWER, None, message, REWARDS[Outcome.NO_ANSWER])
+            return verdict, None, parsed.error
         if cfg.visual:
             truth = sorted(self._info["cards"])
             seen = parsed.cards
