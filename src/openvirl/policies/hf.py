@@ -83,6 +83,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "`pip install 'openvirl[train]'`"
     ) from exc
 
+from openvirl.policies import fast
 from openvirl.policies.base import Message, Request, Usage, message_images, message_text
 
 PLAIN_ROLE_LABELS: dict[str, str] = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -320,6 +321,11 @@ class HFPolicy:
         instructions); 0 disables it. Used only where unpadded prefill applies (see the module
         docstring). Call `clear_prefix_cache` after changing the model in a way its weights do
         not show (e.g. a peft adapter toggled in place).
+    precision
+        How linear layers multiply during CPU generation (`openvirl.policies.fast`): ``fp32``
+        (oneDNN with packed float32 weights, same precision), ``bf16`` (packed bfloat16
+        weights, faster, answers may differ) or ``reference`` (plain torch). None: ``fp32`` for
+        the embedded model, ``reference`` for others. Training is never affected.
     """
 
     def __init__(
@@ -337,6 +343,7 @@ class HFPolicy:
         batch_size: int = 8,
         chat_template: bool | None = None,
         prefix_cache_mb: float = 1024,
+        precision: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
@@ -384,6 +391,8 @@ class HFPolicy:
         self._split_prefill: bool | None = None  # decided on first use (see `_can_split_prefill`)
         self._sliding_window: int | None = None  # the smallest sliding window, if any
         self._cache_kwarg = "past_key_values"
+        self.precision = fast.install_default(model, precision) if model is not None else None
+        """The `precision` in effect (``reference`` where the kernels are missing)."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -937,7 +946,8 @@ class HFPolicy:
         prompt = "chat template" if self.uses_chat_template else "plain prompt"
         return (
             f"HFPolicy({self.name!r}, {'vlm' if self.is_vlm else 'causal'}, {prompt}, "
-            f"device={self.device}, dtype={self.model.dtype}, options={self.options})"
+            f"device={self.device}, dtype={self.model.dtype}, precision={self.precision}, "
+            f"options={self.options})"
         )
 
 
