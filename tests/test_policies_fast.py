@@ -142,3 +142,25 @@ def test_default_is_reference_for_models_other_than_the_embedded_one(causal_path
     assert policy.precision == "reference"
     assert not fast.is_embedded_model(policy.model)
     assert make_policy(f"hf:{causal_path}?precision=fp32").precision in ("fp32", "reference")
+
+
+@needs_onednn
+def test_embedded_model_defaults_to_fp32_with_or_without_peft(tmp_path):
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from openvirl.policies import embedded
+
+    # A folder that looks prepared (named as the embedded model, with its marker).
+    folder = tiny_causal_lm(tmp_path, name=embedded.EMBEDDED_MODEL_NAME)
+    (folder / embedded.MARKER_FILE).write_text(json.dumps({"dtype": "float32"}))
+    policy = HFPolicy.from_pretrained(folder, max_new_tokens=4)
+    assert policy.precision == "fp32"
+    # A trainer's LoRA-wrapped model (PPO builds `HFPolicy(model, ...)` itself) is recognised.
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert fast.is_embedded_model(wrapped)
+    assert HFPolicy(wrapped, policy.processor).precision == "fp32"
+    assert HFPolicy(wrapped, policy.processor, precision="reference").precision == "reference"

@@ -526,7 +526,12 @@ def evaluate(config: EvalConfig, policy: Policy | None = None) -> EvalResult:
             "task": asdict(spec),
             "episodes": n_planned,
             "seeds": all_seeds,
-            "policy": {"spec": config.policy, "name": policy_name, "repr": repr(policy)[:500]},
+            "policy": {
+                "spec": config.policy,
+                "name": policy_name,
+                "precision": getattr(policy, "precision", None),  # hf: how it multiplied
+                "repr": repr(policy)[:500],
+            },
             "versions": package_versions(),
             "data": _data_description(spec),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

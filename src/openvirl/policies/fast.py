@@ -71,9 +71,10 @@ def available(precision: str) -> bool:
 def install(model: nn.Module, precision: str = DEFAULT_PRECISION) -> str:
     """Route `model`'s linear layers through packed oneDNN weights during CPU inference.
 
-    Idempotent: installing again only changes the precision (packed copies of another precision
-    are dropped). Returns the precision in effect, ``reference`` when this torch build lacks the
-    kernels (nothing installed then) or when asked for it (any earlier installation undone).
+    Idempotent: installing again only changes the precision (packed copies of the other
+    precision are kept until ``reference`` drops them all). Returns the precision in effect:
+    ``reference`` when this torch build lacks the kernels (nothing installed then) or when
+    asked for it (any earlier installation undone).
     """
     check_precision(precision)
     if not available(precision):
@@ -87,8 +88,6 @@ def install(model: nn.Module, precision: str = DEFAULT_PRECISION) -> str:
                 delattr(module, _PRECISION_ATTR)
                 setattr(module, _PACKED_ATTR, None)
             continue
-        if getattr(module, _PRECISION_ATTR, None) != precision:
-            setattr(module, _PACKED_ATTR, None)
         setattr(module, _PRECISION_ATTR, precision)
         if "forward" not in module.__dict__:
             module.forward = _fast_forward.__get__(module, type(module))
@@ -130,13 +129,17 @@ def installed_precision(model: nn.Module) -> str:
 def _packed_weight(module: nn.Linear) -> torch.Tensor:
     """The module's weight in oneDNN's layout (and precision), repacked when the weight changed."""
     weight = module.weight
+    precision = getattr(module, _PRECISION_ATTR)
     key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
-    cached = getattr(module, _PACKED_ATTR, None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    dtype = torch.bfloat16 if getattr(module, _PRECISION_ATTR) == "bf16" else weight.dtype
+    cached = getattr(module, _PACKED_ATTR, None) or {}
+    if precision in cached and cached[precision][0] == key:
+        return cached[precision][1]
+    dtype = torch.bfloat16 if precision == "bf16" else weight.dtype
     packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype), None)
-    setattr(module, _PACKED_ATTR, (key, packed))
+    # One copy per precision, so a benchmark can switch back and forth without repacking.
+    cached = {p: entry for p, entry in cached.items() if entry[0] == key}
+    cached[precision] = (key, packed)
+    setattr(module, _PACKED_ATTR, cached)
     return packed
 
 
