@@ -33,24 +33,15 @@ def causal_path(tmp_path_factory):
     return tiny_causal_lm(tmp_path_factory.mktemp("models"))
 
 
-def _packed_layers(model) -> int:
-    """How many linear layers hold a packed weight (proof the fast path ran)."""
-    return sum(
-        getattr(m, "_openvirl_packed", None) is not None
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear)
-    )
-
-
 @needs_onednn
 def test_fp32_fast_path_gives_the_reference_greedy_answers(causal_path):
     reference = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="reference")
     packed = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="fp32")
     assert reference.precision == "reference" and packed.precision == "fp32"
-    assert _packed_layers(packed.model) == 0
+    assert fast.packed_layers(packed.model) == 0
     answers = packed.act(_requests())
-    assert _packed_layers(packed.model) > 0  # every projection and the output layer
-    assert _packed_layers(reference.model) == 0
+    assert fast.packed_layers(packed.model) > 0  # every projection and the output layer
+    assert fast.packed_layers(reference.model) == 0
     assert answers == reference.act(_requests())
     assert "precision=fp32" in repr(packed)
 
@@ -79,6 +70,13 @@ def test_packed_linear_matches_torch_and_leaves_training_alone(causal_path):
     with torch.inference_mode():
         after = layer(x.detach())
     torch.testing.assert_close(after, -2.0 * expected, rtol=1e-5, atol=1e-5)
+    # A trainer's deep copy (PPO's frozen reference) works and multiplies the same way.
+    import copy
+
+    twin = copy.deepcopy(model)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin.model.layers[0].self_attn.q_proj(x.detach()), after)
+    assert fast.packed_layers(twin) > 0 and "forward" in twin.lm_head.__dict__
     # Back to the reference: no instance forward left behind.
     assert fast.install(model, "reference") == "reference"
     assert "forward" not in layer.__dict__
@@ -127,7 +125,7 @@ def test_lora_adapter_generates_the_same_through_the_fast_path(causal_path, tmp_
     assert answers == reference.act(_requests())
     assert answers != plain.act(_requests())  # the adapter is really applied
     lora_a = packed.model.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"]
-    assert getattr(lora_a, "_openvirl_packed", None) is not None
+    assert fast.packed_layers(lora_a) == 1
 
 
 def test_precision_is_validated_with_a_clear_error(causal_path):
