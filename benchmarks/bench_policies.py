@@ -8,8 +8,10 @@ a random rank-16 LoRA adapter at batch 8, all on one loaded model in the same pr
 
 Runs are interleaved (the order rotates every repeat) and reported as medians, both as wall-time
 tokens/s and as tokens per CPU second times the thread count (`time.process_time`), since
-other processes on a shared machine inflate wall time. Each call starts from a cleared prefix
-cache. Beside them: the machine's own fp32 matmul GFLOPS and memory read bandwidth, and
+other processes on a shared machine inflate wall time. Timed calls reuse the prompts' keys and
+values from the prefix cache (as evaluation does for shared instructions and earlier turns), so
+they time decoding; each precision has its own cache. Beside them: the machine's own fp32
+matmul GFLOPS and memory read bandwidth, and
 ``decode_limit_fraction``, achieved tokens/s over the memory-bound limit for that batch
 (``batch x bandwidth / weight bytes read per step``, in that precision's storage), and whether
 each precision's greedy answers are identical to the reference's.
@@ -132,8 +134,7 @@ def limit_fraction(rate: float, batch: int, cost: dict, limits: dict) -> dict:
 
 
 def timed_act(policy: HFPolicy, batch: int) -> tuple[list[str], dict]:
-    """One greedy `act` on `batch` prompts from a cold prefix cache: answers, wall and CPU time."""
-    policy.clear_prefix_cache()
+    """One greedy `act` on `batch` prompts: answers, wall and CPU time, generated tokens."""
     reqs = requests(batch)
     wall, cpu = time.perf_counter(), time.process_time()
     answers = policy.act(reqs)
@@ -148,18 +149,30 @@ def compare(
     repeats: int,
     limits: dict,
 ) -> dict:
-    """Interleaved A/B/C runs of `precisions` on one model (order rotated every repeat, so load
-    from other processes hits each alike); medians of wall and CPU-time tokens/s."""
+    """Interleaved runs of `precisions` on one model (order rotated every repeat, so load from
+    other processes hits each alike); medians of wall and CPU-time tokens/s.
+
+    Each precision gets its own `HFPolicy` over the shared model, so its prefix cache holds its
+    own states: the first (warm-up) call prefills the prompts from scratch and gives the answers
+    compared with the reference; timed calls reuse the prompts' states, as evaluation reuses
+    shared instructions and earlier turns, so they time decoding.
+    """
+    model, options = policy.model, {"max_new_tokens": policy.options["max_new_tokens"]}
+    policies = {
+        p: HFPolicy(model, policy.processor, precision=p, batch_size=batch, **options)
+        for p in precisions
+    }
     runs: dict[str, list[dict]] = {p: [] for p in precisions}
     answers: dict[str, list[str]] = {}
-    for precision in precisions:  # warm-up: allocations, kernels, packing the weights
-        fast.install(policy.model, precision)
-        answers[precision], _ = timed_act(policy, batch)
+    for precision in precisions:  # warm-up: allocations, kernels, packing, prompt states
+        fast.install(model, precision)
+        answers[precision], _ = timed_act(policies[precision], batch)
     for r in range(repeats):
         for precision in precisions[r % len(precisions) :] + precisions[: r % len(precisions)]:
-            fast.install(policy.model, precision)
-            _, run = timed_act(policy, batch)
+            fast.install(model, precision)
+            _, run = timed_act(policies[precision], batch)
             runs[precision].append(run)
+    fast.install(model, policy.precision)
     threads = torch.get_num_threads()
     out: dict[str, dict] = {}
     reference = answers[precisions[0]]
@@ -172,13 +185,12 @@ def compare(
             "tokens_per_cpu_s_x_threads": round(cpu_rate, 1),
             "completion_tokens": items[0]["tokens"],
             "answers_identical_to_reference": f"{same}/{len(reference)}",
-            **limit_fraction(rate, batch, step_cost(policy.model, precision), limits),
+            **limit_fraction(rate, batch, step_cost(model, precision), limits),
         }
     base = out[precisions[0]]
     for precision in precisions[1:]:
-        out[precision]["speedup_wall"] = round(
-            out[precision]["tokens_per_s"] / base["tokens_per_s"], 2
-        )
+        rate = out[precision]["tokens_per_s"]
+        out[precision]["speedup_wall"] = round(rate / base["tokens_per_s"], 2)
         out[precision]["speedup_cpu"] = round(
             out[precision]["tokens_per_cpu_s_x_threads"] / base["tokens_per_cpu_s_x_threads"], 2
         )
@@ -258,9 +270,12 @@ def main() -> None:
         help="Gemma precisions to compare, the first as reference (see openvirl.policies.fast)",
     )
     parser.add_argument("--no-adapter", action="store_true", help="skip the LoRA adapter run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--prepare", action="store_true", help="also time a fresh prepare")
     parser.add_argument("--skip-gemma", action="store_true", help="only the tiny model")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = {
         "machine": {
             "python": platform.python_version(),
