@@ -24,6 +24,12 @@ PROMPTS = [
 needs_onednn = pytest.mark.skipif(not fast.available("fp32"), reason="no oneDNN linear kernels")
 
 
+@pytest.fixture(autouse=True)
+def pack_every_layer(monkeypatch):
+    """Tiny models' layers are all below the packing threshold: pack them anyway here."""
+    monkeypatch.setattr(fast, "MIN_PACKED_WEIGHTS", 0)
+
+
 def _requests():
     return [{"messages": [text_message("user", p)], "info": {}} for p in PROMPTS]
 
@@ -162,3 +168,11 @@ def test_embedded_model_defaults_to_fp32_with_or_without_peft(tmp_path):
     assert fast.is_embedded_model(wrapped)
     assert HFPolicy(wrapped, policy.processor).precision == "fp32"
     assert HFPolicy(wrapped, policy.processor, precision="reference").precision == "reference"
+
+
+@needs_onednn
+def test_small_layers_keep_torch_forward_by_default(causal_path, monkeypatch):
+    monkeypatch.setattr(fast, "MIN_PACKED_WEIGHTS", 2**19)
+    policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=4, precision="fp32")
+    policy.act(_requests()[:2])
+    assert fast.packed_layers(policy.model) == 0  # every tiny layer is under the threshold

@@ -14,7 +14,8 @@ multiply-adds, so this is where a decoding step's time goes.
 What
 ----
 `install(model, precision)` gives each `nn.Linear` of `model` (a peft LoRA layer's frozen base
-layer and its small A/B layers included) a forward that, **only under
+layer and its A/B layers included) a forward that, for weights of at least
+`MIN_PACKED_WEIGHTS` elements and **only under
 `torch.inference_mode()` on CPU**, multiplies with a packed copy of its weight:
 
 - ``fp32``: the packed copy is float32. Same precision as the reference, only the summation
@@ -45,6 +46,11 @@ PRECISIONS = ("fp32", "bf16", "reference")
 
 DEFAULT_PRECISION = "fp32"
 """What `HFPolicy` uses on CPU unless told (same precision, identical greedy answers)."""
+
+MIN_PACKED_WEIGHTS = 2**19
+"""Smallest weight (in elements) worth packing: below it (Gemma's 256 x 640 key and value
+projections, LoRA's rank-r A and B matrices) oneDNN's per-call overhead exceeds what it saves,
+measured on the EPYC; those layers keep torch's forward."""
 
 _PRECISION_ATTR = "_openvirl_precision"
 
@@ -163,6 +169,7 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
         or weight.dtype not in (torch.float32, torch.bfloat16)
         or x.dtype != weight.dtype
         or x.numel() == 0
+        or weight.numel() < MIN_PACKED_WEIGHTS
     ):
         return nn.Linear.forward(self, x)
     packed = _packed_weight(self)
@@ -178,6 +185,7 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
 
 __all__ = [
     "DEFAULT_PRECISION",
+    "MIN_PACKED_WEIGHTS",
     "PRECISIONS",
     "available",
     "check_precision",
