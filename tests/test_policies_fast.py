@@ -176,3 +176,10 @@ def test_small_layers_keep_torch_forward_by_default(causal_path, monkeypatch):
     policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=4, precision="fp32")
     policy.act(_requests()[:2])
     assert fast.packed_layers(policy.model) == 0  # every tiny layer is under the threshold
+    # A single row (batch-1 decoding) also keeps torch's matrix-vector product.
+    monkeypatch.setattr(fast, "MIN_PACKED_WEIGHTS", 0)
+    layer = policy.model.lm_head
+    x = torch.randn(1, 1, layer.in_features)
+    with torch.inference_mode():
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight))
+    assert fast.packed_layers(policy.model) == 0

@@ -15,7 +15,7 @@ What
 ----
 `install(model, precision)` gives each `nn.Linear` of `model` (a peft LoRA layer's frozen base
 layer and its A/B layers included) a forward that, for weights of at least
-`MIN_PACKED_WEIGHTS` elements and **only under
+`MIN_PACKED_WEIGHTS` elements and inputs of at least `MIN_PACKED_ROWS` rows, and **only under
 `torch.inference_mode()` on CPU**, multiplies with a packed copy of its weight:
 
 - ``fp32``: the packed copy is float32. Same precision as the reference, only the summation
@@ -51,6 +51,10 @@ MIN_PACKED_WEIGHTS = 2**19
 """Smallest weight (in elements) worth packing: below it (Gemma's 256 x 640 key and value
 projections, LoRA's rank-r A and B matrices) oneDNN's per-call overhead exceeds what it saves,
 measured on the EPYC; those layers keep torch's forward."""
+
+MIN_PACKED_ROWS = 2
+"""Fewest input rows worth the packed kernel: for a single row (batch-1 decoding) MKL's
+matrix-vector product was faster than oneDNN's on the EPYC with two threads."""
 
 _PRECISION_ATTR = "_openvirl_precision"
 
@@ -172,8 +176,10 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
         or weight.numel() < MIN_PACKED_WEIGHTS
     ):
         return nn.Linear.forward(self, x)
-    packed = _packed_weight(self)
     rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] < MIN_PACKED_ROWS:
+        return nn.Linear.forward(self, x)
+    packed = _packed_weight(self)
     if packed.dtype != rows.dtype:
         rows = rows.to(packed.dtype)
     bias = self.bias
@@ -185,6 +191,7 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
 
 __all__ = [
     "DEFAULT_PRECISION",
+    "MIN_PACKED_ROWS",
     "MIN_PACKED_WEIGHTS",
     "PRECISIONS",
     "available",
