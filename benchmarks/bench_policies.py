@@ -1,13 +1,24 @@
 """Generation throughput of `HFPolicy`, and the embedded model's prepare and load times (JSON).
 
 Measures greedy tokens/s at batch 1 and batch 8 for a tiny random Llama (the harness's own
-overhead dominates) and, when the embedded Gemma-3-270M is prepared in the cache, for it too,
-with its cached load time and the prepare time recorded in its marker. Throughput counts the
-completion tokens the policy reports (`last_usage`) over wall time of `act`.
+overhead dominates) and, when the embedded Gemma-3-270M is prepared in the cache, compares its
+generation precisions (`openvirl.policies.fast`: ``reference`` is plain torch, today's path;
+``fp32`` and ``bf16`` multiply through oneDNN with packed weights) at batch 1, 8 and 32, and with
+a random rank-16 LoRA adapter at batch 8, all on one loaded model in the same process.
+
+Runs are interleaved (the order rotates every repeat) and reported as medians, both as wall-time
+tokens/s and as tokens per CPU second times the thread count (`time.process_time`), since
+other processes on a shared machine inflate wall time. Timed calls reuse the prompts' keys and
+values from the prefix cache (as evaluation does for shared instructions and earlier turns), so
+they time decoding; each precision has its own cache. Beside them: the machine's own fp32
+matmul GFLOPS and memory read bandwidth, and
+``decode_limit_fraction``, achieved tokens/s over the memory-bound limit for that batch
+(``batch x bandwidth / weight bytes read per step``, in that precision's storage), and whether
+each precision's greedy answers are identical to the reference's.
 
     python benchmarks/bench_policies.py                 # tiny model + Gemma if prepared
     python benchmarks/bench_policies.py --prepare       # also time a fresh prepare (temp cache)
-    python benchmarks/bench_policies.py --new-tokens 64 --repeats 2
+    python benchmarks/bench_policies.py --new-tokens 64 --repeats 3 --batches 1,8,32
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from openvirl.policies import embedded
+from openvirl.policies import embedded, fast
 from openvirl.policies.base import text_message
 from openvirl.policies.hf import HFPolicy
 
@@ -82,19 +94,156 @@ def bench_tiny(new_tokens: int, repeats: int) -> dict:
         }
 
 
-def bench_gemma(new_tokens: int, repeats: int) -> dict:
+def machine_limits(size: int = 1536, megabytes: int = 512, repeats: int = 5) -> dict:
+    """This machine's fp32 matmul GFLOPS (square `torch.mm`) and memory read bandwidth (a sum
+    over a tensor far larger than the caches), medians of `repeats`."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    big = torch.ones(megabytes * 2**20 // 4)
+    flops, reads = [], []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        flops.append(2 * size**3 / (time.perf_counter() - start))
+        start = time.perf_counter()
+        big.sum()
+        reads.append(big.nbytes / (time.perf_counter() - start))
+    return {
+        "matmul_gflops": round(statistics.median(flops[1:]) / 1e9, 1),
+        "memory_gb_per_s": round(statistics.median(reads[1:]) / 1e9, 1),
+    }
+
+
+def step_cost(model: torch.nn.Module, precision: str) -> dict:
+    """Bytes of weights one decoding step reads (every linear layer, the output layer included)
+    and its multiply-adds per token, in the precision's storage."""
+    size = 2 if precision == "bf16" else 4
+    params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return {"weight_bytes": params * size, "flops_per_token": 2 * params}
+
+
+def limit_fraction(rate: float, batch: int, cost: dict, limits: dict) -> dict:
+    """Achieved tokens/s against the memory-bound limit (one weight read per step of `batch`
+    tokens) and against the compute-bound one."""
+    memory = batch * limits["memory_gb_per_s"] * 1e9 / cost["weight_bytes"]
+    compute = limits["matmul_gflops"] * 1e9 / cost["flops_per_token"]
+    return {
+        "memory_bound_tokens_per_s": round(memory, 1),
+        "compute_bound_tokens_per_s": round(compute, 1),
+        "decode_limit_fraction": round(rate / memory, 3),
+    }
+
+
+def timed_act(policy: HFPolicy, batch: int) -> tuple[list[str], dict]:
+    """One greedy `act` on `batch` prompts: answers, wall and CPU time, generated tokens."""
+    reqs = requests(batch)
+    wall, cpu = time.perf_counter(), time.process_time()
+    answers = policy.act(reqs)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return answers, {"wall_s": wall, "cpu_s": cpu, "tokens": policy.last_usage.completion_tokens}
+
+
+def compare(
+    policy: HFPolicy,
+    batch: int,
+    precisions: list[str],
+    repeats: int,
+    limits: dict,
+) -> dict:
+    """Interleaved runs of `precisions` on one model (order rotated every repeat, so load from
+    other processes hits each alike); medians of wall and CPU-time tokens/s.
+
+    Each precision gets its own `HFPolicy` over the shared model, so its prefix cache holds its
+    own states: the first (warm-up) call prefills the prompts from scratch and gives the answers
+    compared with the reference; timed calls reuse the prompts' states, as evaluation reuses
+    shared instructions and earlier turns, so they time decoding.
+    """
+    model, options = policy.model, {"max_new_tokens": policy.options["max_new_tokens"]}
+    policies = {
+        p: HFPolicy(model, policy.processor, precision=p, batch_size=batch, **options)
+        for p in precisions
+    }
+    runs: dict[str, list[dict]] = {p: [] for p in precisions}
+    answers: dict[str, list[str]] = {}
+    for precision in precisions:  # warm-up: allocations, kernels, packing, prompt states
+        fast.install(model, precision)
+        answers[precision], _ = timed_act(policies[precision], batch)
+    for r in range(repeats):
+        for precision in precisions[r % len(precisions) :] + precisions[: r % len(precisions)]:
+            fast.install(model, precision)
+            _, run = timed_act(policies[precision], batch)
+            runs[precision].append(run)
+    fast.install(model, policy.precision)
+    threads = torch.get_num_threads()
+    out: dict[str, dict] = {}
+    reference = answers[precisions[0]]
+    for precision, items in runs.items():
+        rate = statistics.median(run["tokens"] / run["wall_s"] for run in items)
+        cpu_rate = statistics.median(run["tokens"] / run["cpu_s"] * threads for run in items)
+        same = sum(a == b for a, b in zip(answers[precision], reference, strict=True))
+        out[precision] = {
+            "tokens_per_s": round(rate, 1),
+            "tokens_per_cpu_s_x_threads": round(cpu_rate, 1),
+            "completion_tokens": items[0]["tokens"],
+            "answers_identical_to_reference": f"{same}/{len(reference)}",
+            **limit_fraction(rate, batch, step_cost(model, precision), limits),
+        }
+    base = out[precisions[0]]
+    for precision in precisions[1:]:
+        rate = out[precision]["tokens_per_s"]
+        out[precision]["speedup_wall"] = round(rate / base["tokens_per_s"], 2)
+        out[precision]["speedup_cpu"] = round(
+            out[precision]["tokens_per_cpu_s_x_threads"] / base["tokens_per_cpu_s_x_threads"], 2
+        )
+    return out
+
+
+def random_adapter(model: torch.nn.Module, folder: Path) -> Path:
+    """A rank-16 all-linear LoRA adapter with random (non-zero) weights, saved to `folder`."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 1e-3)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def bench_gemma(
+    new_tokens: int, repeats: int, batches: list[int], precisions: list[str], adapter: bool
+) -> dict:
     if not embedded.is_prepared():
         return {"skipped": "not prepared; run `openvirl model prepare`"}
+    limits = machine_limits()
     start = time.perf_counter()
-    policy = HFPolicy.from_pretrained("gemma-3-270m", max_new_tokens=new_tokens, batch_size=8)
+    policy = HFPolicy.from_pretrained("gemma-3-270m", max_new_tokens=new_tokens, batch_size=64)
     load = time.perf_counter() - start
-    return {
-        "model": "gemma-3-270m (embedded, plain prompt)",
+    report: dict = {
+        "model": "gemma-3-270m (embedded, plain prompt, greedy)",
+        "default_precision": policy.precision,
         "cached_load_s": round(load, 2),
         "prepare": embedded.prepared_info(),
-        "batch_1": throughput(policy, 1, repeats),
-        "batch_8": throughput(policy, 8, repeats),
+        "machine_limits": limits,
+        "step_cost_fp32": step_cost(policy.model, "fp32"),
     }
+    for batch in batches:
+        report[f"batch_{batch}"] = compare(policy, batch, precisions, repeats, limits)
+    if adapter:
+        with tempfile.TemporaryDirectory() as folder:
+            from transformers import AutoModelForCausalLM
+
+            base = AutoModelForCausalLM.from_pretrained(str(embedded.embedded_model_dir()))
+            path = random_adapter(base, Path(folder) / "lora")
+            del base
+            lora = HFPolicy.from_pretrained(
+                "gemma-3-270m", adapter=path, max_new_tokens=new_tokens, batch_size=64
+            )
+            batch = 8 if 8 in batches else batches[0]
+            report[f"lora_r16_batch_{batch}"] = compare(lora, batch, precisions, repeats, limits)
+    return report
 
 
 def bench_prepare() -> dict:
@@ -113,10 +262,20 @@ def bench_prepare() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=32, help="max new tokens per answer")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (best)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting")
+    parser.add_argument("--batches", default="1,8,32", help="Gemma batch sizes, comma-separated")
+    parser.add_argument(
+        "--precisions",
+        default="reference,fp32,bf16",
+        help="Gemma precisions to compare, the first as reference (see openvirl.policies.fast)",
+    )
+    parser.add_argument("--no-adapter", action="store_true", help="skip the LoRA adapter run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--prepare", action="store_true", help="also time a fresh prepare")
     parser.add_argument("--skip-gemma", action="store_true", help="only the tiny model")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = {
         "machine": {
             "python": platform.python_version(),
@@ -129,7 +288,11 @@ def main() -> None:
         "tiny": bench_tiny(args.new_tokens, args.repeats),
     }
     if not args.skip_gemma:
-        report["gemma"] = bench_gemma(args.new_tokens, args.repeats)
+        batches = [int(b) for b in args.batches.split(",")]
+        precisions = [fast.check_precision(p) for p in args.precisions.split(",")]
+        report["gemma"] = bench_gemma(
+            args.new_tokens, args.repeats, batches, precisions, not args.no_adapter
+        )
     if args.prepare:
         report["fresh_prepare"] = bench_prepare()
     print(json.dumps(report, indent=2))

@@ -227,7 +227,7 @@ def test_a_tiny_transformers_model_runs_batched(tmp_path: Path) -> None:
     path = tiny_causal_lm(tmp_path)
     cfg = config(
         tmp_path,
-        policy=f"hf:{path}?device=cpu",
+        policy=f"hf:{path}?device=cpu&precision=fp32",
         episodes=4,
         max_attempts=2,
         max_new_tokens=6,
@@ -240,3 +240,4 @@ def test_a_tiny_transformers_model_runs_batched(tmp_path: Path) -> None:
     assert 0 < run.metrics["eval/model_time_share"] < 1
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["policy"]["name"] == "tiny-causal-lm" and saved["config"]["max_new_tokens"] == 6
+    assert saved["policy"]["precision"] in ("fp32", "reference")  # reference: no oneDNN here

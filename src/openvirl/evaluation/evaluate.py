@@ -816,7 +816,12 @@ def _evaluate_locked(
             "task": asdict(spec),
             "episodes": n_planned,
             "seeds": all_seeds,
-            "policy": {"spec": config.policy, "name": policy_name, "repr": repr(policy)[:500]},
+            "policy": {
+                "spec": config.policy,
+                "name": policy_name,
+                "precision": getattr(policy, "precision", None),  # hf: how it multiplied
+                "repr": repr(policy)[:500],
+            },
             "versions": package_versions(),
             "data": {**_data_description(spec), **_routes_description(config)},
             "prompt": {

@@ -94,6 +94,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "`pip install 'openvirl[train]'`"
     ) from exc
 
+from openvirl.policies import fast
 from openvirl.policies.base import (
     Message,
     Request,
@@ -427,6 +428,11 @@ class HFPolicy:
         instructions); 0 disables it. Used only where unpadded prefill applies (see the module
         docstring). Call `clear_prefix_cache` after changing the model in a way its weights do
         not show (e.g. a peft adapter toggled in place).
+    precision
+        How linear layers multiply during CPU generation (`openvirl.policies.fast`): ``fp32``
+        (oneDNN with packed float32 weights, same precision), ``bf16`` (packed bfloat16
+        weights, faster, answers may differ) or ``reference`` (plain torch). None: ``fp32`` for
+        the embedded model, ``reference`` for others. Training is never affected.
     """
 
     def __init__(
@@ -445,6 +451,7 @@ class HFPolicy:
         chat_template: bool | None = None,
         prefix_cache_mb: float = 1024,
         examples: Sequence[Message] | None = None,
+        precision: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
@@ -493,6 +500,8 @@ class HFPolicy:
         self._split_prefill: bool | None = None  # decided on first use (see `_can_split_prefill`)
         self._sliding_window: int | None = None  # the smallest sliding window, if any
         self._cache_kwarg = "past_key_values"
+        self.precision = fast.install_default(model, precision) if model is not None else None
+        """The `precision` in effect (``reference`` where the kernels are missing)."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -1102,7 +1111,8 @@ class HFPolicy:
         shots = f", {len(self._examples) // 2} few-shot examples" if self._examples else ""
         return (
             f"HFPolicy({self.name!r}, {'vlm' if self.is_vlm else 'causal'}, {prompt}{shots}, "
-            f"device={self.device}, dtype={self.model.dtype}, options={self.options})"
+            f"device={self.device}, dtype={self.model.dtype}, precision={self.precision}, "
+            f"options={self.options})"
         )
 
 
