@@ -461,9 +461,9 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
 
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
-    from openvirl.training.config import config_to_dict, resolve_shipped, save_config
+    from openvirl.training.config import resolve_shipped
     from openvirl.training.data import prompt_format
-    from openvirl.training.logging import RunLogger
+    from openvirl.training.logging import main_process_logger
     from openvirl.training.models import apply_lora, load_model
     from openvirl.training.sft import _checkpointing_option
 
@@ -547,18 +547,12 @@ def train_grpo(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResu
     )
     # Only the main process writes the run folder's logs, config and summary.
     is_main = args.process_index == 0
-    logger = None
-    if is_main:
-        logger = RunLogger(
-            out,
-            config=config_to_dict(config),
-            tensorboard=config.tensorboard,
-            wandb=config.wandb,
-            run_name=out.name,
-        )
-        if resume_from is not None:
-            logger.truncate(int(resume_from.name.split("-")[-1]))
-        save_config(config, out / "config.yaml")
+    logger = main_process_logger(
+        out,
+        config,
+        main=is_main,
+        resume_step=None if resume_from is None else int(resume_from.name.split("-")[-1]),
+    )
     history: list[dict[str, float]] = []
 
     def flops_of(state: Any) -> FlopCounter:

@@ -163,6 +163,32 @@ class RunLogger:
         self.close()
 
 
+def main_process_logger(
+    out: Path, config: Any, *, main: bool, resume_step: int | None = None
+) -> RunLogger | None:
+    """The run's `RunLogger` on the main process, None on the others.
+
+    Only one process writes a run folder (``metrics.csv``, ``config.json``, ``config.yaml``),
+    or ranks would race on the same files. `resume_step` drops the rows a killed run logged
+    after its last checkpoint.
+    """
+    if not main:
+        return None
+    from openvirl.training.config import config_to_dict, save_config
+
+    logger = RunLogger(
+        out,
+        config=config_to_dict(config),
+        tensorboard=config.tensorboard,
+        wandb=config.wandb,
+        run_name=out.name,
+    )
+    if resume_step is not None:
+        logger.truncate(resume_step)
+    save_config(config, out / "config.yaml")
+    return logger
+
+
 def _versions() -> dict[str, str | None]:
     """Python and the versions of the packages that shape a training run's results."""
     import sys

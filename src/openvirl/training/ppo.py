@@ -653,8 +653,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         write_json_atomic,
     )
     from openvirl.training.compute import FlopCounter, count_parameters
-    from openvirl.training.config import config_to_dict, save_config
-    from openvirl.training.logging import RunLogger
+    from openvirl.training.logging import main_process_logger
     from openvirl.training.models import apply_lora, load_model
 
     out = Path(config.output_dir)
@@ -723,15 +722,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     start_update = 0
     checkpoints = out / "checkpoints"
     resume_from = latest_checkpoint(checkpoints) if config.resume else None
-    logger = None
-    if is_main:
-        logger = RunLogger(
-            out,
-            config=config_to_dict(config),
-            tensorboard=config.tensorboard,
-            wandb=config.wandb,
-            run_name=out.name,
-        )
+    logger = main_process_logger(out, config, main=is_main)
     if resume_from is not None:
         state = load_checkpoint(
             resume_from,
@@ -744,8 +735,6 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         flops = FlopCounter.from_dict(state["flops"])
         if logger is not None:
             logger.truncate(start_update)
-    if is_main:
-        save_config(config, out / "config.yaml")
     # PLUMBING: accelerate (DDP or DeepSpeed ZeRO-2 when launched on several GPUs)
     agent, optimizer = accelerator.prepare(agent, optimizer)
     agent.eval()  # no dropout anywhere: ratios are exactly 1 before the first step

@@ -383,10 +383,8 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     from openvirl.training.checkpoint import latest_checkpoint, mark_complete, write_json_atomic
     from openvirl.training.compute import FlopCounter, count_parameters
     from openvirl.training.config import (
-        config_to_dict,
         launch_world_size,
         resolve_shipped,
-        save_config,
     )
     from openvirl.training.data import (
         ExpertDataConfig,
@@ -396,7 +394,7 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
         tokenized_dataset,
         vision_collator,
     )
-    from openvirl.training.logging import RunLogger
+    from openvirl.training.logging import main_process_logger
     from openvirl.training.models import apply_lora, load_model
 
     out = Path(config.output_dir)
@@ -480,18 +478,12 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     )
     # Only the main process writes the run folder's logs, config and summary.
     is_main = args.process_index == 0
-    logger = None
-    if is_main:
-        logger = RunLogger(
-            out,
-            config=config_to_dict(config),
-            tensorboard=config.tensorboard,
-            wandb=config.wandb,
-            run_name=out.name,
-        )
-        if resume_from is not None:
-            logger.truncate(int(resume_from.name.split("-")[-1]))
-        save_config(config, out / "config.yaml")
+    logger = main_process_logger(
+        out,
+        config,
+        main=is_main,
+        resume_step=None if resume_from is None else int(resume_from.name.split("-")[-1]),
+    )
     history: list[dict[str, float]] = []
     trainer = _completion_trainer_class()(
         model=model,
