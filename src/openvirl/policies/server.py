@@ -628,6 +628,23 @@ async def _events(
     response_id = new_id(job.endpoint)
     total = job.n * len(job.conversations)
     sent = [""] * total
+
+    def token_event(item: tuple[Any, ...]) -> bytes:
+        """The event of one decoded piece of choice `index`; its offset counts what was sent."""
+        _, index, text, entry = item
+        event = sse(
+            chunk_body(
+                job,
+                response_id,
+                index,
+                text=text,
+                logprobs=[entry] if entry is not None else None,
+                text_offset=len(sent[index]),
+            )
+        )
+        sent[index] += text
+        return event
+
     try:
         if job.endpoint == "chat":
             for index in range(total):
@@ -636,34 +653,13 @@ async def _events(
         while True:
             await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
             if getter.done():
-                _, index, text, entry = getter.result()
+                item = getter.result()
                 getter = asyncio.ensure_future(queue.get())
-                yield sse(
-                    chunk_body(
-                        job,
-                        response_id,
-                        index,
-                        text=text,
-                        logprobs=[entry] if entry is not None else None,
-                        text_offset=len(sent[index]),
-                    )
-                )
-                sent[index] += text
+                yield token_event(item)
                 continue
             getter.cancel()
             while not queue.empty():  # tokens that came with the end
-                _, index, text, entry = queue.get_nowait()
-                yield sse(
-                    chunk_body(
-                        job,
-                        response_id,
-                        index,
-                        text=text,
-                        logprobs=[entry] if entry is not None else None,
-                        text_offset=len(sent[index]),
-                    )
-                )
-                sent[index] += text
+                yield token_event(queue.get_nowait())
             try:
                 choices, usage = task.result()
             except RequestError as error:
