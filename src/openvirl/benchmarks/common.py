@@ -322,6 +322,16 @@ def usable_storefront(city: Any, place: Any) -> dict[str, float] | None:
     return find_storefront_view(city, place.id)
 
 
+def storefront_views(city: Any, items: Sequence[Mapping[str, Any]], *, size: int) -> list[Any]:
+    """`storefront_view` of every benchmark item (its place and verified pose), in order."""
+    return [
+        storefront_view(
+            city, it["place"]["lat"], it["place"]["lon"], size=size, view=it.get("view")
+        )
+        for it in items
+    ]
+
+
 def storefront_view(
     city: Any,
     lat: float,

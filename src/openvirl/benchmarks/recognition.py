@@ -34,7 +34,7 @@ from openvirl.benchmarks.common import (
     rate,
     request,
     sign_text,
-    storefront_view,
+    storefront_views,
     usable_storefront,
     write_bench_run,
 )
@@ -373,16 +373,7 @@ def run(config: RecognitionConfig, *, out: str | Path | None = None) -> dict[str
     }
     images: list[Any] = [None] * len(items)
     if config.visual:
-        images = [
-            storefront_view(
-                city,
-                it["place"]["lat"],
-                it["place"]["lon"],
-                size=config.image_size,
-                view=it.get("view"),
-            )
-            for it in items
-        ]
+        images = storefront_views(city, items, size=config.image_size)
     results = {}
     for label, policy in policies_for(config.policy, seed=config.seed):
         reqs = []

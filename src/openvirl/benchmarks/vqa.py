@@ -33,7 +33,7 @@ from openvirl.benchmarks.common import (
     rate,
     request,
     sign_text,
-    storefront_view,
+    storefront_views,
     usable_storefront,
     write_bench_run,
 )
@@ -507,16 +507,7 @@ def run(config: VQAConfig, *, out: str | Path | None = None) -> dict[str, Any]:
         from openvirl.world import City
 
         city = City.load(config.city)
-        images = [
-            storefront_view(
-                city,
-                it["place"]["lat"],
-                it["place"]["lon"],
-                size=config.image_size,
-                view=it.get("view"),
-            )
-            for it in items
-        ]
+        images = storefront_views(city, items, size=config.image_size)
     results = {}
     for label, policy in policies_for(config.policy, seed=config.seed):
         reqs, shape = [], []
