@@ -41,7 +41,7 @@ sampling never applies silently (the reference's evaluation bug, spec §10.16).
 
 When every request of a call carries a `seed` (evaluation gives each answer one, derived
 from its episode's seed and attempt), each row samples from its own generator seeded with
-that seed and the policy's `seed` (`_RowSampler`), so an answer depends neither on the rows
+that seed and the policy's `seed` (`RowSampler`), so an answer depends neither on the rows
 batched with it nor on how many calls came before: a resumed evaluation equals an
 uninterrupted one (up to floating-point differences of the batch's padding).
 
@@ -157,14 +157,15 @@ def _check_local_source(source: str, what: str) -> None:
         )
 
 
-class _RowSampler(transformers.LogitsProcessor):
+class RowSampler(transformers.LogitsProcessor):
     """Samples each row's next token from that row's own seeded generator.
 
     `generate` samples a whole batch from one RNG stream, so a row's tokens depend on its
     batch mates. This processor applies the sampling warpers (temperature, top-k, top-p) and
     draws each row with its own `torch.Generator`, then returns scores that leave only the
     drawn token, which `generate` (run greedy) picks. A row makes exactly one draw per step,
-    so its answer depends only on its seed and its logits.
+    so its answer depends only on its seed and its logits: evaluation uses it for resumable
+    sampling, PPO for rollouts that are the same on one process or eight.
     """
 
     def __init__(self, seeds: Sequence[int], warpers: Any, device: torch.device) -> None:
@@ -187,7 +188,7 @@ class _RowSampler(transformers.LogitsProcessor):
 def _row_sampling_kwargs(
     kwargs: dict[str, Any], seeds: Sequence[int], device: torch.device
 ) -> dict[str, Any]:
-    """`generate` arguments that sample row by row with `_RowSampler` instead of `do_sample`."""
+    """`generate` arguments that sample row by row with `RowSampler` instead of `do_sample`."""
     from transformers import (
         LogitsProcessorList,
         TemperatureLogitsWarper,
@@ -204,7 +205,7 @@ def _row_sampling_kwargs(
     if kwargs["top_p"] < 1.0:
         warpers.append(TopPLogitsWarper(top_p=kwargs["top_p"]))
     out["do_sample"] = False
-    out["logits_processor"] = LogitsProcessorList([_RowSampler(seeds, warpers, device)])
+    out["logits_processor"] = LogitsProcessorList([RowSampler(seeds, warpers, device)])
     return out
 
 

@@ -48,8 +48,9 @@ Run it::
 Several processes (``accelerate launch``, DDP or DeepSpeed ZeRO-2) do the same work as one:
 
 - the ``episodes_per_update`` episodes of an update are split between processes, and every
-  answer is sampled with its own generator, seeded by (seed, episode, attempt) and drawn by
-  Gumbel-max, so an episode plays out the same whichever process plays it, in whatever batch;
+  answer is sampled with its own generator, seeded by (seed, episode, attempt), by the same
+  `RowSampler` evaluation uses, so an episode plays out the same whichever process plays it,
+  in whatever batch;
 - the episodes are then gathered, so every process holds the whole buffer: GAE, advantage
   normalization and the shuffles are global;
 - an optimizer step takes ``grad_accum_steps`` minibatches of ``minibatch_size`` transitions
@@ -507,30 +508,6 @@ def sampling_seed(seed: int, episode: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, episode, attempt]).generate_state(1)[0])
 
 
-class RowSampler:
-    """A `transformers` logits processor that samples every row with its own generator.
-
-    Used with greedy decoding: adding Gumbel noise to ``logits / T`` and taking the argmax
-    draws exactly from ``softmax(logits / T)`` (the Gumbel-max trick), with noise that comes
-    from the row's generator alone. A row's answer then depends on its seed and prompt, not on
-    the rows batched beside it or on the process that plays it, so a run's episodes (and its
-    token counts) are the same on one process or eight.
-    """
-
-    def __init__(self, seeds: Sequence[int], temperature: float, device: Any):
-        self.temperature = float(temperature)
-        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        vocab = scores.shape[-1]
-        uniform = torch.stack(
-            [torch.rand(vocab, generator=g, device=g.device) for g in self.generators]
-        ).to(scores.device)
-        tiny = torch.finfo(torch.float32).tiny
-        gumbel = -torch.log(-torch.log(uniform.clamp(min=tiny, max=1.0 - 1e-7)))
-        return scores.float() / self.temperature + gumbel
-
-
 def local_grad_accum_steps(config: PPOConfig, world: int) -> int:
     """Minibatches each of `world` processes runs per optimizer step (the rest are padding)."""
     return math.ceil(config.grad_accum_steps / world)
@@ -641,10 +618,10 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
-    from transformers import LogitsProcessorList
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper
 
     from openvirl.envs.points.dataset import episode_seed
-    from openvirl.policies.hf import PLAIN_STOP, HFPolicy, truncate_at_stop
+    from openvirl.policies.hf import PLAIN_STOP, HFPolicy, RowSampler, truncate_at_stop
     from openvirl.training.checkpoint import (
         latest_checkpoint,
         load_checkpoint,
@@ -775,13 +752,19 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 sampling_seed(config.seed, s["episode"], len(per_episode.get(s["episode"], [])))
                 for s in slots
             ]
-            # Sampling at `temperature` (Gumbel-max with per-answer generators, so the draw does
+            # Sampling at `temperature` (per-answer generators, so the draw does
             # not depend on the batch or the process); no top-p or top-k (spec §10 item 16).
             generate_kwargs: dict[str, Any] = {
                 "max_new_tokens": config.max_new_tokens,
                 "do_sample": False,
                 "logits_processor": LogitsProcessorList(
-                    [RowSampler(seeds, config.temperature, device)]
+                    [
+                        RowSampler(
+                            seeds,
+                            LogitsProcessorList([TemperatureLogitsWarper(config.temperature)]),
+                            device,
+                        )
+                    ]
                 ),
                 "pad_token_id": pad_id,
                 "num_beams": 1,
