@@ -295,25 +295,34 @@ def test_kill_9_then_resume_from_the_command_line(tmp_path, model_path):
     assert steps == [1, 2, 3, 4]  # replayed updates replaced, not duplicated
 
 
-@pytest.mark.parametrize("kind", ["causal", "vlm"])
+@pytest.mark.parametrize("kind", ["causal", "vlm", "vlm-2-attempts", "nav-vlm"])
 def test_first_ratio_is_exactly_one_text_and_images(tmp_path, model_path, kind):
     """Before the first optimizer step the new log-probs equal the old ones (no dropout, same
-    temperature), for a causal LM on GP-L and a LLaVA on GP-VL card images."""
+    temperature), for a causal LM on GP-L and a LLaVA on GP-VL card images (one attempt, and
+    two: a wrong answer re-sends the conversation) and on V-IRL-VL street-view grids: every
+    transition scores with its own images."""
     env = {"rule": "id", "split": "train", "max_attempts": 1}
+    env_id = "openvirl/GeneralPoints-v0"
     path = model_path
-    if kind == "vlm":
+    if kind.startswith("vlm") or kind == "nav-vlm":
         from tiny_models import tiny_llava
 
         path = tiny_llava(tmp_path / "models")
         env.update(visual=True, suits="black", image_size=256)
+    if kind == "vlm-2-attempts":
+        env["max_attempts"] = 2
+    if kind == "nav-vlm":
+        env_id = "openvirl/Navigation-v0"
+        env = {"preset": "train", "visual": True, "image_size": 64, "max_attempts": 2}
     result = train_ppo(
         _config(
             path,
             tmp_path / kind,
+            env_id=env_id,
             num_updates=1,
             episodes_per_update=2,
             num_envs=2,
-            minibatch_size=2,
+            minibatch_size=2 * env["max_attempts"],  # one minibatch: one step, after the ratios
             grad_accum_steps=1,
             update_epochs=1,
             env_kwargs=env,
@@ -322,6 +331,53 @@ def test_first_ratio_is_exactly_one_text_and_images(tmp_path, model_path, kind):
     row = result.history[0]
     assert row["losses/old_approx_kl"] == 0.0 and row["losses/clipfrac"] == 0.0
     assert np.isfinite(row["losses/value_loss"])
+    if kind in ("vlm-2-attempts", "nav-vlm"):  # the random model's answers are all wrong:
+        assert row["charts/episode_length"] == 2.0, row  # the retry re-sent the conversation
+
+
+def test_each_transition_carries_its_own_images(tmp_path):
+    """A batch whose prompts hold 2 and 1 images: `split_extras` hands each row exactly its
+    images' pixels (a per-row slice would give row 0 one image and row 1 the second image of
+    row 0), and `collate` puts them back in the order the model pairs image tokens with."""
+    from PIL import Image
+
+    from openvirl.training.ppo import split_extras
+    from tiny_models import tiny_llava
+
+    vlm = HFPolicy.from_pretrained(tiny_llava(tmp_path / "models"))
+    images = [Image.new("RGB", (16, 16), color) for color in ("red", "green", "blue")]
+
+    def turn(*pictures):
+        content = [{"type": "image", "image": p} for p in pictures]
+        return {"role": "user", "content": [*content, {"type": "text", "text": "Cards?"}]}
+
+    requests = [
+        {"messages": [turn(images[0]), text_message("assistant", "x"), turn(images[1])]},
+        {"messages": [turn(images[2])]},
+    ]
+    batch = vlm.encode(requests)
+    assert batch["pixel_values"].shape[0] == 3
+    rows = split_extras(batch, [2, 1], list(batch["attention_mask"]))
+    assert [r["pixel_values"].shape[0] for r in rows] == [2, 1]
+    assert torch.equal(rows[0]["pixel_values"], batch["pixel_values"][:2].cpu())
+    assert torch.equal(rows[1]["pixel_values"], batch["pixel_values"][2:].cpu())
+    image_token = vlm.model.config.image_token_index
+    transitions = []
+    for row, extras in enumerate(rows):
+        prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        n_images = prompt.count(image_token) // 4  # 4 image tokens per image (tiny_llava)
+        assert n_images == extras["pixel_values"].shape[0]
+        transitions.append(Transition(prompt, [100], [1.0], extras, 0.0, True, False, "", row))
+    collated = collate(transitions, vlm.tokenizer.pad_token_id, "cpu")
+    assert torch.equal(collated["pixel_values"], batch["pixel_values"].cpu())
+    with torch.no_grad():  # the model accepts the collated batch (image tokens == images)
+        vlm.model(
+            input_ids=collated["input_ids"],
+            attention_mask=collated["attention_mask"],
+            pixel_values=collated["pixel_values"],
+        )
+    with pytest.raises(ValueError, match="cannot assign"):
+        split_extras({"pixel_values": torch.zeros(5, 3)}, [2, 1], [None, None])
 
 
 def test_value_loss_reaches_the_model_only_when_it_shares_the_trunk(policy):

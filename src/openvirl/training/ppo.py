@@ -415,8 +415,77 @@ def collate(transitions: Sequence[Transition], pad_id: int, device: Any) -> dict
         "prompt_length": torch.tensor(P),
     }
     for key in transitions[0].extras:
-        batch[key] = torch.cat([t.extras[key] for t in transitions]).to(device)
+        parts = [t.extras[key] for t in transitions]
+        if key in SEQUENCE_EXTRAS:
+            # per-token extras (token_type_ids ...) follow the prompt's left padding; the
+            # completion columns are text (zero)
+            aligned = torch.zeros((n, P + C), dtype=parts[0].dtype)
+            for i, (t, part) in enumerate(zip(transitions, parts, strict=True)):
+                aligned[i, P - len(t.prompt_ids) : P] = part
+            batch[key] = aligned.to(device)
+        else:
+            batch[key] = torch.cat(parts).to(device)
     return batch
+
+
+SEQUENCE_EXTRAS = ("token_type_ids", "mm_token_type_ids")
+"""Processor outputs with one value per prompt token (stored unpadded, re-padded by `collate`)."""
+
+PATCH_EXTRAS = ("pixel_values", "pixel_values_videos")
+"""Processor outputs that hold image patches flattened across images when the processor also
+returns ``image_grid_thw`` (Qwen-VL style): split by each image's patch count."""
+
+
+def split_extras(
+    batch: Any, image_counts: Sequence[int], prompt_masks: Sequence[Any]
+) -> list[dict[str, torch.Tensor]]:
+    """Each row's own model inputs beyond ``input_ids``/``attention_mask``, on the CPU.
+
+    A VLM processor concatenates the images of every conversation of a batch along the first
+    dimension (``pixel_values`` is ``(images, C, H, W)`` for LLaVA), so slicing row ``r`` with
+    ``v[r:r+1]`` hands a transition someone else's image as soon as one prompt holds several
+    images (or none). Here a per-image tensor is split by `image_counts` (the images of each
+    row's conversation, in order), a Qwen-style flattened patch tensor by the patches of each
+    row's images (``image_grid_thw``), a per-token tensor (`SEQUENCE_EXTRAS`) is kept without
+    its padding (`prompt_masks`, re-padded by `collate`), and a per-row tensor is sliced.
+    `collate` concatenates the pieces back in row order, which is the order the model pairs
+    image tokens with images.
+
+    Raises
+    ------
+    ValueError
+        A tensor whose first dimension matches neither the rows nor the images.
+    """
+    rows = len(image_counts)
+    total = int(sum(image_counts))
+    ends = np.cumsum([0, *image_counts]).tolist()
+    patch_ends = None
+    grid = batch.get("image_grid_thw") if hasattr(batch, "get") else None
+    if isinstance(grid, torch.Tensor) and grid.shape[0] == total:
+        patches = grid.prod(-1).tolist()
+        patch_ends = [int(sum(patches[: ends[r]])) for r in range(rows + 1)]
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(rows)]
+    for key, value in batch.items():
+        if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
+            continue
+        value = value.detach().cpu()
+        for r in range(rows):
+            if key in SEQUENCE_EXTRAS and value.dim() >= 2 and value.shape[0] == rows:
+                piece = value[r][prompt_masks[r].bool().cpu()]
+            elif patch_ends is not None and key in PATCH_EXTRAS:
+                piece = value[patch_ends[r] : patch_ends[r + 1]]
+            elif total != rows and value.dim() > 0 and value.shape[0] == total:
+                piece = value[ends[r] : ends[r + 1]]
+            elif value.dim() > 0 and value.shape[0] == rows:
+                # one image per row (or a per-row tensor): either reading gives this slice
+                piece = value[r : r + 1]
+            else:
+                raise ValueError(
+                    f"cannot assign the processor output `{key}` of shape {tuple(value.shape)} "
+                    f"to {rows} rows holding {total} images"
+                )
+            out[r][key] = piece
+    return out
 
 
 class Agent(nn.Module):
@@ -621,7 +690,13 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     from transformers import LogitsProcessorList, TemperatureLogitsWarper
 
     from openvirl.envs.points.dataset import episode_seed
-    from openvirl.policies.hf import PLAIN_STOP, HFPolicy, RowSampler, truncate_at_stop
+    from openvirl.policies.hf import (
+        PLAIN_STOP,
+        HFPolicy,
+        RowSampler,
+        _request_images,
+        truncate_at_stop,
+    )
     from openvirl.training.checkpoint import (
         latest_checkpoint,
         load_checkpoint,
@@ -775,6 +850,11 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 generated = unwrapped.model.generate(**batch, **generate_kwargs)
             P = batch["input_ids"].shape[1]
             local_inference_tokens += int(batch["attention_mask"].sum())
+            row_extras = split_extras(
+                batch,
+                [len(_request_images(r)) for r in requests],
+                list(batch["attention_mask"]),
+            )
             still = []
             for row, slot in enumerate(slots):
                 ids = generated[row, P:].tolist()
@@ -800,11 +880,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                     key = answer_key
                 start = locate_answer_start(completion, tokenizer, key) if key else None
                 prompt_mask = batch["attention_mask"][row].bool()
-                extras = {
-                    k: v[row : row + 1].detach().cpu()
-                    for k, v in batch.items()
-                    if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor)
-                }
+                extras = row_extras[row]
                 done = bool(terminated or truncated)
                 success = bool(info.get("success", info.get("episode_outcome") == "correct"))
                 per_episode.setdefault(slot["episode"], []).append(
