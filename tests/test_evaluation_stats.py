@@ -10,8 +10,10 @@ from openvirl.evaluation.stats import (
     by_problem,
     clopper_pearson_extreme,
     paired_interval,
+    paired_ratio_interval,
     problem_key,
     rate_interval,
+    ratio_interval,
 )
 
 outcomes = st.lists(st.booleans(), min_size=1, max_size=60)
@@ -128,3 +130,66 @@ def test_compute_metrics_reports_distinct_problems():
     assert m["eval/episodes"] == 10 and m["eval/problems"] == 2
     assert m["eval/success"] == 0.9 and m["eval/success_by_problem"] == 0.5
     assert "bootstrap over distinct problems" in m["eval/ci_method"]
+
+
+# ---------------------------------------------------------------------------- ratio of sums
+def test_ratio_interval_is_by_route_and_wider_than_per_step():
+    """Per-step accuracy of 10 routes x 20 steps where each route is all right or all wrong:
+    200 steps but only 10 independent units; the by-route interval is far wider than a
+    binomial interval over steps, and the estimate is sum(correct) / sum(steps)."""
+    from openvirl.evaluation.metrics import wilson_interval
+
+    correct = [20.0] * 4 + [0.0] * 6
+    steps = [20.0] * 10
+    keys = [f"route-{i}" for i in range(10)]
+    out = ratio_interval(correct, steps, keys, seed=1)
+    assert out["estimate"] == 0.4 and out["problems"] == 10 and out["steps"] == 200
+    low, high = out["ci95"]
+    w_low, w_high = wilson_interval(80, 200)
+    assert low <= 0.4 <= high and (high - low) > 2 * (w_high - w_low)
+    # Unequal route lengths: the ratio of sums, not the mean of per-route ratios
+    mixed = ratio_interval([1.0, 9.0], [2.0, 10.0], ["a", "b"])
+    assert mixed["estimate"] == 10 / 12
+
+
+def test_ratio_interval_all_wrong_is_exact_over_routes():
+    out = ratio_interval([0.0] * 5, [3.0, 1.0, 2.0, 4.0, 2.0], list("abcde"))
+    assert out["estimate"] == 0.0
+    assert out["ci95"] == [0.0, clopper_pearson_extreme(5, False)[1]]
+    empty = ratio_interval([], [], [])
+    assert np.isnan(empty["estimate"]) and empty["ci95"] == [0.0, 1.0]
+
+
+def test_paired_ratio_interval_same_counts_and_improvement():
+    keys = [f"r{i}" for i in range(8)]
+    steps = [float(2 + i % 3) for i in range(8)]
+    same = paired_ratio_interval(([1.0] * 8, steps), ([1.0] * 8, steps), keys)
+    assert same["delta"] == 0.0 and "no difference on any of 8" in same["note"]
+    low, high = same["ci95"]
+    assert low < 0 < high  # never [0, 0]
+    better = paired_ratio_interval((steps, steps), ([0.0] * 8, steps), keys, seed=3)
+    assert better["delta"] == 1.0 and better["ci95"][0] > 0.5
+    mixed = paired_ratio_interval(
+        ([1.0, 2.0, 0.0, 3.0] * 2, steps), ([0.0, 2.0, 1.0, 1.0] * 2, steps), keys, seed=3
+    )
+    assert mixed["note"] is None and mixed["ci95"][0] <= mixed["delta"] <= mixed["ci95"][1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 12), st.integers(1, 12)).map(lambda t: (min(t), t[1])),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_ratio_interval_contains_estimate(routes):
+    num = [float(a) for a, _ in routes]
+    den = [float(b) for _, b in routes]
+    keys = [str(i) for i in range(len(routes))]
+    out = ratio_interval(num, den, keys, resamples=200)
+    low, high = out["ci95"]
+    assert 0.0 <= low <= out["estimate"] <= high <= 1.0
+    assert out["estimate"] == sum(num) / sum(den)
+    paired = paired_ratio_interval((num, den), (den, den), keys, resamples=200)
+    assert paired["ci95"][0] <= paired["delta"] <= paired["ci95"][1] and paired["ci95"][0] < 0

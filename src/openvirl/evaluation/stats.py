@@ -15,6 +15,11 @@ multiset under the split's unit, values or ranks, plus the target and rule) or a
   interval is then exact instead: the Clopper-Pearson bound on the share of discordant
   problems, which bounds any difference (``|after - before| <= discordant share``).
 
+- `ratio_interval` and `paired_ratio_interval` do the same for a ratio of sums, navigation's
+  per-step accuracy (correct steps over all logged attempts, spec §3.6): a route contributes
+  many steps that are not independent, so the resampling unit is the route, and the ratio
+  ``sum(correct) / sum(steps)`` is recomputed on each resample (a cluster bootstrap).
+
 Every result carries a ``method`` sentence for the report. Everything is seeded.
 """
 
@@ -202,6 +207,137 @@ def paired_interval(
     return {**out, "delta": delta, "ci95": [low, high]}
 
 
+RATIO_METHOD = (
+    "percentile bootstrap over distinct problems ({resamples} resamples, seed {seed}) of the "
+    "ratio sum(correct steps) / sum(steps), each resample recomputing the ratio of its "
+    "problems' sums (a cluster bootstrap: a route's steps move together); exact "
+    "Clopper-Pearson interval over problems when every problem has the same ratio of 0 or 1"
+)
+PAIRED_RATIO_METHOD = (
+    "paired percentile bootstrap over distinct problems ({resamples} resamples, seed {seed}) of "
+    "the difference of the two ratios sum(correct steps) / sum(steps); exact Clopper-Pearson "
+    "bound on the share of problems whose counts differ when the bootstrap has no spread"
+)
+
+
+def _sums_by_problem(
+    numerators: Sequence[float], denominators: Sequence[float], keys: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    if not len(numerators) == len(denominators) == len(keys):
+        raise ValueError(
+            f"{len(numerators)} numerators, {len(denominators)} denominators but "
+            f"{len(keys)} problem keys"
+        )
+    num: dict[str, float] = {}
+    den: dict[str, float] = {}
+    for a, b, k in zip(numerators, denominators, keys, strict=True):
+        num[k] = num.get(k, 0.0) + float(a)
+        den[k] = den.get(k, 0.0) + float(b)
+    names = list(num)
+    return np.array([num[k] for k in names]), np.array([den[k] for k in names])
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Row-wise ``sum(num) / sum(den)`` of resampled index matrices (NaN where no steps)."""
+    total = den.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, num.sum(axis=-1) / np.where(total > 0, total, 1), np.nan)
+
+
+def ratio_interval(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    keys: Sequence[str],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """A ratio of sums (per-step accuracy) with a bootstrap interval over problems.
+
+    `numerators[i]` and `denominators[i]` are episode ``i``'s correct steps and logged steps;
+    repeats of a problem are pooled. The estimate is ``sum(num) / sum(den)``, the same number
+    as the per-step metric over all steps, and the interval resamples whole problems.
+
+    Returns
+    -------
+    dict
+        ``estimate``, ``ci95``, ``problems``, ``episodes``, ``steps`` and ``method``. With no
+        steps at all: NaN estimate and ``[0, 1]``.
+    """
+    num, den = _sums_by_problem(numerators, denominators, keys)
+    n = len(num)
+    method = RATIO_METHOD.format(resamples=resamples, seed=seed)
+    out = {"problems": n, "episodes": len(keys), "steps": float(den.sum()), "method": method}
+    if n == 0 or den.sum() <= 0:
+        return {**out, "estimate": float("nan"), "ci95": [0.0, 1.0]}
+    estimate = float(num.sum() / den.sum())
+    live = den > 0
+    ratios = num[live] / den[live]
+    if np.all(ratios == ratios[0]) and ratios[0] in (0.0, 1.0):
+        low, high = clopper_pearson_extreme(int(live.sum()), bool(ratios[0] == 1.0), level)
+    else:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, n, size=(resamples, n))
+        boot = _ratio(num[idx], den[idx])
+        alpha = (1.0 - level) / 2.0
+        low, high = (float(x) for x in np.nanquantile(boot, [alpha, 1.0 - alpha]))
+    return {**out, "estimate": estimate, "ci95": [float(low), float(high)]}
+
+
+def paired_ratio_interval(
+    after: tuple[Sequence[float], Sequence[float]],
+    before: tuple[Sequence[float], Sequence[float]],
+    keys: Sequence[str],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Difference of two checkpoints' ratios of sums on the same problems, paired by problem.
+
+    `after` and `before` are ``(numerators, denominators)`` per episode, episode ``i`` being
+    the same problem for both. Each resample draws problems once and recomputes both ratios
+    on them. When the resamples do not spread (every problem's counts equal, typically), the
+    interval is the exact Clopper-Pearson bound on the share of problems whose counts differ,
+    as in `paired_interval`, never ``[0, 0]``.
+
+    Returns
+    -------
+    dict
+        ``delta``, ``ci95``, ``problems``, ``episodes``, ``method`` and ``note``.
+    """
+    a_num, a_den = _sums_by_problem(after[0], after[1], keys)
+    b_num, b_den = _sums_by_problem(before[0], before[1], keys)
+    n = len(a_num)
+    method = PAIRED_RATIO_METHOD.format(resamples=resamples, seed=seed)
+    out: dict[str, Any] = {"problems": n, "episodes": len(keys), "method": method, "note": None}
+    if n == 0 or a_den.sum() <= 0 or b_den.sum() <= 0:
+        return {**out, "delta": float("nan"), "ci95": [-1.0, 1.0]}
+    delta = float(a_num.sum() / a_den.sum() - b_num.sum() / b_den.sum())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n))
+    boot = _ratio(a_num[idx], a_den[idx]) - _ratio(b_num[idx], b_den[idx])
+    boot = boot[np.isfinite(boot)]
+    if boot.size and boot.max() > boot.min():
+        alpha = (1.0 - level) / 2.0
+        low, high = (float(x) for x in np.quantile(boot, [alpha, 1.0 - alpha]))
+        return {**out, "delta": delta, "ci95": [low, high]}
+    differ = int(np.sum((a_num != b_num) | (a_den != b_den)))
+    if differ in (0, n):
+        low_share, high_share = clopper_pearson_extreme(n, differ == n, level)
+    else:
+        low_share, high_share = _wilson(differ, n, _z(level))
+    if delta == 0.0:
+        out["note"] = f"no difference on any of {n} problems"
+        return {**out, "delta": delta, "ci95": [-high_share, high_share]}
+    # The same difference on every resample: scale it by the exact bounds of the share of
+    # problems that changed (all of them here), as `paired_interval` does for 0/1 outcomes.
+    out["note"] = f"the same difference ({delta:+.2f}) on every resample of {n} problems"
+    ends = sorted((delta * low_share, delta * high_share))
+    return {**out, "delta": delta, "ci95": [ends[0], ends[1]]}
+
+
 def _z(level: float) -> float:
     from statistics import NormalDist
 
@@ -213,6 +349,8 @@ __all__ = [
     "by_problem",
     "clopper_pearson_extreme",
     "paired_interval",
+    "paired_ratio_interval",
     "problem_key",
     "rate_interval",
+    "ratio_interval",
 ]
