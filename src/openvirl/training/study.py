@@ -61,8 +61,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = ("gp-l",)
-"""Tasks the study runs (GeneralPoints, text). GP-VL and navigation need image SFT."""
+from openvirl.training.study_tasks import STUDY_TASKS, StudyTask, get_study_task
+
+TASKS = tuple(STUDY_TASKS)
+"""Tasks the study runs: gp-l, gp-vl, nav-l, nav-vl (`openvirl.training.study_tasks`)."""
 
 PRESETS = ("quick", "paper", "smoke")
 
@@ -78,7 +80,16 @@ class StudyConfig:
     """Every option of `openvirl study`; a preset YAML sets them, ``key=value`` overrides."""
 
     # What and where
-    task: str = field(default="gp-l", metadata={"help": "Task (gp-l)."})
+    task: str = field(
+        default="gp-l", metadata={"help": "Task: gp-l, gp-vl, nav-l or nav-vl (study_tasks)."}
+    )
+    splits: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluation splits (None: the task's defaults; gp-l: id ood, gp-vl: id ood "
+            "visual, nav-l: id ood, nav-vl: id visual; navigation also has ood-hard)."
+        },
+    )
     preset: str = field(default="quick", metadata={"help": "Preset the options came from."})
     out: str | None = field(
         default=None, metadata={"help": "Study folder; default runs/study/<task>-<preset>."}
@@ -100,6 +111,17 @@ class StudyConfig:
     )
     # Model
     model: str = field(default="gemma-3-270m", metadata={"help": "Base model."})
+    vl_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Base model of the VL tasks (gp-vl, nav-vl), replacing `model` there, so "
+            "`--task all` can train a text model on the L tasks and a VLM on the VL ones."
+        },
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Side of the VL tasks' images in pixels (None: the env's default)."},
+    )
     chat_template: bool | None = field(
         default=None, metadata={"help": "Chat template or plain prompts (None: as hf policy)."}
     )
@@ -187,8 +209,18 @@ class StudyConfig:
     eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding."})
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"`task` must be one of {TASKS}, got {self.task!r}.")
+        spec = get_study_task(self.task)
+        if self.splits is None:
+            self.splits = list(spec.default_splits)
+        self.splits = [str(x) for x in self.splits]
+        for name in self.splits:
+            spec.split(name)
+        if not self.splits or self.splits[0] != "id" or len(set(self.splits)) != len(self.splits):
+            raise ValueError(
+                f"`splits` {self.splits} must start with 'id' and name each split once."
+            )
+        if spec.visual and self.vl_model:
+            self.model = self.vl_model
         if not self.eval_updates or any(not 1 <= u <= self.rl_updates for u in self.eval_updates):
             raise ValueError(
                 f"`eval_updates` {self.eval_updates} must be a non-empty list within "
@@ -211,12 +243,24 @@ class StudyConfig:
             raise ValueError(f"`init_steps` must be >= 1, got {self.init_steps}.")
 
     @property
+    def task_spec(self) -> StudyTask:
+        """The task's environment, splits, headline and paper numbers."""
+        return get_study_task(self.task)
+
+    def split_kwargs(self, split: str, side: str, max_attempts: int) -> dict[str, Any]:
+        """`gym.make` options of a split (``"train"``: the training split) on `side`."""
+        from openvirl.training.study_tasks import env_kwargs
+
+        return env_kwargs(self.task_spec, self, split, side, max_attempts)
+
+    @property
     def folder(self) -> Path:
         """The study folder."""
         return Path(self.out or f"runs/study/{self.task}-{self.preset}")
 
     def env_kwargs(self, rule: str, split: str, max_attempts: int) -> dict[str, Any]:
-        """GeneralPoints options of a split of this study (with the hand difficulty knobs)."""
+        """GeneralPoints options of a rule and side (with the hand difficulty knobs); the
+        VL and navigation tasks add theirs in `split_kwargs`."""
         kwargs: dict[str, Any] = {
             "rule": rule,
             "split": split,
@@ -273,6 +317,29 @@ class EvalPoint:
     success_at_1: float = float("nan")
     success_at_1_ci95: list[float] = field(default_factory=list)
     ci_method: str = ""
+    kind: str = ""
+    """``"id"``, ``"rule"`` or ``"visual"`` (`study_tasks.StudySplit.kind`)."""
+    headline: str = "success"
+    """Which number is this split's score: ``"success"`` or ``"per_step_accuracy"``."""
+    per_step_accuracy: float = float("nan")
+    """Correct steps over all logged attempts (navigation's headline, spec §3.6)."""
+    per_step_accuracy_ci95: list[float] = field(default_factory=list)
+    correct_steps: list[int] = field(default_factory=list)
+    """Correct steps of each episode (same order as `successes`)."""
+    steps: list[int] = field(default_factory=list)
+    """Logged attempts of each episode."""
+
+    @property
+    def score(self) -> float:
+        """The headline number: success@k, or per-step accuracy for navigation."""
+        return self.per_step_accuracy if self.headline == "per_step_accuracy" else self.success
+
+    @property
+    def score_ci95(self) -> list[float]:
+        """The headline number's bootstrap-over-problems interval."""
+        if self.headline == "per_step_accuracy":
+            return self.per_step_accuracy_ci95
+        return self.ci95
 
 
 @dataclass
@@ -286,14 +353,19 @@ class StudyResult:
     """Seconds per stage in this session (``timings.json`` sums every session)."""
 
     def summary_lines(self) -> list[str]:
-        """One line per branch end: ID and OOD success and deltas from the Init."""
+        """One line per branch end: each split's score and its delta from the Init."""
         lines = []
         for d in self.deltas:
             if not d["last"]:
                 continue
+            splits = [
+                k.removeprefix("delta_")
+                for k in d
+                if k.startswith("delta_") and not k.endswith(("_ci95", "_note"))
+            ]
+            parts = [f"{s.upper()} {d[s]:.1%} ({d[f'delta_{s}']:+.1%})" for s in splits]
             lines.append(
-                f"{d['branch']} @ {d['gflops']:.4g} GFLOPs: ID {d['id']:.1%} "
-                f"({d['delta_id']:+.1%}), OOD {d['ood']:.1%} ({d['delta_ood']:+.1%}) vs Init"
+                f"{d['branch']} @ {d['gflops']:.4g} GFLOPs: " + ", ".join(parts) + " vs Init"
             )
         return lines
 
@@ -354,7 +426,8 @@ def _sft_config(study: StudyConfig, **options: Any) -> Any:
         "lora_r": study.lora_r,
         "lora_alpha": study.lora_alpha,
         "seed": study.seed,
-        "env_kwargs": study.env_kwargs("id", "train", 1),
+        "env_id": study.task_spec.env_id,
+        "env_kwargs": study.split_kwargs("train", "train", 1),
         **study.sft,
         **options,
     }
@@ -379,13 +452,17 @@ def evaluate_checkpoint(
     gflops: float,
     validation: bool = False,
 ) -> EvalPoint:
-    """Play distinct held-out problems of `rule` with a checkpoint; write trajectories, metrics.
+    """Play distinct held-out problems of split `rule` with a checkpoint; write trajectories,
+    metrics.
 
-    The problems are `distinct_problem_seeds`: deals ``episode_seed(seed, "test", i)`` on the
-    test side of the hashed split, keeping the first deal of each distinct problem, so every
-    checkpoint meets the same problems, each once, and deltas can be paired per problem.
-    `validation` plays ID problems of the *train* side instead (seed stream ``seed +
-    VAL_SEED_OFFSET``, `lr_sweep_episodes` of them): disjoint from the test split by the hash.
+    `rule` names one of the task's splits (``id``, ``ood``, ``ood-hard``, ``visual``). The
+    GeneralPoints problems are `distinct_problem_seeds`: deals ``episode_seed(seed, "test",
+    i)`` on the test side of the hashed split, keeping the first deal of each distinct
+    problem; navigation plays the split's routes in their fixed order, each once
+    (`study_tasks.navigation_problems`). Every checkpoint meets the same problems, each once,
+    and deltas can be paired per problem. `validation` plays ID problems of the *train* side
+    instead (seed stream ``seed + VAL_SEED_OFFSET``, `lr_sweep_episodes` of them): disjoint
+    from the test split by the hash (GeneralPoints) or the route set (navigation).
 
     The folder is an evaluation run folder the viewer opens: ``config.json`` in the shape
     `openvirl.evaluation.evaluate` writes (the task with this study's env options, seeds,
@@ -395,10 +472,11 @@ def evaluate_checkpoint(
     from openvirl.evaluation.evaluate import episode_to_dict
     from openvirl.evaluation.metrics import compute_metrics
     from openvirl.evaluation.rollout import run_episodes
-    from openvirl.evaluation.stats import rate_interval
+    from openvirl.evaluation.stats import rate_interval, ratio_interval
     from openvirl.policies.hf import HFPolicy
     from openvirl.training.checkpoint import write_json_atomic
     from openvirl.training.data import make_env_factory
+    from openvirl.training.study_tasks import navigation_problems
 
     metrics_path = out / "metrics.json"
     if study.resume and metrics_path.exists():
@@ -418,25 +496,40 @@ def evaluate_checkpoint(
         seed=study.seed,
         name=f"{branch}-{point}",
     )
-    split = "train" if validation else "test"
-    kwargs = study.env_kwargs(rule, split, int(study.eval_max_attempts or 1))
-    make = make_env_factory("openvirl/GeneralPoints-v0", kwargs)
-    seeds, keys, dealt = distinct_problem_seeds(
-        make,
-        study.seed + VAL_SEED_OFFSET if validation else study.seed,
-        study.lr_sweep_episodes if validation else study.eval_episodes,
-        study.eval_draw_factor,
-        study.split_by,
-        split,
-    )
-    groups = ("rule_collapse",) if rule == "ood" else ()
+    task = study.task_spec
+    split_spec = task.split(rule)
+    side = "train" if validation else "test"
+    kwargs = study.split_kwargs(rule, side, int(study.eval_max_attempts or 1))
+    make = make_env_factory(task.env_id, kwargs)
+    seed = study.seed + VAL_SEED_OFFSET if validation else study.seed
+    wanted = study.lr_sweep_episodes if validation else study.eval_episodes
+    reset_options = None
+    if task.family == "navigation":
+        # the route list needs no images: list it from the text env of the same route set
+        listing = make_env_factory(task.env_id, {**kwargs, "visual": False})
+        seeds, keys, routes = navigation_problems(listing, seed, wanted, side)
+        dealt = len(seeds)
+
+        def reset_options(index: int) -> dict[str, Any]:
+            return {"route_index": routes[index]}
+
+        groups: tuple[str, ...] = ()
+    else:
+        seeds, keys, dealt = distinct_problem_seeds(
+            make, seed, wanted, study.eval_draw_factor, study.split_by, side
+        )
+        groups = ("rule_collapse",) if split_spec.kind == "rule" else ()
+        if task.visual:
+            groups = ("recognition", *groups)
     write_json_atomic(
         out / "config.json",
         _eval_config(study, rule, kwargs, seeds, groups, policy, branch=branch, point=point),
     )
     t0 = time.perf_counter()
     records = []
-    for episode in run_episodes(make, policy, seeds, batch_size=study.eval_batch_size):
+    for episode in run_episodes(
+        make, policy, seeds, batch_size=study.eval_batch_size, reset_options=reset_options
+    ):
         records.append(episode_to_dict(episode, task=study.task, split=rule, policy=policy.name))
     records.sort(key=lambda r: r["index"])
     with (out / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
@@ -448,12 +541,15 @@ def evaluate_checkpoint(
     metrics["eval/wall_s"] = time.perf_counter() - t0
     successes = [bool(r["success"]) for r in records]
     first = [bool(r["success"]) and len(r.get("steps", [])) <= 1 for r in records]
-    overall = rate_interval(
-        [float(x) for x in successes], keys, resamples=study.bootstrap_resamples, seed=study.seed
+    correct = [sum(st.get("outcome") == "correct" for st in r.get("steps", [])) for r in records]
+    attempts = [len(r.get("steps", [])) for r in records]
+    boot = {"resamples": study.bootstrap_resamples, "seed": study.seed}
+    overall = rate_interval([float(x) for x in successes], keys, **boot)
+    at_1 = rate_interval([float(x) for x in first], keys, **boot)
+    per_step = ratio_interval(
+        [float(c) for c in correct], [float(a) for a in attempts], keys, **boot
     )
-    at_1 = rate_interval(
-        [float(x) for x in first], keys, resamples=study.bootstrap_resamples, seed=study.seed
-    )
+    navigation = task.family == "navigation"
     result = EvalPoint(
         branch=branch,
         point=point,
@@ -467,9 +563,16 @@ def evaluate_checkpoint(
         n_problems=int(overall["problems"]),
         episodes=len(records),
         dealt=dealt,
-        success_at_1=float(at_1["estimate"]),
-        success_at_1_ci95=list(at_1["ci95"]),
+        # a navigation episode's attempts are positions along a route: no success@1
+        success_at_1=float("nan") if navigation else float(at_1["estimate"]),
+        success_at_1_ci95=[] if navigation else list(at_1["ci95"]),
         ci_method=str(overall["method"]),
+        kind=split_spec.kind,
+        headline=split_spec.headline,
+        per_step_accuracy=float(per_step["estimate"]),
+        per_step_accuracy_ci95=list(per_step["ci95"]),
+        correct_steps=correct,
+        steps=attempts,
     )
     flat = {
         "task": study.task,
@@ -509,16 +612,17 @@ def _eval_config(
     from dataclasses import asdict
 
     from openvirl.evaluation.evaluate import package_versions
-    from openvirl.evaluation.tasks import GP_ENV_ID, TaskSpec
+    from openvirl.evaluation.tasks import TaskSpec
 
+    unit = "routes" if study.task_spec.family == "navigation" else "hands"
     spec = TaskSpec(
         task=study.task,
         split=rule,
-        env_id=GP_ENV_ID,
+        env_id=study.task_spec.env_id,
         env_kwargs=dict(kwargs),
         metrics=groups,
         episodes=len(seeds),
-        description=f"study {study.preset}: {branch} {point}, {rule} rule, held-out hands",
+        description=f"study {study.preset}: {branch} {point}, {rule} split, held-out {unit}",
     )
     return {
         "config": {
@@ -602,6 +706,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         import torch
 
         torch.set_num_threads(study.threads)
+    check_model_fits(study)
     out = study.folder
     out.mkdir(parents=True, exist_ok=True)
     save_config(study, out / "study-config.yaml")
@@ -632,8 +737,8 @@ def run_study(study: StudyConfig) -> StudyResult:
     points: list[EvalPoint] = []
 
     def evaluate_both(model_dir: Path, branch: str, point: str, gflops: float) -> None:
-        for rule in ("id", "ood"):
-            _log(f"evaluate {branch} {point} on {rule} ({study.eval_episodes} hands)")
+        for rule in study.splits or ():
+            _log(f"evaluate {branch} {point} on {rule} (up to {study.eval_episodes} problems)")
             points.append(
                 evaluate_checkpoint(
                     study,
@@ -733,6 +838,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         "splits": _split_summary(points),
         "statistics": statistics_statement(study),
         "learning_rate_rule": lr_rule,
+        "task": _task_summary(study),
         "protocol": {
             "train_max_attempts": study.train_max_attempts,
             "eval_max_attempts": study.eval_max_attempts,
@@ -743,17 +849,19 @@ def run_study(study: StudyConfig) -> StudyResult:
             },
             "training_split": "train (same hashed split for every stage)",
         },
-        "points": [
-            {k: v for k, v in p.__dict__.items() if k not in ("successes", "problems")}
-            for p in points
-        ],
+        "points": [_point_json(p) for p in points],
         "deltas": deltas,
         "rl_vs_sft": versus,
         "stages_s": all_sessions,
         "this_session_s": stages,
     }
     (out / "study.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", "utf-8")
-    plot_study(points, out / "study.png", title=f"{study.task} · {study.model} · {study.preset}")
+    plot_study(
+        points,
+        out / "study.png",
+        title=f"{study.task} · {study.model} · {study.preset}",
+        labels={s.name: s.label for s in study.task_spec.splits},
+    )
     (out / "study.md").write_text(
         study_markdown(study, points, deltas, all_sessions, versus), "utf-8"
     )
@@ -775,7 +883,8 @@ def _ppo_config(
         # Fresh training problems from the same split: the Init's SFT hands come from
         # `seed`, the SFT branch's from `seed + 1`, the RL branch's from `seed + 2`.
         "seed": study.seed + RL_SEED_OFFSET,
-        "env_kwargs": study.env_kwargs("id", "train", study.train_max_attempts),
+        "env_id": study.task_spec.env_id,
+        "env_kwargs": study.split_kwargs("train", "train", study.train_max_attempts),
         **study.ppo,
         "learning_rate": lr,
         "num_updates": updates,
@@ -892,6 +1001,19 @@ def _learning_rates(
 
 def statistics_statement(study: StudyConfig) -> str:
     """The interval method, in one paragraph, for study.json and study.md."""
+    if study.task_spec.family == "navigation":
+        return (
+            "Each split is evaluated on distinct held-out routes, each played once in the route "
+            "set's fixed order (a problem is a route). Per-step accuracy (correct steps over all "
+            "logged attempts, spec §3.6) is a ratio of sums; its interval is a percentile "
+            f"bootstrap over routes ({study.bootstrap_resamples} resamples, seed {study.seed}) "
+            "recomputing the ratio on each resample (a route's steps move together, so steps "
+            "are not independent trials). Route success: percentile bootstrap over routes, "
+            "exact Clopper-Pearson when every route has the same outcome. Deltas (branch vs "
+            "Init, RL vs SFT at matched compute): paired bootstrap over routes of the "
+            "difference of the two ratios (or successes); when nothing differs the interval is "
+            "the exact Clopper-Pearson bound on the share of routes that changed (never [0, 0])."
+        )
     return (
         "Each split is evaluated on distinct held-out problems, each played once (a problem is "
         f"the multiset of card {study.split_by} plus target and rule). Success intervals: "
@@ -904,16 +1026,87 @@ def statistics_statement(study: StudyConfig) -> str:
 
 
 def _split_summary(points: list[EvalPoint]) -> dict[str, dict[str, Any]]:
-    """Per split: distinct problems, episodes played, hands dealt to find them."""
+    """Per split: distinct problems, episodes played, hands dealt to find them, the headline
+    metric and the interval method."""
     out: dict[str, dict[str, Any]] = {}
     for p in points:
         if p.branch == "init":
             out[p.rule] = {
+                "kind": p.kind or ("id" if p.rule == "id" else "rule"),
                 "distinct_problems": p.n_problems or len(p.successes),
                 "episodes_per_checkpoint": p.episodes or len(p.successes),
                 "hands_dealt_to_find_them": p.dealt,
+                "headline": p.headline,
+                "metrics": (
+                    ["per_step_accuracy", "route_success"]
+                    if p.headline == "per_step_accuracy" or (p.steps and math.isnan(p.success_at_1))
+                    else ["success_at_k", "success_at_1"]
+                ),
+                "interval_method": p.ci_method,
             }
     return out
+
+
+def _task_summary(study: StudyConfig) -> dict[str, Any]:
+    """The task's environment, splits (kind, options, headline) and the paper's numbers."""
+    task = study.task_spec
+    k = int(study.eval_max_attempts or 1)
+    return {
+        "name": task.name,
+        "description": task.description,
+        "env_id": task.env_id,
+        "train_env_kwargs": study.split_kwargs("train", "train", study.train_max_attempts),
+        "splits": {
+            name: {
+                "kind": task.split(name).kind,
+                "label": task.split(name).label,
+                "headline": task.split(name).headline,
+                "env_kwargs": study.split_kwargs(name, "test", k),
+            }
+            for name in study.splits or ()
+        },
+        "problem_unit": "route" if task.family == "navigation" else f"hand ({study.split_by})",
+        "paper": task.paper,
+    }
+
+
+def _point_json(p: EvalPoint) -> dict[str, Any]:
+    """An evaluated point for study.json: every number, not the per-episode lists."""
+    skip = ("successes", "problems", "correct_steps", "steps")
+    return {k: v for k, v in p.__dict__.items() if k not in skip}
+
+
+def model_is_vlm(model: str) -> bool | None:
+    """Whether `model` (a folder, a hub id or an embedded name) reads images; None: unknown.
+
+    A model counts as a VLM when its config has a ``vision_config`` (LLaVA, Mllama,
+    Gemma-3 4B+, Qwen-VL ...). A hub id that is not cached cannot be checked offline.
+    """
+    from openvirl.policies import embedded
+
+    if embedded.is_embedded_name(model):
+        return False
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model, local_files_only=True)
+    except (OSError, ValueError):  # not local: the training stage reports it when it loads
+        return None
+    return getattr(config, "vision_config", None) is not None
+
+
+class StudyModelError(ValueError):
+    """A task the study's model cannot play (a text-only model on a VL task)."""
+
+
+def check_model_fits(study: StudyConfig) -> None:
+    """Raise `StudyModelError` in one line when a VL task gets a text-only model."""
+    if study.task_spec.visual and model_is_vlm(study.model) is False:
+        raise StudyModelError(
+            f"task {study.task} plays images and needs a vision-language model, but "
+            f"`{study.model}` is text-only: pass --vl-model <a VLM folder or hub id> "
+            "(or --model)."
+        )
 
 
 def run_seeds(study: StudyConfig, n_seeds: int) -> tuple[list[StudyResult], dict[str, Any]]:
@@ -968,8 +1161,10 @@ def seed_summary(results: list[StudyResult], seeds: list[int]) -> dict[str, Any]
                     row["per_seed"][str(seed)] = {
                         "point": p.point,
                         "gflops": p.gflops,
-                        "success": p.success,
-                        "ci95": p.ci95,
+                        # the split's headline (success@k, or per-step accuracy)
+                        "success": p.score,
+                        "ci95": p.score_ci95,
+                        "metric": p.headline,
                         "success_at_1": p.success_at_1,
                         "problems": p.n_problems,
                     }
@@ -1034,15 +1229,24 @@ def _accumulate_timings(path: Path, session: dict[str, float]) -> dict[str, floa
 
 
 def _paired(after: EvalPoint, before: EvalPoint, seed: int) -> dict[str, Any]:
-    """Paired difference of two checkpoints' success on the same problems.
+    """Paired difference of two checkpoints' headline scores on the same problems.
 
-    A bootstrap over problems (`openvirl.evaluation.stats.paired_interval`); points saved by
-    an older study without problem keys fall back to one problem per episode.
+    Success: a bootstrap over problems (`openvirl.evaluation.stats.paired_interval`);
+    per-step accuracy: the paired bootstrap over routes of the two ratios of sums
+    (`paired_ratio_interval`). Points saved by an older study without problem keys fall back
+    to one problem per episode.
     """
-    from openvirl.evaluation.stats import paired_interval
+    from openvirl.evaluation.stats import paired_interval, paired_ratio_interval
 
     n = min(len(after.successes), len(before.successes))
     keys = after.problems[:n] if len(after.problems) >= n else [str(i) for i in range(n)]
+    if after.headline == "per_step_accuracy" and len(after.steps) >= n <= len(before.steps):
+        return paired_ratio_interval(
+            ([float(x) for x in after.correct_steps[:n]], [float(x) for x in after.steps[:n]]),
+            ([float(x) for x in before.correct_steps[:n]], [float(x) for x in before.steps[:n]]),
+            keys,
+            seed=seed,
+        )
     return paired_interval(
         [float(x) for x in after.successes[:n]],
         [float(x) for x in before.successes[:n]],
@@ -1051,16 +1255,22 @@ def _paired(after: EvalPoint, before: EvalPoint, seed: int) -> dict[str, Any]:
     )
 
 
+def _split_names(points: list[EvalPoint]) -> list[str]:
+    """The splits of a study's points, ID first, in the order they were evaluated."""
+    names = list(dict.fromkeys(p.rule for p in points))
+    return sorted(names, key=lambda x: (x != "id", names.index(x)))
+
+
 def rl_vs_sft(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
     """RL minus SFT at each matched compute point (the k-th RL point against the k-th SFT one),
-    paired per problem, on each split."""
+    paired per problem, on each split's headline score."""
     rows = []
     series = {
         b: sorted({(p.gflops, p.point) for p in points if p.branch == b}) for b in ("rl", "sft")
     }
     for (rl_g, rl_pt), (sft_g, sft_pt) in zip(series["rl"], series["sft"], strict=False):
         row: dict[str, Any] = {"rl": rl_pt, "sft": sft_pt, "rl_gflops": rl_g, "sft_gflops": sft_g}
-        for rule in ("id", "ood"):
+        for rule in _split_names(points):
             a = next(p for p in points if p.branch == "rl" and p.point == rl_pt and p.rule == rule)
             b = next(
                 p for p in points if p.branch == "sft" and p.point == sft_pt and p.rule == rule
@@ -1074,8 +1284,11 @@ def rl_vs_sft(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
 
 
 def _deltas(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
-    """Each branch point's success and rule collapse against the Init, paired per problem."""
+    """Each branch point's headline scores, rule collapse and format errors against the Init,
+    paired per problem. Keys per split ``S``: ``S`` (score), ``S_ci95``, ``S_at_1``,
+    ``S_metric``, ``delta_S`` with ``_ci95`` and ``_note``, ``format_error_S``."""
     init = {p.rule: p for p in points if p.branch == "init"}
+    splits = _split_names(points)
     rows = []
     for branch in ("rl", "sft"):
         mine = [p for p in points if p.branch == branch]
@@ -1090,61 +1303,95 @@ def _deltas(points: list[EvalPoint], seed: int = 0) -> list[dict[str, Any]]:
                 "gflops": by_rule["id"].gflops,
                 "last": label == labels[-1],
             }
-            for rule in ("id", "ood"):
+            for rule in splits:
                 p = by_rule[rule]
                 paired = _paired(p, init[rule], seed)
-                row[rule] = p.success
-                row[f"{rule}_ci95"] = p.ci95
+                row[rule] = p.score
+                row[f"{rule}_ci95"] = p.score_ci95
+                row[f"{rule}_metric"] = p.headline
                 row[f"{rule}_at_1"] = p.success_at_1
+                row[f"{rule}_success"] = p.success
                 row[f"delta_{rule}"] = paired["delta"]
                 row[f"delta_{rule}_ci95"] = paired["ci95"]
                 row[f"delta_{rule}_note"] = paired["note"]
-            row["rule_collapse"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate")
-            row["rule_collapse_ci95"] = by_rule["ood"].metrics.get("eval/rule_collapse_rate_ci95")
-            row["rule_following"] = by_rule["ood"].metrics.get("eval/rule_following_rate")
-            row["format_error_ood"] = by_rule["ood"].metrics.get("eval/format_error_rate")
+                row[f"format_error_{rule}"] = p.metrics.get("eval/format_error_rate")
+            ood = by_rule.get("ood")
+            gp = ood is not None and not math.isnan(ood.success_at_1)
+            metrics = ood.metrics if gp and ood is not None else {}
+            row["rule_collapse"] = metrics.get("eval/rule_collapse_rate")
+            row["rule_collapse_ci95"] = metrics.get("eval/rule_collapse_rate_ci95")
+            row["rule_following"] = metrics.get("eval/rule_following_rate")
             rows.append(row)
     return rows
 
 
-def plot_study(points: list[EvalPoint], path: Path, *, title: str = "") -> None:
-    """Success against training GFLOPs, ID and OOD panels, 95% CI bands (paper Fig. 5/6)."""
+def _series(points: list[EvalPoint], branch: str, rule: str) -> list[EvalPoint]:
+    """The Init followed by a branch's points on one split, along the compute axis."""
+    init = [p for p in points if p.branch == "init" and p.rule == rule]
+    return sorted(
+        init + [p for p in points if p.branch == branch and p.rule == rule], key=lambda p: p.gflops
+    )
+
+
+BRANCH_COLORS = {"rl": "#d62728", "sft": "#1f77b4"}
+BRANCH_NAMES = {"rl": "RL (PPO)", "sft": "SFT"}
+METRIC_NAMES = {"success": "success rate (%)", "per_step_accuracy": "per-step accuracy (%)"}
+
+
+def plot_panel(ax: Any, points: list[EvalPoint], rule: str, title: str) -> None:
+    """One panel: a split's headline score against training GFLOPs, both branches, CI bands."""
+    init = [p for p in points if p.branch == "init" and p.rule == rule]
+    for branch in ("sft", "rl"):
+        series = _series(points, branch, rule)
+        x = [p.gflops for p in series]
+        ax.plot(
+            x,
+            [100 * p.score for p in series],
+            "-o",
+            color=BRANCH_COLORS[branch],
+            label=BRANCH_NAMES[branch],
+            markersize=4,
+        )
+        ax.fill_between(
+            x,
+            [100 * (p.score_ci95 or [p.score, p.score])[0] for p in series],
+            [100 * (p.score_ci95 or [p.score, p.score])[1] for p in series],
+            color=BRANCH_COLORS[branch],
+            alpha=0.15,
+            linewidth=0,
+        )
+    if init:
+        ax.plot([init[0].gflops], [100 * init[0].score], "ks", label="Init", markersize=6)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("training compute (GFLOPs)")
+    ax.set_ylabel(METRIC_NAMES.get(init[0].headline if init else "success", "score (%)"))
+    ax.grid(alpha=0.3)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+
+
+def plot_study(
+    points: list[EvalPoint],
+    path: Path,
+    *,
+    title: str = "",
+    labels: dict[str, str] | None = None,
+) -> None:
+    """Headline score against training GFLOPs, one panel per split, 95% CI bands (paper
+    Fig. 5/6/7)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"rl": "#d62728", "sft": "#1f77b4"}
-    names = {"rl": "RL (PPO)", "sft": "SFT"}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, rule, label in zip(
-        axes, ("id", "ood"), ("In-distribution", "Out-of-distribution (rule)"), strict=True
-    ):
-        init = [p for p in points if p.branch == "init" and p.rule == rule]
-        for branch in ("sft", "rl"):
-            series = sorted(
-                init + [p for p in points if p.branch == branch and p.rule == rule],
-                key=lambda p: p.gflops,
-            )
-            x = [p.gflops for p in series]
-            y = [100 * p.success for p in series]
-            ax.plot(x, y, "-o", color=colors[branch], label=names[branch], markersize=4)
-            ax.fill_between(
-                x,
-                [100 * p.ci95[0] for p in series],
-                [100 * p.ci95[1] for p in series],
-                color=colors[branch],
-                alpha=0.15,
-                linewidth=0,
-            )
-        if init:
-            ax.plot([init[0].gflops], [100 * init[0].success], "ks", label="Init", markersize=6)
-        ax.set_title(label)
-        ax.set_xlabel("training compute (GFLOPs)")
-        ax.set_ylabel("success rate (%)")
-        ax.grid(alpha=0.3)
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-    axes[0].legend(loc="best", fontsize=8)
+    default = {"id": "In-distribution", "ood": "Out-of-distribution (rule)"}
+    labels = {**default, **(labels or {})}
+    splits = _split_names(points) or ["id", "ood"]
+    fig, axes = plt.subplots(
+        1, len(splits), figsize=(5 * len(splits), 4), constrained_layout=True, squeeze=False
+    )
+    for ax, rule in zip(axes[0], splits, strict=True):
+        plot_panel(ax, points, rule, labels.get(rule, rule))
+    axes[0][0].legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=120)
@@ -1168,6 +1415,14 @@ def _delta_cell(d: dict[str, Any], key: str) -> str:
     return f"{text} ({note})" if note else text
 
 
+def _metric_label(study: StudyConfig, p: EvalPoint) -> str:
+    if p.headline == "per_step_accuracy":
+        return "per-step acc."
+    if study.task_spec.family == "navigation":
+        return "route success"
+    return f"success@{study.eval_max_attempts}"
+
+
 def study_markdown(
     study: StudyConfig,
     points: list[EvalPoint],
@@ -1177,77 +1432,146 @@ def study_markdown(
 ) -> str:
     """The study report: setup, the table of deltas from Init with CIs, rule collapse."""
     init = {p.rule: p for p in points if p.branch == "init"}
+    splits = _split_names(points)
+    task = study.task_spec
+    gp = task.family == "points"
     adaptation = f"LoRA r={study.lora_r}" if study.lora else "full fine-tuning"
     k = study.eval_max_attempts
+    unit = "hands" if gp else "routes"
     split_lines = [
-        f"- {rule.upper()} split: {p.n_problems or len(p.successes)} distinct held-out problems "
-        f"({p.dealt} hands dealt to find them), {p.episodes or len(p.successes)} episodes per "
+        f"- {rule.upper()} split ({task.split(rule).label if rule in init else rule}): "
+        f"{p.n_problems or len(p.successes)} distinct held-out problems "
+        f"({p.dealt} {unit} dealt to find them), {p.episodes or len(p.successes)} episodes per "
         "checkpoint (each problem once)."
-        for rule, p in sorted(init.items())
+        for rule, p in ((r, init[r]) for r in splits if r in init)
     ]
+    if gp:
+        setup = (
+            f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-"
+            f"{study.ranks[1]}, up to {study.eval_episodes} distinct held-out problems per "
+            f"split (held out by {study.split_by[:-1]} multiset), "
+        )
+    else:
+        setup = f"up to {study.eval_episodes} distinct held-out routes per split, "
     lines = [
         f"# Study: {study.task}, preset `{study.preset}`",
         "",
-        f"Model `{study.model}` ({adaptation}), "
-        f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-{study.ranks[1]}, "
-        f"up to {study.eval_episodes} distinct held-out problems per split (held out by "
-        f"{study.split_by[:-1]} multiset), "
-        f"{k} verified attempt(s) per hand at evaluation, "
-        f"{study.train_max_attempts} per RL episode. Init: {study.init_steps} SFT steps. "
-        f"RL: {study.rl_updates} PPO updates on fresh training hands; SFT branch matched to the "
-        "RL compute points.",
+        f"{task.description}. Model `{study.model}` ({adaptation}), {setup}"
+        f"{k} verified attempt(s) per {'hand' if gp else 'position'} at evaluation, "
+        f"{study.train_max_attempts} per RL step. Init: {study.init_steps} SFT steps. "
+        f"RL: {study.rl_updates} PPO updates on fresh training {unit}; SFT branch matched to "
+        "the RL compute points.",
         "",
         *split_lines,
         "",
-        "![success against compute](study.png)",
+        "![score against compute](study.png)",
         "",
-        f"| checkpoint | GFLOPs | ID success@{k} [95% CI] | ID success@1 | OOD success@{k} "
-        "[95% CI] | OOD success@1 | ΔID vs Init [95% CI] | ΔOOD vs Init [95% CI] "
-        "| OOD rule collapse [95% CI] | OOD rule following | OOD format errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    if init:
-        rc = init["ood"].metrics.get("eval/rule_collapse_rate")
-        rc_ci = init["ood"].metrics.get("eval/rule_collapse_rate_ci95")
-        lines.append(
-            f"| Init | {init['id'].gflops:.4g} | {_pct(init['id'].success)} {_ci(init['id'].ci95)} "
-            f"| {_pct(init['id'].success_at_1)} "
-            f"| {_pct(init['ood'].success)} {_ci(init['ood'].ci95)} "
-            f"| {_pct(init['ood'].success_at_1)} | | | {_pct(rc)} {_ci(rc_ci)} "
-            f"| {_pct(init['ood'].metrics.get('eval/rule_following_rate'))} "
-            f"| {_pct(init['ood'].metrics.get('eval/format_error_rate'))} |"
+    header = ["checkpoint", "GFLOPs"]
+    for rule in splits:
+        name = rule.upper()
+        metric = _metric_label(study, init[rule]) if rule in init else "score"
+        header.append(f"{name} {metric} [95% CI]")
+        if gp:
+            header.append(f"{name} success@1")
+        elif init.get(rule) is not None and init[rule].headline == "per_step_accuracy":
+            header.append(f"{name} route success")
+    header += [f"Δ{rule.upper()} vs Init [95% CI]" for rule in splits]
+    rule_split = gp and "ood" in splits
+    if rule_split:
+        header += ["OOD rule collapse [95% CI]", "OOD rule following"]
+    header.append("format errors (" + " / ".join(r.upper() for r in splits) + ")")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def cells(score: dict[str, tuple[Any, ...]]) -> list[str]:
+        out = []
+        for rule in splits:
+            value, ci, second = score[rule]
+            out.append(f"{_pct(value)} {_ci(ci)}")
+            if gp or (init.get(rule) is not None and init[rule].headline == "per_step_accuracy"):
+                out.append(_pct(second))
+        return out
+
+    def errors(values: list[Any]) -> str:
+        return " / ".join(_pct(v) for v in values)
+
+    if init and all(r in init for r in splits):
+        row = ["Init", f"{init['id'].gflops:.4g}"]
+        row += cells(
+            {
+                r: (
+                    init[r].score,
+                    init[r].score_ci95,
+                    init[r].success_at_1 if gp else init[r].success,
+                )
+                for r in splits
+            }
         )
+        row += [""] * len(splits)
+        if rule_split:
+            m = init["ood"].metrics
+            row += [
+                _pct(m.get("eval/rule_collapse_rate"))
+                + f" {_ci(m.get('eval/rule_collapse_rate_ci95'))}",
+                _pct(m.get("eval/rule_following_rate")),
+            ]
+        row.append(errors([init[r].metrics.get("eval/format_error_rate") for r in splits]))
+        lines.append("| " + " | ".join(row) + " |")
     names = {"rl": "RL", "sft": "SFT"}
     for d in deltas:
-        lines.append(
-            f"| {names[d['branch']]} {d['point']} | {d['gflops']:.4g} | {_pct(d['id'])} "
-            f"{_ci(d['id_ci95'])} | {_pct(d.get('id_at_1'))} | {_pct(d['ood'])} "
-            f"{_ci(d['ood_ci95'])} | {_pct(d.get('ood_at_1'))} "
-            f"| {_delta_cell(d, 'delta_id')} | {_delta_cell(d, 'delta_ood')} "
-            f"| {_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])} "
-            f"| {_pct(d.get('rule_following'))} | {_pct(d.get('format_error_ood'))} |"
+        row = [f"{names[d['branch']]} {d['point']}", f"{d['gflops']:.4g}"]
+        row += cells(
+            {
+                r: (d[r], d[f"{r}_ci95"], d.get(f"{r}_at_1") if gp else d.get(f"{r}_success"))
+                for r in splits
+            }
         )
+        row += [_delta_cell(d, f"delta_{r}") for r in splits]
+        if rule_split:
+            row += [
+                f"{_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])}",
+                _pct(d.get("rule_following")),
+            ]
+        row.append(errors([d.get(f"format_error_{r}") for r in splits]))
+        lines.append("| " + " | ".join(row) + " |")
     if versus:
         lines += [
             "",
             "RL minus SFT at matched compute, paired per problem (percentage points):",
             "",
-            "| RL point | SFT point | ΔID [95% CI] | ΔOOD [95% CI] |",
-            "|---|---|---|---|",
+            "| RL point | SFT point | "
+            + " | ".join(f"Δ{r.upper()} [95% CI]" for r in splits)
+            + " |",
+            "|---|---|" + "---|" * len(splits),
         ]
         for v in versus:
             lines.append(
-                f"| {v['rl']} ({v['rl_gflops']:.4g}) | {v['sft']} ({v['sft_gflops']:.4g}) "
-                f"| {_delta_cell(v, 'delta_id')} | {_delta_cell(v, 'delta_ood')} |"
+                f"| {v['rl']} ({v['rl_gflops']:.4g}) | {v['sft']} ({v['sft_gflops']:.4g}) | "
+                + " | ".join(_delta_cell(v, f"delta_{r}") for r in splits)
+                + " |"
             )
+    if gp:
+        lines += [
+            "",
+            f"Success@{k}: solved within the {k} verified attempt(s) the RL branch trained "
+            "with; success@1: solved at the first attempt.",
+        ]
+    else:
+        lines += [
+            "",
+            "Per-step accuracy: correct steps over all logged attempts (spec §3.6), the "
+            "paper's headline for V-IRL; route success: every position answered within "
+            f"{k} attempt(s) and a correct stop (the visual-OOD headline, Fig. 7).",
+        ]
+    lines += ["Intervals: " + statistics_statement(study)]
+    if rule_split:
+        lines.append(
+            "Rule collapse: share of parseable OOD answers that count a J, Q or K as 10, the ID "
+            "rule's value; rule following: share of all OOD answers to face-card hands that "
+            "write them as 11/12/13."
+        )
     lines += [
-        "",
-        f"Success@{k}: solved within the {k} verified attempt(s) the RL branch trained with; "
-        "success@1: solved at the first attempt.",
-        "Intervals: " + statistics_statement(study),
-        "Rule collapse: share of parseable OOD answers that count a J, Q or K as 10, the ID "
-        "rule's value; rule following: share of all OOD answers to face-card hands that write "
-        "them as 11/12/13; format errors: unreadable answers over all OOD attempts.",
+        "Format errors: unreadable answers over all attempts of each split.",
         "Compute: 6N per trained token plus 2N per token generated or scored (N = all parameters).",
         "",
         "Stage wall times, summed over sessions (s): "
