@@ -6,6 +6,7 @@ Examples::
     openvirl train ppo --config ppo-gp-l-quick.yaml --resume
     openvirl train options ppo                  # every option with its default and meaning
     openvirl study --task gp-l --preset quick
+    openvirl study --task all --preset smoke --model <text LM> --vl-model <VLM>
 
 Under ``accelerate launch`` the same commands scale to several GPUs::
 
@@ -179,7 +180,12 @@ def presets_command() -> None:
 
 
 def study_command(
-    task: str = typer.Option("gp-l", "--task", help="Task of the study (gp-l)."),
+    task: str = typer.Option(
+        "gp-l",
+        "--task",
+        help="Task of the study: gp-l, gp-vl, nav-l, nav-vl, or all (the four in turn into "
+        "<out>/<task>/, then all.md/all.json/all.png).",
+    ),
     preset: str = typer.Option(
         "quick", "--preset", help="quick (2 CPU cores, ~30 min), paper (8 GPUs) or smoke (tests)."
     ),
@@ -188,6 +194,11 @@ def study_command(
         True, "--resume/--no-resume", help="Reuse finished stages found in the study folder."
     ),
     model: str | None = typer.Option(None, "--model", help="Override the preset's model."),
+    vl_model: str | None = typer.Option(
+        None,
+        "--vl-model",
+        help="Vision-language model of the VL tasks (gp-vl, nav-vl); the L tasks keep --model.",
+    ),
     seeds: int = typer.Option(
         1,
         "--seeds",
@@ -201,17 +212,33 @@ def study_command(
     """Init by SFT, then more SFT vs RL at matching compute; ID/OOD curves, plots, deltas."""
     from rich.console import Console
 
-    from openvirl.training.study import load_study_config, run_seeds
+    from openvirl.training.study import check_model_fits, load_study_config, run_seeds
+    from openvirl.training.study_all import load_all_configs, run_all
 
     extra = list(overrides or [])
     if model is not None:
         extra.append(f"model={model}")
-    try:
-        config = load_study_config(task, preset, extra, out=out, resume=resume)
-    except (ValueError, FileNotFoundError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    results, _ = run_seeds(config, seeds)
+    if vl_model is not None:
+        extra.append(f"vl_model={vl_model}")
     console = Console()
+    try:
+        if task == "all":
+            load_all_configs(preset, extra, out=out, resume=resume)  # every model, up front
+        else:
+            config = load_study_config(task, preset, extra, out=out, resume=resume)
+            check_model_fits(config)
+    except (ValueError, FileNotFoundError) as exc:
+        # one line: a wrong task, preset, option or model is a user mistake, not a crash
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if task == "all":
+        combined = run_all(preset, extra, out=out, resume=resume, n_seeds=seeds)
+        console.print(
+            f"[green]studies written to {combined.out}/<task>/[/green]; combined report: "
+            f"{combined.out}/all.md, all.json, all.png"
+        )
+        return
+    results, _ = run_seeds(config, seeds)
     for result in results:
         console.print(f"[green]study written to {result.out}/[/green]: study.md, study.json, plots")
         for line in result.summary_lines():

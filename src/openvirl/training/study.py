@@ -118,6 +118,15 @@ class StudyConfig:
             "`--task all` can train a text model on the L tasks and a VLM on the VL ones."
         },
     )
+    visual_routes: str = field(
+        default="visual-ood",
+        metadata={
+            "help": "Navigation preset of nav-vl's visual-OOD routes: visual-ood (12 shipped "
+            "routes in Helsinki and Monaco), visual-ood-all (24, with two caveated cities) or "
+            "visual-ood-virl (V-IRL's 18 VLN-mini routes in nine cities, fetched from "
+            "OpenStreetMap on first use)."
+        },
+    )
     image_size: int | None = field(
         default=None,
         metadata={"help": "Side of the VL tasks' images in pixels (None: the env's default)."},
@@ -219,6 +228,11 @@ class StudyConfig:
             raise ValueError(
                 f"`splits` {self.splits} must start with 'id' and name each split once."
             )
+        if self.visual_routes not in ("visual-ood", "visual-ood-all", "visual-ood-virl"):
+            raise ValueError(
+                "`visual_routes` must be visual-ood, visual-ood-all or visual-ood-virl, got "
+                f"{self.visual_routes!r}."
+            )
         if spec.visual and self.vl_model:
             self.model = self.vl_model
         if not self.eval_updates or any(not 1 <= u <= self.rl_updates for u in self.eval_updates):
@@ -285,6 +299,7 @@ def load_study_config(
     """The study config of a preset (``configs/study-<task>-<preset>.yaml``) plus overrides."""
     from openvirl.training.config import load_config
 
+    get_study_task(task)  # an unknown task: the list of tasks, not a missing file
     if preset not in PRESETS:
         raise ValueError(f"`preset` must be one of {PRESETS}, got {preset!r}.")
     extra = [f"task={task}", f"preset={preset}", f"resume={str(resume).lower()}", *overrides]

@@ -186,6 +186,8 @@ def env_kwargs(
                 kwargs["image_size"] = int(image_size)
         return kwargs
     preset = NAV_PRESETS["train" if side == "train" else split]
+    if preset == "visual-ood":
+        preset = getattr(study, "visual_routes", None) or preset
     kwargs = {"preset": preset, "visual": task.visual, "max_attempts": max_attempts}
     if task.visual and image_size:
         kwargs["image_size"] = int(image_size)
