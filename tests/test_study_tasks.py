@@ -140,8 +140,15 @@ def _check_all_report(out, text_model, vlm):
             assert "bootstrap over distinct problems" in summary["interval_method"]
             if navigation:
                 assert summary["metrics"] == ["per_step_accuracy", "route_success"]
+                assert "sum(correct steps) / sum(steps)" in summary["per_step_interval_method"]
             else:
                 assert summary["metrics"] == ["success_at_k", "success_at_1"]
+            checkpoints = {(p["branch"], p["point"]) for p in payload["points"]}
+            assert len(summary["checkpoints"]) == len(checkpoints) >= 3  # Init, RL, SFT
+            for numbers in summary["checkpoints"].values():
+                for key in summary["metrics"]:
+                    low, high = numbers[f"{key}_ci95"]
+                    assert low <= numbers[key] <= high
         assert ("routes" if navigation else "multiset of card") in payload["statistics"]
         assert {p["branch"] for p in payload["points"]} == {"init", "rl", "sft"}
         for p in payload["points"]:

@@ -850,7 +850,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         "config": config_to_dict(study),
         "n_params": n_params,
         "init_gflops": init_flops / 1e9,
-        "splits": _split_summary(points),
+        "splits": _split_summary(points, study),
         "statistics": statistics_statement(study),
         "learning_rate_rule": lr_rule,
         "task": _task_summary(study),
@@ -1040,25 +1040,58 @@ def statistics_statement(study: StudyConfig) -> str:
     )
 
 
-def _split_summary(points: list[EvalPoint]) -> dict[str, dict[str, Any]]:
+def _split_summary(
+    points: list[EvalPoint], study: StudyConfig | None = None
+) -> dict[str, dict[str, Any]]:
     """Per split: distinct problems, episodes played, hands dealt to find them, the headline
-    metric and the interval method."""
+    metric, the interval method, and every checkpoint's numbers (success@k and success@1, or
+    per-step accuracy and route success) with their intervals."""
+    from openvirl.evaluation.stats import RATIO_METHOD
+
     out: dict[str, dict[str, Any]] = {}
     for p in points:
-        if p.branch == "init":
-            out[p.rule] = {
-                "kind": p.kind or ("id" if p.rule == "id" else "rule"),
-                "distinct_problems": p.n_problems or len(p.successes),
-                "episodes_per_checkpoint": p.episodes or len(p.successes),
-                "hands_dealt_to_find_them": p.dealt,
-                "headline": p.headline,
-                "metrics": (
-                    ["per_step_accuracy", "route_success"]
-                    if p.headline == "per_step_accuracy" or (p.steps and math.isnan(p.success_at_1))
-                    else ["success_at_k", "success_at_1"]
-                ),
-                "interval_method": p.ci_method,
+        if p.branch != "init":
+            continue
+        navigation = p.headline == "per_step_accuracy" or bool(
+            p.steps and math.isnan(p.success_at_1)
+        )
+        out[p.rule] = {
+            "kind": p.kind or ("id" if p.rule == "id" else "rule"),
+            "distinct_problems": p.n_problems or len(p.successes),
+            "episodes_per_checkpoint": p.episodes or len(p.successes),
+            "hands_dealt_to_find_them": p.dealt,
+            "headline": p.headline,
+            "metrics": (
+                ["per_step_accuracy", "route_success"]
+                if navigation
+                else ["success_at_k", "success_at_1"]
+            ),
+            "interval_method": p.ci_method,
+            "checkpoints": {},
+        }
+        if navigation and study is not None:
+            out[p.rule]["per_step_interval_method"] = RATIO_METHOD.format(
+                resamples=study.bootstrap_resamples, seed=study.seed
+            )
+    for p in points:
+        if p.rule not in out:
+            continue
+        label = "init" if p.branch == "init" else f"{p.branch}-{p.point}"
+        if out[p.rule]["metrics"][0] == "per_step_accuracy":
+            numbers = {
+                "per_step_accuracy": p.per_step_accuracy,
+                "per_step_accuracy_ci95": p.per_step_accuracy_ci95,
+                "route_success": p.success,
+                "route_success_ci95": p.ci95,
             }
+        else:
+            numbers = {
+                "success_at_k": p.success,
+                "success_at_k_ci95": p.ci95,
+                "success_at_1": p.success_at_1,
+                "success_at_1_ci95": p.success_at_1_ci95,
+            }
+        out[p.rule]["checkpoints"][label] = {"gflops": p.gflops, **numbers}
     return out
 
 
