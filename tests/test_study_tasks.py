@@ -173,6 +173,12 @@ def _check_all_report(out, text_model, vlm):
             assert visual["preset"] == "visual-ood" and visual["visual"] is True
         text = (out / task / "study.md").read_text()
         assert ("per-step acc." in text) == navigation and (out / task / "study.png").is_file()
+    # the viewer opens the study's evaluation folders with each split's headline
+    from openvirl.viewer.runs import RunStore
+
+    runs = {r.path.name: r for r in RunStore([out / "nav-l"]).runs() if r.kind == "eval"}
+    assert runs["init-init-ood"].headline()[0] == "eval/per_step_accuracy"
+    assert runs["init-init-ood"].task == "nav-l"
     combined = json.loads((out / "all.json").read_text())
     rows = {(r["task"], r["split"]) for r in combined["table"]}
     assert rows == {

@@ -637,6 +637,7 @@ def _eval_config(
         env_kwargs=dict(kwargs),
         metrics=groups,
         episodes=len(seeds),
+        headline=f"eval/{study.task_spec.split(rule).headline}",
         description=f"study {study.preset}: {branch} {point}, {rule} split, held-out {unit}",
     )
     return {
