@@ -173,6 +173,8 @@ def _check_all_report(out, text_model, vlm):
             assert visual["preset"] == "visual-ood" and visual["visual"] is True
         text = (out / task / "study.md").read_text()
         assert ("per-step acc." in text) == navigation and (out / task / "study.png").is_file()
+        if task != "gp-l":
+            assert ("landmark accuracy" if navigation else "card recognition") in text
     # the viewer opens the study's evaluation folders with each split's headline
     from openvirl.viewer.runs import RunStore
 

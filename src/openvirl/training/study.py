@@ -1382,6 +1382,12 @@ def _series(points: list[EvalPoint], branch: str, rule: str) -> list[EvalPoint]:
     )
 
 
+RECOGNITION = {
+    "points": ("eval/recognition_accuracy", "card recognition"),
+    "navigation": ("eval/landmark_accuracy_at_landmarks", "landmark accuracy at landmarks"),
+}
+"""The recognition metric a study report shows per family: key and column name."""
+
 BRANCH_COLORS = {"rl": "#d62728", "sft": "#1f77b4"}
 BRANCH_NAMES = {"rl": "RL (PPO)", "sft": "SFT"}
 METRIC_NAMES = {"success": "success rate (%)", "per_step_accuracy": "per-step accuracy (%)"}
@@ -1530,7 +1536,18 @@ def study_markdown(
     if rule_split:
         header += ["OOD rule collapse [95% CI]", "OOD rule following"]
     header.append("format errors (" + " / ".join(r.upper() for r in splits) + ")")
+    # recognition as the evaluation computes it: the cards (GP-VL), the landmarks at the
+    # positions that have one (navigation)
+    recognition = RECOGNITION.get(task.family) if task.visual or not gp else None
+    if recognition:
+        header.append(f"{recognition[1]} (" + " / ".join(r.upper() for r in splits) + ")")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def recognised(branch: str, point: str) -> str:
+        found = {p.rule: p for p in points if p.branch == branch and p.point == point}
+        return " / ".join(
+            _pct(found[r].metrics.get(recognition[0]) if r in found else None) for r in splits
+        )
 
     def cells(score: dict[str, tuple[Any, ...]]) -> list[str]:
         out = []
@@ -1565,6 +1582,8 @@ def study_markdown(
                 _pct(m.get("eval/rule_following_rate")),
             ]
         row.append(errors([init[r].metrics.get("eval/format_error_rate") for r in splits]))
+        if recognition:
+            row.append(recognised("init", "init"))
         lines.append("| " + " | ".join(row) + " |")
     names = {"rl": "RL", "sft": "SFT"}
     for d in deltas:
@@ -1582,6 +1601,8 @@ def study_markdown(
                 _pct(d.get("rule_following")),
             ]
         row.append(errors([d.get(f"format_error_{r}") for r in splits]))
+        if recognition:
+            row.append(recognised(d["branch"], d["point"]))
         lines.append("| " + " | ".join(row) + " |")
     if versus:
         lines += [
