@@ -57,6 +57,7 @@ def test_every_task_has_three_presets_with_its_splits_and_envs():
     presets = {s: nav.split_kwargs(s, "test", 2)["preset"] for s in nav.splits}
     assert presets == {"id": "id", "ood": "rule-ood", "ood-hard": "rule-ood-hard"}
     assert nav.split_kwargs("train", "train", 2)["preset"] == "train"
+    assert nav.split_kwargs("id", "train", 2)["preset"] == "train"  # LR-sweep validation routes
     env = gym.make("openvirl/Navigation-v0", **nav.split_kwargs("ood", "test", 2))
     env.reset(seed=0, options={"route_index": 0})
     assert env.unwrapped.config.split == "test" and env.unwrapped.config.actions == "relative"

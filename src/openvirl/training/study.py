@@ -996,7 +996,9 @@ def _learning_rates(
                     "branch": branch,
                     "multiplier": m,
                     "learning_rate": base[branch] * m,
-                    "validation_success": point.success,
+                    # the split's headline: success@k, or per-step accuracy (navigation)
+                    "validation_success": point.score,
+                    "validation_metric": point.headline,
                     "validation_ci95": point.ci95,
                     "validation_problems": point.n_problems,
                 }
@@ -1237,6 +1239,8 @@ def seeds_markdown(study: StudyConfig, summary: dict[str, Any]) -> str:
     """`seeds.md`: mean ± sd across seeds beside each seed's success."""
     seeds = [str(s) for s in summary["seeds"]]
     names = {"init": "Init", "rl": "RL", "sft": "SFT"}
+    navigation = study.task_spec.family == "navigation"
+    score = "score" if navigation else "success"
     lines = [
         f"# Study: {study.task}, preset `{study.preset}`, {len(seeds)} seeds",
         "",
@@ -1244,7 +1248,7 @@ def seeds_markdown(study: StudyConfig, summary: dict[str, Any]) -> str:
         + ", ".join(f"[seed {s}](seed-{s}/study.md)" for s in seeds)
         + ".",
         "",
-        "| checkpoint | split | mean success | sd | min–max | "
+        f"| checkpoint | split | mean {score} | sd | min–max | "
         + " | ".join(f"seed {s}" for s in seeds)
         + " |",
         "|---|---|---|---|---|" + "---|" * len(seeds),
@@ -1261,10 +1265,15 @@ def seeds_markdown(study: StudyConfig, summary: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "sd: sample standard deviation of success across seeds (percentage points); each "
-        "seed's cell is its success with its bootstrap-over-problems 95% interval.",
-        "",
+        f"sd: sample standard deviation of {score} across seeds (percentage points); each "
+        f"seed's cell is its {score} with its bootstrap-over-problems 95% interval.",
     ]
+    if navigation:
+        lines.append(
+            "Score: per-step accuracy (ID and rule OOD, bootstrap over routes) or route success "
+            "(visual OOD)."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
