@@ -206,3 +206,42 @@ def _check_all_report(out, text_model, vlm):
     assert text.count("\n| ") == 1 + len(rows)
     assert (out / "all.png").stat().st_size > 10_000
     return combined["table"]
+
+
+def test_navigation_deltas_pair_per_step_accuracy_by_route(tmp_path):
+    """Deltas of a navigation split compare per-step accuracy (a ratio of sums over routes),
+    paired by route, not route success; RL minus SFT likewise; the report and the plot say
+    per-step accuracy."""
+    from openvirl.training.study import EvalPoint, _deltas, plot_study, rl_vs_sft, study_markdown
+
+    keys = [f"navigation:manhattan:r{i}" for i in range(6)]
+    steps = [4, 6, 4, 8, 2, 6]
+
+    def point(branch, label, gflops, correct, rule="id"):
+        return EvalPoint(
+            branch, label, rule, gflops, 0.0, [0.0, 0.5], [False] * 6, {},
+            problems=keys, n_problems=6, episodes=6, kind="id" if rule == "id" else "rule",
+            headline="per_step_accuracy",
+            per_step_accuracy=sum(correct) / sum(steps), per_step_accuracy_ci95=[0.0, 1.0],
+            correct_steps=correct, steps=steps,
+        )  # fmt: skip
+
+    points = [
+        point("init", "init", 1.0, [1, 1, 1, 2, 0, 1]),
+        point("rl", "u2", 2.0, [3, 4, 2, 6, 1, 4]),
+        point("sft", "s3", 2.0, [0, 1, 0, 1, 0, 0]),
+    ]
+    points += [point(p.branch, p.point, p.gflops, p.correct_steps, "ood") for p in points]
+    rows = {d["branch"]: d for d in _deltas(points, seed=0)}
+    assert rows["rl"]["delta_id"] == pytest.approx((20 - 6) / 30)
+    assert rows["sft"]["delta_id"] == pytest.approx((2 - 6) / 30)
+    low, high = rows["rl"]["delta_id_ci95"]
+    assert 0 < low < rows["rl"]["delta_id"] < high  # every route improved
+    assert rows["rl"]["id_metric"] == "per_step_accuracy" and rows["rl"]["rule_collapse"] is None
+    versus = rl_vs_sft(points, seed=0)[0]
+    assert versus["delta_ood"] == pytest.approx(18 / 30) and versus["delta_ood_ci95"][0] > 0
+    study = load_study_config("nav-l", "smoke")
+    text = study_markdown(study, points, list(rows.values()), {}, [versus])
+    assert "ID per-step acc." in text and "+46.7" in text and "rule collapse" not in text
+    plot_study(points, tmp_path / "study.png")
+    assert (tmp_path / "study.png").stat().st_size > 5_000
