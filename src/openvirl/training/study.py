@@ -1473,6 +1473,13 @@ def _ci(ci: list[float] | None, signed: bool = False) -> str:
     return f"[{fmt.format(100 * ci[0])}, {fmt.format(100 * ci[1])}]"
 
 
+def _rate_cell(value: float | None, ci: list[float] | None) -> str:
+    """A rate and its interval; a rate over nothing (no parseable answer) is "–" alone."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{_pct(value)} {_ci(ci)}"
+
+
 def _delta_cell(d: dict[str, Any], key: str) -> str:
     text = f"{100 * d[key]:+.1f} {_ci(d[f'{key}_ci95'], True)}"
     note = d.get(f"{key}_note")
@@ -1586,8 +1593,7 @@ def study_markdown(
         if rule_split:
             m = init["ood"].metrics
             row += [
-                _pct(m.get("eval/rule_collapse_rate"))
-                + f" {_ci(m.get('eval/rule_collapse_rate_ci95'))}",
+                _rate_cell(m.get("eval/rule_collapse_rate"), m.get("eval/rule_collapse_rate_ci95")),
                 _pct(m.get("eval/rule_following_rate")),
             ]
         row.append(errors([init[r].metrics.get("eval/format_error_rate") for r in splits]))
@@ -1606,7 +1612,7 @@ def study_markdown(
         row += [_delta_cell(d, f"delta_{r}") for r in splits]
         if rule_split:
             row += [
-                f"{_pct(d['rule_collapse'])} {_ci(d['rule_collapse_ci95'])}",
+                _rate_cell(d["rule_collapse"], d["rule_collapse_ci95"]),
                 _pct(d.get("rule_following")),
             ]
         row.append(errors([d.get(f"format_error_{r}") for r in splits]))
