@@ -245,3 +245,19 @@ def test_navigation_deltas_pair_per_step_accuracy_by_route(tmp_path):
     assert "ID per-step acc." in text and "+46.7" in text and "rule collapse" not in text
     plot_study(points, tmp_path / "study.png")
     assert (tmp_path / "study.png").stat().st_size > 5_000
+
+
+def test_evaluation_envs_share_each_loaded_city():
+    """Navigation envs made through `sharing_cities` hold the same City object (one street
+    scene per city, built once), and play the same episodes as unshared envs."""
+    from openvirl.training.data import make_env_factory
+    from openvirl.training.study_tasks import sharing_cities
+
+    plain = make_env_factory("openvirl/Navigation-v0", {"preset": "visual-ood", "visual": False})
+    make = sharing_cities(plain)
+    a, b, c = make(), make(), plain()
+    assert a.unwrapped._city("monaco") is b.unwrapped._city("monaco")
+    assert c.unwrapped._city("monaco") is not a.unwrapped._city("monaco")
+    for env in (a, c):
+        env.reset(seed=3, options={"route_index": 7})
+    assert a.unwrapped.messages() == c.unwrapped.messages()

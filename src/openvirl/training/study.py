@@ -491,7 +491,7 @@ def evaluate_checkpoint(
     from openvirl.policies.hf import HFPolicy
     from openvirl.training.checkpoint import write_json_atomic
     from openvirl.training.data import make_env_factory
-    from openvirl.training.study_tasks import navigation_problems
+    from openvirl.training.study_tasks import navigation_problems, sharing_cities
 
     metrics_path = out / "metrics.json"
     if study.resume and metrics_path.exists():
@@ -520,6 +520,7 @@ def evaluate_checkpoint(
     wanted = study.lr_sweep_episodes if validation else study.eval_episodes
     reset_options = None
     if task.family == "navigation":
+        make = sharing_cities(make)
         # the route list needs no images: list it from the text env of the same route set
         listing = make_env_factory(task.env_id, {**kwargs, "visual": False})
         seeds, keys, routes = navigation_problems(listing, seed, wanted, side)

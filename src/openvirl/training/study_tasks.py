@@ -24,6 +24,7 @@ fixed order (``route_index``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 GP_ENV_ID = "openvirl/GeneralPoints-v0"
@@ -194,6 +195,34 @@ def env_kwargs(
     return kwargs
 
 
+@lru_cache(maxsize=4)
+def _loaded_city(name: str) -> Any:
+    from openvirl.world import City
+
+    return City.load(name)
+
+
+def sharing_cities(make_env: Any) -> Any:
+    """`make_env` whose navigation envs share one loaded `City` (and so one street scene) per
+    city name, process-wide.
+
+    Each navigation env loads its cities itself, and a VL env builds the city's whole street
+    scene (facades, signs: about 4 s for Manhattan) before its first view. An evaluation runs
+    ``eval_batch_size`` envs at once, for every split of every checkpoint; sharing the loaded
+    cities builds each scene once instead. Other envs are returned as they are.
+    """
+
+    def make() -> Any:
+        env = make_env()
+        unwrapped = env.unwrapped
+        if hasattr(unwrapped, "use_city") and getattr(unwrapped, "routes", None):
+            for name in dict.fromkeys(route.city for route in unwrapped.routes):
+                unwrapped.use_city(_loaded_city(name))
+        return env
+
+    return make
+
+
 def navigation_problems(
     make_env: Any, seed: int, wanted: int, side: str = "test"
 ) -> tuple[list[int], list[str], list[int]]:
@@ -229,4 +258,5 @@ __all__ = [
     "env_kwargs",
     "get_study_task",
     "navigation_problems",
+    "sharing_cities",
 ]
