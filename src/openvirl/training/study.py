@@ -22,10 +22,18 @@ The paper's experiment (spec §1, §8) as one command:
    the paper's Fig. 5/6 layout) and ``study.md`` (deltas from the Init and RL minus SFT at
    matched compute, paired per problem, exact when nothing changed).
 
+The task (`openvirl.training.study_tasks`: gp-l, gp-vl, nav-l, nav-vl) decides the
+environment of every stage, its evaluation splits (ID, rule OOD, visual OOD), the problem unit
+(a hand, or a route played once in its set's fixed order) and the headline (success@k, or
+navigation's per-step accuracy with a bootstrap over routes of the ratio); steps 1-5 are the
+same for all four. `openvirl.training.study_all` runs the four in turn (``--task all``) and
+writes the combined report.
+
 Optionally (``lr_sweep``) each branch's learning rate is chosen by a short sweep at the first
 compute point on ID validation problems; `run_seeds` repeats everything over several seeds.
 
-Presets (``training/configs/study-gp-l-<preset>.yaml``):
+Presets of gp-l (``training/configs/study-gp-l-<preset>.yaml``; the other tasks have their own
+``study-<task>-<preset>.yaml``, the VL ones needing a vision-language model):
 
 - ``quick``: 2 CPU cores, the embedded Gemma-3-270M with LoRA, an easier target so the Init
   solves a useful share of ID hands, the training budget of 2 attempts at evaluation, up to
