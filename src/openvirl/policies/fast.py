@@ -37,15 +37,16 @@ logit in bfloat16 through a packed bf16 copy, which reads half the bytes and use
 product instructions, then bounds each approximate logit's error and recomputes in float32
 only the candidates that could be the row's maximum:
 
-    |approx_j - exact_j| <= E = c * |x|_2 * max_j |w_j|_2 + 2^-8 * max_j |approx_j|
+    |approx_j - exact_j| <= E = c * |x|_2 * max_j |w_j|_2 + 1.01 * 2^-8 * max_j |approx_j|
 
 (Cauchy-Schwarz on the rounding of `x` and `w` to bf16, c = (2u + u^2 + 2 * gamma_n) * 1.01
 with u = 2^-8 and gamma_n = n * 2^-24 / (1 - n * 2^-24) for float32 accumulation of n
 products in either kernel; the second term is the rounding of the bf16 output). Every token
 whose approximate logit is below ``max_j approx_j - 2E`` is provably below the row's true
 maximum, so the candidates (usually one or two tokens) get their exact float32 logit and the
-others keep their bf16 one: the returned row's argmax is the float32 argmax, while its tail
-is only approximate. That is why it applies only inside `argmax_only` (set by `HFPolicy` for
+others keep their bf16 one: the returned row's argmax is the float32 argmax (up to float32
+summation order, as with ``fp32``: a near-tie within float32 rounding may resolve differently
+from MKL's), while its tail is only approximate. That is why it applies only inside `argmax_only` (set by `HFPolicy` for
 greedy calls that pass no logits processor of their own): sampling (PPO rollouts, temperature
 above 0), log-probabilities and the model server's streamed scores get full float32 logits.
 A row with more than `MAX_SHORTLIST` candidates (a near-uniform distribution) falls back to
@@ -55,7 +56,9 @@ Everything else (training, log-probabilities under `torch.no_grad`, a CUDA devic
 module's own forward, so gradients and trainers are untouched. Packed copies are keyed by the
 weight's storage and in-place version counter, so an optimizer step, `load_state_dict` or a
 merged adapter repacks on the next generation instead of using stale weights. They cost memory:
-one extra copy of the weights (fp32: +1.1 GB for Gemma-3-270M, bf16: +0.55 GB).
+one extra copy of the weights (fp32: +1.1 GB for Gemma-3-270M, bf16: +0.55 GB; shortlist:
++0.4 GB for the float32 layers and +0.34 GB for the bf16 output layer, and the output layer's
+float32 copy, +0.67 GB, once something samples or reads logits through it).
 """
 
 from __future__ import annotations
@@ -271,8 +274,9 @@ def shortlist_bound(
     n = x.shape[-1]
     unit, accumulate = 2.0**-8, n * 2.0**-24 / (1 - n * 2.0**-24)
     c = (2 * unit + unit * unit + 2 * accumulate) * 1.01
-    rounding = torch.maximum(top.abs(), bottom.abs()) * 2.0**-8
-    return c * x.norm(dim=-1) * max_row_norm + rounding
+    rounding = torch.maximum(top.abs(), bottom.abs()) * (2.0**-8 * 1.01)
+    # Plus an absolute 2^-100 for subnormals, which the bf16 kernels flush to zero.
+    return c * x.norm(dim=-1) * max_row_norm + rounding + 2.0**-100
 
 
 def _shortlist_logits(self: nn.Linear, rows: torch.Tensor) -> torch.Tensor | None:
