@@ -46,9 +46,10 @@ whose approximate logit is below ``max_j approx_j - 2E`` is provably below the r
 maximum, so the candidates (usually one or two tokens) get their exact float32 logit and the
 others keep their bf16 one: the returned row's argmax is the float32 argmax (up to float32
 summation order, as with ``fp32``: a near-tie within float32 rounding may resolve differently
-from MKL's), while its tail is only approximate. That is why it applies only inside `argmax_only` (set by `HFPolicy` for
-greedy calls that pass no logits processor of their own): sampling (PPO rollouts, temperature
-above 0), log-probabilities and the model server's streamed scores get full float32 logits.
+from MKL's), while its tail is only approximate. That is why it applies only inside
+`argmax_only` (set by `HFPolicy` for greedy calls that pass no logits processor of their
+own): sampling (PPO rollouts, temperature above 0), log-probabilities and the model server's
+streamed scores get full float32 logits.
 A row with more than `MAX_SHORTLIST` candidates (a near-uniform distribution) falls back to
 the full float32 product; so does non-finite input.
 
