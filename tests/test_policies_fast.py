@@ -304,6 +304,13 @@ def test_stop_criterion_is_built_once_per_stop_list(causal_path):
     assert policy.stop_criterion(["}"]) is not first
     policy.act(_requests()[:2])
     assert len(policy._stop_criteria) >= 1
+    # Bounded, least recently used first out (a server's clients pick their own stop lists).
+    from openvirl.policies import hf
+
+    for i in range(hf.STOP_CRITERIA_KEPT + 3):
+        policy.stop_criterion([f"stop{i}"])
+    assert len(policy._stop_criteria) == hf.STOP_CRITERIA_KEPT
+    assert ("stop0",) not in policy._stop_criteria
 
 
 def test_embedded_model_shortlist_answers_equal_the_reference():

@@ -116,6 +116,9 @@ PLAIN_STOP = ("\n\nUser:",)
 """Default stop strings with plain prompts: a base model that goes on to write the next user
 turn has finished its answer (a chat template's end-of-turn token does this job otherwise)."""
 
+STOP_CRITERIA_KEPT = 8
+"""Stop lists whose `StopStringCriteria` a policy keeps (least recently used dropped first)."""
+
 GENERATION_DEFAULTS: dict[str, Any] = {
     "temperature": 0.0,
     "top_p": 1.0,
@@ -506,7 +509,7 @@ class HFPolicy:
         self.last_usage = Usage()
         self.total_usage = Usage()
         self._calls = 0
-        self._stop_criteria: dict[tuple[str, ...], Any] = {}
+        self._stop_criteria: OrderedDict[tuple[str, ...], Any] = OrderedDict()
         self._warned_images = False
         # Room for a few rounds of `batch_size` conversations; `match` scans every entry.
         self.prefix_cache = PrefixCache(
@@ -860,7 +863,12 @@ class HFPolicy:
         criterion = self._stop_criteria.get(key)
         if criterion is None:
             criterion = StopStringCriteria(self.tokenizer, list(stop))
+            # Bounded: a server's clients choose their own stop lists.
+            while len(self._stop_criteria) >= STOP_CRITERIA_KEPT:
+                self._stop_criteria.popitem(last=False)
             self._stop_criteria[key] = criterion
+        else:
+            self._stop_criteria.move_to_end(key)
         return criterion
 
     def _prepare(self, requests: Sequence[Request]) -> list[_Prompt]:
