@@ -115,21 +115,32 @@ def machine_limits(size: int = 1536, megabytes: int = 512, repeats: int = 5) -> 
 
 def step_cost(model: torch.nn.Module, precision: str) -> dict:
     """Bytes of weights one decoding step reads (every linear layer, the output layer included)
-    and its multiply-adds per token, in the precision's storage."""
-    size = 2 if precision == "bf16" else 4
+    and its multiply-adds per token, in the precision's storage (``shortlist``: the output
+    layer's bf16 copy, the rest float32; its few float32 rows are left out)."""
+    output = model.get_output_embeddings()
     params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    return {"weight_bytes": params * size, "flops_per_token": 2 * params}
+    head = output.weight.numel() if isinstance(output, torch.nn.Linear) else 0
+    if precision == "bf16":
+        size = params * 2
+    elif precision == "shortlist":
+        size = (params - head) * 4 + head * 2
+    else:
+        size = params * 4
+    return {"weight_bytes": size, "flops_per_token": 2 * params}
 
 
-def limit_fraction(rate: float, batch: int, cost: dict, limits: dict) -> dict:
+def limit_fraction(rate: float, batch: int, cost: dict, limits: dict, fp32: dict) -> dict:
     """Achieved tokens/s against the memory-bound limit (one weight read per step of `batch`
-    tokens) and against the compute-bound one."""
+    tokens) in the precision's own storage and in float32 (the issue's figure), and against
+    the compute-bound one."""
     memory = batch * limits["memory_gb_per_s"] * 1e9 / cost["weight_bytes"]
+    memory_fp32 = batch * limits["memory_gb_per_s"] * 1e9 / fp32["weight_bytes"]
     compute = limits["matmul_gflops"] * 1e9 / cost["flops_per_token"]
     return {
         "memory_bound_tokens_per_s": round(memory, 1),
         "compute_bound_tokens_per_s": round(compute, 1),
         "decode_limit_fraction": round(rate / memory, 3),
+        "decode_limit_fraction_fp32_weights": round(rate / memory_fp32, 3),
     }
 
 
@@ -185,7 +196,9 @@ def compare(
             "tokens_per_cpu_s_x_threads": round(cpu_rate, 1),
             "completion_tokens": items[0]["tokens"],
             "answers_identical_to_reference": f"{same}/{len(reference)}",
-            **limit_fraction(rate, batch, step_cost(model, precision), limits),
+            **limit_fraction(
+                rate, batch, step_cost(model, precision), limits, step_cost(model, "fp32")
+            ),
         }
     base = out[precisions[0]]
     for precision in precisions[1:]:
@@ -195,6 +208,95 @@ def compare(
             out[precision]["tokens_per_cpu_s_x_threads"] / base["tokens_per_cpu_s_x_threads"], 2
         )
     return out
+
+
+class _Timers:
+    """Wall and CPU seconds spent inside chosen modules (forward pre/post hooks)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+        self.handles: list = []
+
+    def watch(self, module: torch.nn.Module, name: str) -> None:
+        start: list[tuple[float, float]] = []
+
+        def before(*_):
+            start.append((time.perf_counter(), time.process_time()))
+
+        def after(*_):
+            wall, cpu = start.pop()
+            total = self.totals.setdefault(name, [0.0, 0.0, 0])
+            total[0] += time.perf_counter() - wall
+            total[1] += time.process_time() - cpu
+            total[2] += 1
+
+        self.handles += [module.register_forward_pre_hook(before)]
+        self.handles += [module.register_forward_hook(after)]
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def profile_step(policy: HFPolicy, batch: int, precision: str) -> dict:
+    """Where one greedy `act` on `batch` prompts spends its time, per decoding step (ms of
+    wall and of CPU time): the output layer, the decoder layers' linear layers, the rest of
+    the attention blocks (scores, rotary embeddings, cache), the rest of the layers (norms,
+    activation, residuals), the rest of the model's forward, and `generate`'s own work
+    outside the model (logits processors, argmax, stopping criteria, bookkeeping) together
+    with the harness's (prompt rendering, tokenizing, the prefix cache, decoding text)."""
+    model = HFPolicy(policy.model, policy.processor, precision=precision, batch_size=batch)
+    model.options["max_new_tokens"] = policy.options["max_new_tokens"]
+    fast.install(policy.model, precision)
+    model.act(requests(batch))  # warm-up and prompt states, as in `compare`
+    base = policy.model.get_base_model() if hasattr(policy.model, "get_base_model") else None
+    net = base if base is not None else policy.model
+    timers = _Timers()
+    head = net.get_output_embeddings()
+    timers.watch(net, "model")
+    timers.watch(head, "output_layer")
+    for layer in net.model.layers:
+        timers.watch(layer, "layers")
+        timers.watch(layer.self_attn, "attention_blocks")
+        for module in layer.modules():
+            if isinstance(module, torch.nn.Linear) and module is not head:
+                timers.watch(module, "layer_linears")
+                if any(module is m for m in layer.self_attn.modules()):
+                    timers.watch(module, "attention_linears")
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.act(requests(batch))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    timers.close()
+    fast.install(policy.model, policy.precision)
+    t = {name: total[:2] for name, total in timers.totals.items()}
+    steps = timers.totals["model"][2]
+
+    def minus(a: list[float], *others: list[float]) -> list[float]:
+        return [x - sum(o[i] for o in others) for i, x in enumerate(a)]
+
+    mlp_linears = minus(t["layer_linears"], t["attention_linears"])
+    parts = {
+        "output_layer": t["output_layer"],
+        "layer_linears": t["layer_linears"],
+        "attention_rest": minus(t["attention_blocks"], t["attention_linears"]),
+        "layers_rest": minus(t["layers"], t["attention_blocks"], mlp_linears),
+        "model_rest": minus(t["model"], t["layers"], t["output_layer"]),
+        "generate_and_harness": minus([wall, cpu], t["model"]),
+    }
+    per_step = {
+        name: {"wall_ms": round(w / steps * 1e3, 1), "cpu_ms": round(c / steps * 1e3, 1)}
+        for name, (w, c) in parts.items()
+    }
+    return {
+        "precision": precision,
+        "forwards": steps,
+        "completion_tokens": model.last_usage.completion_tokens,
+        "total_per_step": {
+            "wall_ms": round(wall / steps * 1e3, 1),
+            "cpu_ms": round(cpu / steps * 1e3, 1),
+        },
+        "per_step": per_step,
+    }
 
 
 def random_adapter(model: torch.nn.Module, folder: Path) -> Path:
@@ -213,7 +315,12 @@ def random_adapter(model: torch.nn.Module, folder: Path) -> Path:
 
 
 def bench_gemma(
-    new_tokens: int, repeats: int, batches: list[int], precisions: list[str], adapter: bool
+    new_tokens: int,
+    repeats: int,
+    batches: list[int],
+    precisions: list[str],
+    adapter: bool,
+    profile: bool = False,
 ) -> dict:
     if not embedded.is_prepared():
         return {"skipped": "not prepared; run `openvirl model prepare`"}
@@ -229,6 +336,9 @@ def bench_gemma(
         "machine_limits": limits,
         "step_cost_fp32": step_cost(policy.model, "fp32"),
     }
+    if profile:
+        batch = 8 if 8 in batches else batches[0]
+        report[f"profile_batch_{batch}"] = [profile_step(policy, batch, p) for p in precisions]
     for batch in batches:
         report[f"batch_{batch}"] = compare(policy, batch, precisions, repeats, limits)
     if adapter:
@@ -266,13 +376,16 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,32", help="Gemma batch sizes, comma-separated")
     parser.add_argument(
         "--precisions",
-        default="reference,fp32,bf16",
+        default="reference,fp32,shortlist,bf16",
         help="Gemma precisions to compare, the first as reference (see openvirl.policies.fast)",
     )
     parser.add_argument("--no-adapter", action="store_true", help="skip the LoRA adapter run")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--prepare", action="store_true", help="also time a fresh prepare")
     parser.add_argument("--skip-gemma", action="store_true", help="only the tiny model")
+    parser.add_argument(
+        "--profile", action="store_true", help="also break one batch-8 decoding step down"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -291,7 +404,12 @@ def main() -> None:
         batches = [int(b) for b in args.batches.split(",")]
         precisions = [fast.check_precision(p) for p in args.precisions.split(",")]
         report["gemma"] = bench_gemma(
-            args.new_tokens, args.repeats, batches, precisions, not args.no_adapter
+            args.new_tokens,
+            args.repeats,
+            batches,
+            precisions,
+            not args.no_adapter,
+            profile=args.profile,
         )
     if args.prepare:
         report["fresh_prepare"] = bench_prepare()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -135,7 +137,9 @@ def test_lora_adapter_generates_the_same_through_the_fast_path(causal_path, tmp_
 
 
 def test_precision_is_validated_with_a_clear_error(causal_path):
-    with pytest.raises(ValueError, match="`precision` must be one of fp32, bf16, reference"):
+    with pytest.raises(
+        ValueError, match="`precision` must be one of shortlist, fp32, bf16, reference"
+    ):
         HFPolicy.from_pretrained(causal_path, precision="fp16")
     with pytest.raises(ValueError, match="`precision` must be one of"):
         make_policy(f"hf:{causal_path}?precision=int4")
@@ -149,7 +153,7 @@ def test_default_is_reference_for_models_other_than_the_embedded_one(causal_path
 
 
 @needs_onednn
-def test_embedded_model_defaults_to_fp32_with_or_without_peft(tmp_path):
+def test_embedded_model_defaults_to_shortlist_with_or_without_peft(tmp_path):
     import json
 
     from peft import LoraConfig, get_peft_model
@@ -161,12 +165,13 @@ def test_embedded_model_defaults_to_fp32_with_or_without_peft(tmp_path):
     folder = tiny_causal_lm(tmp_path, name=embedded.EMBEDDED_MODEL_NAME)
     (folder / embedded.MARKER_FILE).write_text(json.dumps({"dtype": "float32"}))
     policy = HFPolicy.from_pretrained(folder, max_new_tokens=4)
-    assert policy.precision == "fp32"
+    expected = "shortlist" if fast.available("shortlist") else "fp32"
+    assert policy.precision == expected
     # A trainer's LoRA-wrapped model (PPO builds `HFPolicy(model, ...)` itself) is recognised.
     model = AutoModelForCausalLM.from_pretrained(folder)
     wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
     assert fast.is_embedded_model(wrapped)
-    assert HFPolicy(wrapped, policy.processor).precision == "fp32"
+    assert HFPolicy(wrapped, policy.processor).precision == expected
     assert HFPolicy(wrapped, policy.processor, precision="reference").precision == "reference"
 
 
@@ -183,3 +188,139 @@ def test_small_layers_keep_torch_forward_by_default(causal_path, monkeypatch):
     with torch.inference_mode():
         assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight))
     assert fast.packed_layers(policy.model) == 0
+
+
+# ---------------------------------------------------------------- the output layer's shortlist
+needs_bf16 = pytest.mark.skipif(not fast.available("shortlist"), reason="no oneDNN bf16 kernels")
+
+
+def _output_layer(vocab: int = 1024, features: int = 96, seed: int = 0) -> torch.nn.Linear:
+    """A bias-free output layer whose rows come in near-identical pairs (near-ties)."""
+    generator = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Linear(features, vocab, bias=False)
+    with torch.no_grad():
+        half = torch.randn(vocab // 2, features, generator=generator) * 0.05
+        twins = half + torch.randn(half.shape, generator=generator) * 1e-4
+        layer.weight.copy_(torch.cat([half, twins]))
+    fast.install(layer, "shortlist")
+    assert fast.installed_precision(layer) == "shortlist"
+    return layer
+
+
+@needs_bf16
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-3, 0.3, 1.0, 8.0, 200.0]))
+def test_shortlist_bound_holds_and_its_argmax_is_the_float32_one(seed, scale):
+    layer = _output_layer(seed=seed % 7)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, layer.in_features, generator=generator) * scale
+    x[0] = layer.weight[3] / layer.weight[3].norm() * scale * 10  # a clear winner (row 3)
+    x[1] = (layer.weight[5] + layer.weight[5 + 512]) * scale  # twins: a near-tie
+    exact = torch.nn.functional.linear(x, layer.weight)
+    with torch.inference_mode(), fast.argmax_only():
+        got = layer(x)
+        approx = torch.ops.mkldnn._linear_pointwise(
+            x.to(torch.bfloat16), fast._packed_weight(layer, "bf16"), None, "none", [], ""
+        ).float()
+    norm = float(layer.weight.norm(dim=1).max())
+    bound = fast.shortlist_bound(x, norm, approx.amax(-1), approx.amin(-1))
+    assert ((approx - exact).abs() <= bound[:, None]).all()
+    assert torch.equal(got.argmax(-1), exact.argmax(-1))
+    # The winners are float32 values, not their bf16 approximations.
+    rows = torch.arange(len(x))
+    torch.testing.assert_close(got[rows, exact.argmax(-1)], exact.max(-1).values)
+
+
+@needs_bf16
+def test_shortlist_only_inside_argmax_only_and_falls_back_when_unsure(monkeypatch):
+    layer = _output_layer()
+    x = torch.randn(4, layer.in_features)
+    exact = torch.nn.functional.linear(x, layer.weight)
+    with torch.inference_mode():
+        full = layer(x)  # no argmax_only: the float32 product everywhere
+        with fast.argmax_only():
+            short = layer(x)
+            with fast.argmax_only(False):
+                nested = layer(x)
+    torch.testing.assert_close(full, exact, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(nested, exact, rtol=1e-5, atol=1e-5)
+    assert (short - exact).abs().max() > 1e-4  # the tail really is bf16
+    assert torch.equal(short.argmax(-1), exact.argmax(-1))
+    # Too many candidates in a row: the whole product in float32 instead.
+    monkeypatch.setattr(fast, "MAX_SHORTLIST", 0)
+    with torch.inference_mode(), fast.argmax_only():
+        torch.testing.assert_close(layer(x), exact, rtol=1e-5, atol=1e-5)
+    monkeypatch.undo()
+    # Non-finite input: no bound, the float32 product (NaN where the reference has NaN).
+    x[1, 0] = float("nan")
+    with torch.inference_mode(), fast.argmax_only():
+        out = layer(x)
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[0]).all()
+    # Training and gradients never see it.
+    with fast.argmax_only():
+        assert torch.equal(layer(x[:1].clone()), torch.nn.functional.linear(x[:1], layer.weight))
+
+
+@needs_bf16
+def test_shortlist_serves_greedy_calls_only(causal_path, monkeypatch):
+    calls = []
+    original = fast._shortlist_logits
+
+    def counting(layer, rows):
+        calls.append(rows.shape[0])
+        return original(layer, rows)
+
+    monkeypatch.setattr(fast, "_shortlist_logits", counting)
+    reference = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="reference")
+    short = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="shortlist")
+    assert short.precision == "shortlist" and fast.packed_layers(short.model) == 0
+    assert short.act(_requests()) == reference.act(_requests())
+    assert calls  # greedy decoding went through the shortlist
+    # Sampling (seeded rows, as evaluation and PPO sample) reads every logit: float32 ones.
+    calls.clear()
+    seeded = [{**request, "seed": i} for i, request in enumerate(_requests())]
+    packed = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="fp32")
+    sampled = short.generate(seeded, temperature=1.0)
+    assert not calls
+    assert sampled == packed.generate(seeded, temperature=1.0)
+    # A caller's logits processor (the server's log-probabilities) also gets float32 logits.
+    from transformers import LogitsProcessorList
+
+    seen = []
+
+    def watch(input_ids, scores):
+        seen.append(scores.clone())
+        return scores
+
+    hooks = {"logits_processor": LogitsProcessorList([watch])}
+    short.generate(_requests()[:1], generate_kwargs=hooks)
+    assert seen and not calls
+
+
+def test_stop_criterion_is_built_once_per_stop_list(causal_path):
+    policy = HFPolicy.from_pretrained(causal_path, max_new_tokens=8, precision="reference")
+    first = policy.stop_criterion(["\n\nUser:"])
+    assert policy.stop_criterion(["\n\nUser:"]) is first
+    assert policy.stop_criterion(["}"]) is not first
+    policy.act(_requests()[:2])
+    assert len(policy._stop_criteria) >= 1
+    # Bounded, least recently used first out (a server's clients pick their own stop lists).
+    from openvirl.policies import hf
+
+    for i in range(hf.STOP_CRITERIA_KEPT + 3):
+        policy.stop_criterion([f"stop{i}"])
+    assert len(policy._stop_criteria) == hf.STOP_CRITERIA_KEPT
+    assert ("stop0",) not in policy._stop_criteria
+
+
+def test_embedded_model_shortlist_answers_equal_the_reference():
+    """The real Gemma-3-270M, where prepared in the test cache: greedy answers identical."""
+    from openvirl.policies import embedded
+
+    if not embedded.is_prepared() or not fast.available("shortlist"):
+        pytest.skip("embedded model not prepared in the test cache, or no bf16 kernels")
+    policy = HFPolicy.from_pretrained("gemma-3-270m", max_new_tokens=12, precision="reference")
+    requests = _requests()[:3]
+    reference = policy.act(requests)
+    short = HFPolicy(policy.model, policy.processor, max_new_tokens=12, precision="shortlist")
+    assert short.act(requests) == reference

@@ -254,7 +254,12 @@ def test_plain_prompts_stop_at_the_next_user_turn_by_default(policy, plain_path)
         original = target.model.generate
 
         def spy(*args, _original=original, **kwargs):
-            seen.append(kwargs.get("stop_strings"))
+            # The policy passes its cached `StopStringCriteria` (built once per stop list).
+            from transformers import StopStringCriteria
+
+            criteria = kwargs.get("stopping_criteria") or []
+            strings = [list(c.stop_strings) for c in criteria if isinstance(c, StopStringCriteria)]
+            seen.append(strings[0] if strings else None)
             return _original(*args, **kwargs)
 
         target.model.generate = spy

@@ -24,28 +24,72 @@ layer and its A/B layers included) a forward that, for weights of at least
 - ``bf16``: the packed copy is bfloat16 and inputs are rounded to bfloat16 (avx512_bf16 dot
   products, float32 accumulation); outputs go back to the input's dtype. Twice fewer bytes to
   read again, but answers can differ from the reference.
+- ``shortlist``: the layers as in ``fp32``, except the output layer while `argmax_only` is in
+  effect (greedy generation whose logits nothing else reads, see below), where it is exact for
+  the argmax at about half the cost. ``reference``-identical greedy answers, like ``fp32``.
 - ``reference``: nothing is installed (plain torch, MKL).
+
+The output layer's shortlist
+----------------------------
+Greedy decoding only needs the largest logit of each row. Under ``shortlist`` the output layer
+(640 x 262,144 for Gemma-3-270M, half of a decoding step's time in fp32) first computes every
+logit in bfloat16 through a packed bf16 copy, which reads half the bytes and uses the bf16 dot
+product instructions, then bounds each approximate logit's error and recomputes in float32
+only the candidates that could be the row's maximum:
+
+    |approx_j - exact_j| <= E = c * |x|_2 * max_j |w_j|_2 + 1.01 * 2^-8 * max_j |approx_j|
+
+(Cauchy-Schwarz on the rounding of `x` and `w` to bf16, c = (2u + u^2 + 2 * gamma_n) * 1.01
+with u = 2^-8 and gamma_n = n * 2^-24 / (1 - n * 2^-24) for float32 accumulation of n
+products in either kernel; the second term is the rounding of the bf16 output). Every token
+whose approximate logit is below ``max_j approx_j - 2E`` is provably below the row's true
+maximum, so the candidates (usually one or two tokens) get their exact float32 logit and the
+others keep their bf16 one: the returned row's argmax is the float32 argmax (up to float32
+summation order, as with ``fp32``: a near-tie within float32 rounding may resolve differently
+from MKL's), while its tail is only approximate. That is why it applies only inside
+`argmax_only` (set by `HFPolicy` for greedy calls that pass no logits processor of their
+own): sampling (PPO rollouts, temperature above 0), log-probabilities and the model server's
+streamed scores get full float32 logits.
+A row with more than `MAX_SHORTLIST` candidates (a near-uniform distribution) falls back to
+the full float32 product; so does non-finite input.
 
 Everything else (training, log-probabilities under `torch.no_grad`, a CUDA device) runs the
 module's own forward, so gradients and trainers are untouched. Packed copies are keyed by the
 weight's storage and in-place version counter, so an optimizer step, `load_state_dict` or a
 merged adapter repacks on the next generation instead of using stale weights. They cost memory:
-one extra copy of the weights (fp32: +1.1 GB for Gemma-3-270M, bf16: +0.55 GB).
+one extra copy of the weights (fp32: +1.1 GB for Gemma-3-270M, bf16: +0.55 GB; shortlist:
++0.4 GB for the float32 layers and +0.34 GB for the bf16 output layer, and the output layer's
+float32 copy, +0.67 GB, once something samples or reads logits through it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16", "reference")
-"""Values of the ``precision`` option: packed float32, packed bfloat16, plain torch."""
+PRECISIONS = ("shortlist", "fp32", "bf16", "reference")
+"""Values of the ``precision`` option: packed float32 with the output layer's bf16 shortlist
+for greedy decoding, packed float32, packed bfloat16, plain torch."""
 
-DEFAULT_PRECISION = "fp32"
-"""What `HFPolicy` uses on CPU unless told (same precision, identical greedy answers)."""
+DEFAULT_PRECISION = "shortlist"
+"""What `HFPolicy` uses for the embedded model on CPU unless told (float32 everywhere a value
+is used, identical greedy answers)."""
+
+MAX_SHORTLIST = 64
+"""Most candidates a row may have before its output layer falls back to the float32 product."""
+
+_SEARCH_BLOCK = 256
+"""Vocabulary block whose maximum the shortlist search checks before scanning it."""
+
+_ARGMAX_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "openvirl_argmax_only", default=False
+)
 
 MIN_PACKED_WEIGHTS = 2**19
 """Smallest weight (in elements) worth packing: below it (Gemma's 256 x 640 key and value
@@ -78,7 +122,7 @@ def available(precision: str) -> bool:
     mkldnn = torch.ops.mkldnn
     if not torch.backends.mkldnn.is_available() or not hasattr(mkldnn, "_linear_pointwise"):
         return False
-    if precision == "bf16":
+    if precision in ("bf16", "shortlist"):
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return True
 
@@ -88,12 +132,16 @@ def install(model: nn.Module, precision: str = DEFAULT_PRECISION) -> str:
 
     Idempotent: installing again only changes the precision (packed copies of the other
     precision are kept until ``reference`` drops them all). Returns the precision in effect:
-    ``reference`` when this torch build lacks the kernels (nothing installed then) or when
-    asked for it (any earlier installation undone).
+    ``fp32`` for ``shortlist`` on a CPU without bf16 instructions, ``reference`` when this
+    torch build lacks the kernels (nothing installed then) or when asked for it (any earlier
+    installation undone).
     """
     check_precision(precision)
+    if precision == "shortlist" and not available(precision):
+        precision = "fp32"
     if not available(precision):
         precision = "reference"
+    output_layer = _output_layer(model)
     for module in model.modules():
         if not isinstance(module, nn.Linear):
             continue
@@ -103,10 +151,41 @@ def install(model: nn.Module, precision: str = DEFAULT_PRECISION) -> str:
                 delattr(module, _PRECISION_ATTR)
                 _PACKED.pop(module, None)
             continue
-        setattr(module, _PRECISION_ATTR, precision)
+        layer_precision = precision
+        if precision == "shortlist" and module is not output_layer:
+            layer_precision = "fp32"
+        setattr(module, _PRECISION_ATTR, layer_precision)
         if "forward" not in module.__dict__:
             module.forward = _fast_forward.__get__(module, type(module))
     return precision
+
+
+def _output_layer(model: nn.Module) -> nn.Module | None:
+    """The model's output layer (the one `shortlist` treats), None when it has none; a bare
+    `nn.Linear` is its own."""
+    if isinstance(model, nn.Linear):
+        return model
+    getter = getattr(model, "get_output_embeddings", None)
+    try:
+        layer = getter() if callable(getter) else None
+    except (AttributeError, NotImplementedError):
+        return None
+    return layer if isinstance(layer, nn.Linear) else None
+
+
+@contextlib.contextmanager
+def argmax_only(enabled: bool = True) -> Iterator[None]:
+    """Within this block, the output layer of a ``shortlist`` model may return logits that are
+    exact float32 only where they can be a row's maximum (see the module docstring).
+
+    For callers that use nothing but each row's argmax: greedy generation without logits
+    processors, scores or log-probabilities of its own.
+    """
+    token = _ARGMAX_ONLY.set(enabled)
+    try:
+        yield
+    finally:
+        _ARGMAX_ONLY.reset(token)
 
 
 def is_embedded_model(model: Any) -> bool:
@@ -126,7 +205,7 @@ def is_embedded_model(model: Any) -> bool:
 
 
 def install_default(model: nn.Module, precision: str | None = None) -> str:
-    """`install` with `HFPolicy`'s default: None means ``fp32`` for the embedded model and
+    """`install` with `HFPolicy`'s default: None means ``shortlist`` for the embedded model and
     ``reference`` for any other (whose greedy answers were not checked against the reference)."""
     if precision is None:
         precision = DEFAULT_PRECISION if is_embedded_model(model) else "reference"
@@ -140,16 +219,25 @@ def packed_layers(model: nn.Module) -> int:
 
 def installed_precision(model: nn.Module) -> str:
     """The precision `install` left on `model` (``reference`` when none)."""
+    output_layer = _output_layer(model)
+    if output_layer is not None and getattr(output_layer, _PRECISION_ATTR, None) == "shortlist":
+        return "shortlist"
     for module in model.modules():
         if isinstance(module, nn.Linear):
             return getattr(module, _PRECISION_ATTR, "reference")
     return "reference"
 
 
-def _packed_weight(module: nn.Linear) -> torch.Tensor:
-    """The module's weight in oneDNN's layout (and precision), repacked when the weight changed."""
+def _packed_weight(module: nn.Linear, precision: str | None = None) -> torch.Tensor:
+    """The module's weight in oneDNN's layout (and precision), repacked when the weight changed.
+
+    `precision` is ``fp32`` or ``bf16`` (default: the module's own, ``shortlist`` meaning its
+    bf16 copy); the shortlist's row-norm maximum is kept beside the bf16 copy.
+    """
     weight = module.weight
-    precision = getattr(module, _PRECISION_ATTR)
+    precision = precision or getattr(module, _PRECISION_ATTR)
+    if precision == "shortlist":
+        precision = "bf16"
     key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
     cached = _PACKED.get(module, {})
     if precision in cached and cached[precision][0] == key:
@@ -161,6 +249,70 @@ def _packed_weight(module: nn.Linear) -> torch.Tensor:
     cached[precision] = (key, packed)
     _PACKED[module] = cached
     return packed
+
+
+def _max_row_norm(module: nn.Linear) -> float:
+    """Largest Euclidean norm of a row of the module's weight, cached like its packed copies."""
+    weight = module.weight
+    key = ("norm", weight.data_ptr(), weight._version, tuple(weight.shape))
+    cached = _PACKED.setdefault(module, {})
+    entry = cached.get("norm")
+    if entry is None or entry[0] != key:
+        entry = (key, float(weight.detach().float().norm(dim=1).max()))
+        cached["norm"] = entry
+    return entry[1]
+
+
+def shortlist_bound(
+    x: torch.Tensor, max_row_norm: float, top: torch.Tensor, bottom: torch.Tensor
+) -> torch.Tensor:
+    """Per row of `x` (n features), a bound on |bf16 logit - float32 logit| (module docstring).
+
+    `top` and `bottom` are each row's largest and smallest bf16 logit (the output's rounding
+    is relative to its magnitude), `max_row_norm` the weight's largest row norm. Both float32
+    products and the bf16 one accumulate in float32. Non-finite where any input is.
+    """
+    n = x.shape[-1]
+    unit, accumulate = 2.0**-8, n * 2.0**-24 / (1 - n * 2.0**-24)
+    c = (2 * unit + unit * unit + 2 * accumulate) * 1.01
+    rounding = torch.maximum(top.abs(), bottom.abs()) * (2.0**-8 * 1.01)
+    # Plus an absolute 2^-100 for subnormals, which the bf16 kernels flush to zero.
+    return c * x.norm(dim=-1) * max_row_norm + rounding + 2.0**-100
+
+
+def _shortlist_logits(self: nn.Linear, rows: torch.Tensor) -> torch.Tensor | None:
+    """Output logits of float32 `rows` that are exact float32 where they can be the row's
+    maximum, bf16 elsewhere; None when the shortlist does not apply (the caller multiplies in
+    float32 then): a bias, non-finite values, or too many candidates in a row."""
+    if self.bias is not None:
+        return None
+    packed = _packed_weight(self, "bf16")
+    approx = torch.ops.mkldnn._linear_pointwise(
+        rows.to(torch.bfloat16).contiguous(), packed, None, "none", [], ""
+    ).float()
+    count, vocab = approx.shape
+    block = _SEARCH_BLOCK if vocab % _SEARCH_BLOCK == 0 else vocab
+    # Maxima of blocks of the vocabulary, so that only blocks holding a candidate are scanned
+    # (a max reduction runs several times faster than a comparison and its nonzero()).
+    blocks = approx.view(count, vocab // block, block)
+    block_top = blocks.amax(dim=-1)
+    top, bottom = block_top.amax(dim=-1), approx.amin(dim=-1)  # NaN anywhere propagates
+    bound = shortlist_bound(rows, _max_row_norm(self), top, bottom)
+    if not bool(torch.isfinite(bound).all()):
+        return None
+    threshold = top - 2 * bound
+    block_row, block_index = (block_top >= threshold[:, None]).nonzero(as_tuple=True)
+    if block_row.numel() > MAX_SHORTLIST * count:
+        return None
+    hits, offset = (blocks[block_row, block_index] >= threshold[block_row, None]).nonzero(
+        as_tuple=True
+    )
+    row, column = block_row[hits], block_index[hits] * block + offset
+    if int(torch.bincount(row, minlength=count).max()) > MAX_SHORTLIST:
+        return None
+    exact = torch.linalg.vecdot(rows[row], self.weight[column])
+    approx[row, column] = exact
+    return approx
 
 
 def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
@@ -177,9 +329,14 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
     ):
         return nn.Linear.forward(self, x)
     rows = x.reshape(-1, x.shape[-1])
+    shortlist = getattr(self, _PRECISION_ATTR) == "shortlist"
+    if shortlist and _ARGMAX_ONLY.get() and x.dtype == torch.float32:
+        logits = _shortlist_logits(self, rows)
+        if logits is not None:
+            return logits.reshape(*x.shape[:-1], logits.shape[-1])
     if rows.shape[0] < MIN_PACKED_ROWS:
         return nn.Linear.forward(self, x)
-    packed = _packed_weight(self)
+    packed = _packed_weight(self, "fp32" if shortlist else None)
     if packed.dtype != rows.dtype:
         rows = rows.to(packed.dtype)
     bias = self.bias
@@ -191,9 +348,11 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
 
 __all__ = [
     "DEFAULT_PRECISION",
+    "MAX_SHORTLIST",
     "MIN_PACKED_ROWS",
     "MIN_PACKED_WEIGHTS",
     "PRECISIONS",
+    "argmax_only",
     "available",
     "check_precision",
     "install",
@@ -201,4 +360,5 @@ __all__ = [
     "installed_precision",
     "is_embedded_model",
     "packed_layers",
+    "shortlist_bound",
 ]

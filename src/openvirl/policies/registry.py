@@ -18,7 +18,8 @@ Spec syntax
 - hf options: everything `HFPolicy.from_pretrained` takes, e.g. ``temperature``, ``top_p``,
   ``top_k``, ``max_new_tokens``, ``seed``, ``stop``, ``batch_size``, ``adapter`` (a LoRA
   folder), ``merge_adapter``, ``dtype``, ``device``, ``kind``, ``chat_template``, ``name``,
-  ``precision`` (CPU generation: ``fp32``, ``bf16`` or ``reference``; see `policies.fast`).
+  ``precision`` (CPU generation: ``shortlist``, ``fp32``, ``bf16`` or ``reference``; see
+  `policies.fast`).
 - openai: the base URL up to ``#`` (``/v1`` is added to a bare host), then the model id; with no
   ``#model`` the server's first listed model is used. Options: ``temperature``, ``top_p``,
   ``max_new_tokens``, ``seed``, ``stop``, ``concurrency``, ``max_retries``, ``backoff_s``,

@@ -687,7 +687,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper
+    from transformers import LogitsProcessorList, StoppingCriteriaList, TemperatureLogitsWarper
 
     from openvirl.envs.points.dataset import episode_seed
     from openvirl.policies.hf import (
@@ -845,7 +845,10 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 "num_beams": 1,
             }
             if stop:
-                generate_kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+                # The policy's cached criterion: `stop_strings=` would rebuild it every call.
+                generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
+                    [policy.stop_criterion(stop)]
+                )
             with torch.inference_mode():
                 generated = unwrapped.model.generate(**batch, **generate_kwargs)
             P = batch["input_ids"].shape[1]
