@@ -278,11 +278,15 @@ def _completion_trainer_class() -> type:
         ) -> Any:
             labels = inputs["labels"]
             targets = labels[:, 1:]
-            keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
             model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-            outputs = model(**model_inputs, logits_to_keep=keep, use_cache=False)
-            logits = outputs.logits.float()
-            kept = targets[:, keep]
+            answer = None if return_outputs else _answer_logits(model, model_inputs, targets)
+            if answer is not None:
+                outputs = None
+                logits, kept = answer
+            else:
+                keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
+                outputs = model(**model_inputs, logits_to_keep=keep, use_cache=False)
+                logits, kept = outputs.logits.float(), targets[:, keep]
             loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]),
                 kept.reshape(-1),
@@ -296,6 +300,39 @@ def _completion_trainer_class() -> type:
             return (loss, outputs) if return_outputs else loss
 
     return CompletionLossSFTTrainer
+
+
+def _answer_logits(model: Any, inputs: dict[str, Any], targets: Any) -> tuple[Any, Any] | None:
+    """Float logits of exactly the labelled positions, and their labels; None when unsupported.
+
+    `logits_to_keep` keeps whole columns, the union over the batch of every row's answer
+    columns. Right-padded rows whose prompts differ in length (navigation prompts run from 300
+    to 700 tokens) put their answers in different columns, so the union held ~8x more rows of
+    262k-entry logits than the answers have tokens: 20 GB and a killed process for a batch of 8
+    routes on a 24 GB machine. Here the decoder's final (normed) hidden states are gathered at
+    the labelled positions and only those go through the LM head (with Gemma's final logit
+    soft-capping, as the model's own forward applies it).
+
+    Only for a text model called directly (a peft wrapper included): a VLM needs its image
+    inputs spliced by its own forward, and a DDP or DeepSpeed wrapper must run its own forward
+    for gradient synchronisation; those keep the column path.
+    """
+    import torch
+
+    if "pixel_values" in inputs or not hasattr(model, "get_decoder"):
+        return None
+    decoder = model.get_decoder()
+    head = model.get_output_embeddings()
+    if decoder is None or head is None or decoder is model:
+        return None
+    mask = targets != -100
+    hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]
+    logits = head(hidden[mask]).float()
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
+    cap = getattr(config or model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits, targets[mask]
 
 
 def _checkpointing_option(args_class: type, enabled: bool) -> dict[str, bool]:
