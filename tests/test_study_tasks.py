@@ -17,13 +17,7 @@ from openvirl.training.study import load_study_config  # noqa: E402
 from openvirl.training.study_tasks import STUDY_TASKS, navigation_problems  # noqa: E402
 from tiny_models import tiny_causal_lm, tiny_llava  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ from tiny_models import tiny_causal_lm  # noqa: E402
 ENV = {"rule": "id", "split": "train", "max_attempts": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

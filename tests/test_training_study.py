@@ -17,13 +17,7 @@ from openvirl.training.study import (  # noqa: E402
 )
 from tiny_models import tiny_causal_lm  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_evaluation_plays_each_distinct_problem_once():
