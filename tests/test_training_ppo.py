@@ -288,21 +288,29 @@ def test_kill_9_then_resume_from_the_command_line(tmp_path, model_path):
     assert steps == [1, 2, 3, 4]  # replayed updates replaced, not duplicated
 
 
-@pytest.mark.parametrize("kind", ["causal", "vlm", "vlm-2-attempts", "nav-vlm"])
+@pytest.mark.parametrize(
+    "kind", ["causal", "vlm", "vlm-2-attempts", "nav-vlm", "mllama-2-attempts"]
+)
 def test_first_ratio_is_exactly_one_text_and_images(tmp_path, model_path, kind):
     """Before the first optimizer step the new log-probs equal the old ones (no dropout, same
     temperature), for a causal LM on GP-L and a LLaVA on GP-VL card images (one attempt, and
-    two: a wrong answer re-sends the conversation) and on V-IRL-VL street-view grids: every
-    transition scores with its own images."""
+    two: a wrong answer re-sends the conversation) and on V-IRL-VL street-view grids, and for
+    a Llama-3.2-Vision (Mllama, the paper's model: tiles, cross-attention mask) on GP-VL with
+    a retry: every transition scores with its own images."""
     env = {"rule": "id", "split": "train", "max_attempts": 1}
     env_id = "openvirl/GeneralPoints-v0"
     path = model_path
+    if kind.startswith("mllama"):
+        from tiny_models import tiny_mllama
+
+        path = tiny_mllama(tmp_path / "models")
+        env.update(visual=True, suits="black", image_size=256)
     if kind.startswith("vlm") or kind == "nav-vlm":
         from tiny_models import tiny_llava
 
         path = tiny_llava(tmp_path / "models")
         env.update(visual=True, suits="black", image_size=256)
-    if kind == "vlm-2-attempts":
+    if kind.endswith("2-attempts"):
         env["max_attempts"] = 2
     if kind == "nav-vlm":
         env_id = "openvirl/Navigation-v0"
@@ -324,7 +332,7 @@ def test_first_ratio_is_exactly_one_text_and_images(tmp_path, model_path, kind):
     row = result.history[0]
     assert row["losses/old_approx_kl"] == 0.0 and row["losses/clipfrac"] == 0.0
     assert np.isfinite(row["losses/value_loss"])
-    if kind in ("vlm-2-attempts", "nav-vlm"):  # the random model's answers are all wrong:
+    if kind in ("vlm-2-attempts", "nav-vlm", "mllama-2-attempts"):  # all answers are wrong:
         assert row["charts/episode_length"] == 2.0, row  # the retry re-sent the conversation
 
 
@@ -371,6 +379,80 @@ def test_each_transition_carries_its_own_images(tmp_path):
         )
     with pytest.raises(ValueError, match="cannot assign"):
         split_extras({"pixel_values": torch.zeros(5, 3)}, [2, 1], [None, None])
+
+
+def test_mllama_scoring_matches_generation(tmp_path):
+    """Llama 3.2 Vision: rows with 2 and 1 images (of different tile counts) and different
+    prompt lengths are generated in one batch, split into transitions and collated into a
+    fresh [left-padded prompt | completion] batch of another width; scoring it gives the
+    log-probs generation computed for the same tokens (within 1e-4). That needs each row's
+    own tiles, aspect ratios and cross-attention mask, re-padded, and the mask extended over
+    the completion as generation extends it."""
+    from PIL import Image
+
+    from openvirl.training.ppo import split_extras
+    from tiny_models import tiny_mllama
+
+    vlm = HFPolicy.from_pretrained(tiny_mllama(tmp_path / "models"))
+    wide, square, tall = (
+        Image.new("RGB", size, c)
+        for size, c in [((64, 32), "red"), ((16, 16), "green"), ((20, 50), "blue")]
+    )
+
+    def turn(*pictures):
+        content = [{"type": "image", "image": p} for p in pictures]
+        return {"role": "user", "content": [*content, {"type": "text", "text": "Cards?"}]}
+
+    requests = [
+        {"messages": [turn(wide), text_message("assistant", "x"), turn(square)]},
+        {"messages": [turn(tall)]},
+    ]
+    batch = vlm.encode(requests)
+    assert batch["cross_attention_mask"].shape[:3] == (2, batch["input_ids"].shape[1], 2)
+    with torch.no_grad():
+        out = vlm.model.generate(
+            **batch,
+            max_new_tokens=6,
+            min_new_tokens=6,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            pad_token_id=vlm.tokenizer.pad_token_id,
+        )
+    P0 = batch["input_ids"].shape[1]
+    completions = out.sequences[:, P0:]
+    expected = (
+        torch.stack([torch.log_softmax(step.float(), -1) for step in out.logits], dim=1)
+        .gather(-1, completions.unsqueeze(-1))
+        .squeeze(-1)
+    )
+
+    rows = split_extras(batch, [2, 1], list(batch["attention_mask"]))
+    assert rows[1]["pixel_values"].shape[1] == 1  # row 1's padding image is dropped
+    assert rows[1]["cross_attention_mask"].shape == (int(batch["attention_mask"][1].sum()), 1, 2)
+    transitions = []
+    for row, extras in enumerate(rows):
+        prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        completion = completions[row].tolist()
+        transitions.append(
+            Transition(prompt, completion, [1.0] * 6, extras, 0.0, True, False, "", row)
+        )
+    # reversed, and padded to another width: nothing may depend on the rollout batch
+    collated = collate(transitions[::-1], vlm.tokenizer.pad_token_id, "cpu")
+    P = int(collated["prompt_length"])
+    assert collated["cross_attention_mask"].shape == (2, P + 6, 2, 2)
+    assert torch.equal(collated["cross_attention_mask"][0, P:, 0], torch.tensor([[1, 1]] * 6))
+    assert collated["pixel_values"].shape[:2] == (2, 2)
+    with torch.no_grad():
+        scored = score(vlm.model, None, collated, 1.0)["token_logprobs"]
+    assert torch.allclose(scored.flip(0), expected, atol=1e-4), (scored.flip(0), expected)
+    # a mask that is not extended over the completion scores differently (the check bites)
+    cut = dict(collated)
+    cut["cross_attention_mask"] = collated["cross_attention_mask"].clone()
+    cut["cross_attention_mask"][:, P:] = 0
+    with torch.no_grad():
+        wrong = score(vlm.model, None, cut, 1.0)["token_logprobs"]
+    assert not torch.allclose(wrong.flip(0), expected, atol=1e-4)
 
 
 def test_value_loss_reaches_the_model_only_when_it_shares_the_trunk(policy):

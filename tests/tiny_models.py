@@ -11,6 +11,7 @@ Use them from any test (training tests included)::
 
     path = tiny_causal_lm(tmp_path)                 # AutoModelForCausalLM + AutoTokenizer
     path = tiny_llava(tmp_path)                     # AutoModelForImageTextToText + AutoProcessor
+    path = tiny_mllama(tmp_path)                    # the same, a Llama-3.2-Vision (Mllama)
 
 Building one takes well under a second; for many tests, build once in a session fixture.
 """
@@ -216,6 +217,108 @@ def tiny_llava(
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = [
+        tokenizer.eos_token_id,
+        tokenizer.convert_tokens_to_ids("<|end|>"),
+    ]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out = Path(tmp_path) / name
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+MLLAMA_IMAGE_TOKEN = "<|image|>"
+"""Llama 3.2 Vision's image placeholder: one token per image, whatever its tile count."""
+
+
+def tiny_mllama(
+    tmp_path: Path,
+    *,
+    name: str = "tiny-mllama",
+    tile_size: int = 16,
+    patch_size: int = 8,
+    max_image_tiles: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random Llama-3.2-Vision (Mllama) and its processor to `tmp_path / name`.
+
+    Unlike LLaVA, Mllama keeps one ``<|image|>`` token per image and reads the image through
+    cross-attention layers, so the processor returns per-row ``pixel_values`` of shape
+    ``(rows, max_images, max_image_tiles, C, tile, tile)``, ``aspect_ratio_ids`` /
+    ``aspect_ratio_mask`` and a per-token ``cross_attention_mask``
+    ``(rows, seq, max_images, max_image_tiles)``: the inputs the paper's model trains on.
+    An image is split into up to `max_image_tiles` tiles of `tile_size` pixels.
+
+    Returns
+    -------
+    Path
+        The checkpoint folder, loadable with `AutoModelForImageTextToText` and `AutoProcessor`.
+    """
+    import torch
+    from transformers import (
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+        MllamaImageProcessorPil,
+        MllamaProcessor,
+        MllamaTextConfig,
+        MllamaVisionConfig,
+    )
+    from transformers.models.mllama.image_processing_pil_mllama import (
+        get_all_supported_aspect_ratios,
+    )
+
+    template = CHAT_TEMPLATE.replace("<image>", MLLAMA_IMAGE_TOKEN)
+    tokenizer = tiny_tokenizer(chat_template=template)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<|end|>", "<image>", MLLAMA_IMAGE_TOKEN]}
+    )
+    # the PIL image processor: the default one needs torchvision, not installed here
+    image_processor = MllamaImageProcessorPil(
+        size={"height": tile_size, "width": tile_size}, max_image_tiles=max_image_tiles
+    )
+    processor = MllamaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=template
+    )
+    hidden, layers = 16, [0, 1]
+    vision = MllamaVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_global_layers=1,
+        attention_heads=2,
+        image_size=tile_size,
+        patch_size=patch_size,
+        max_num_tiles=max_image_tiles,
+        intermediate_layers_indices=layers,
+        vision_output_dim=hidden * (len(layers) + 1),
+        supported_aspect_ratios=[list(r) for r in get_all_supported_aspect_ratios(max_image_tiles)],
+    )
+    text = MllamaTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        cross_attention_layers=[1],
+        max_position_embeddings=1024,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = MllamaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(MLLAMA_IMAGE_TOKEN),
+    )
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # Mllama starts its gates at 0, which would hide images and tiles
+        for key, parameter in model.named_parameters():
+            if key.endswith("gate"):
+                parameter.fill_(1.0)
     model.generation_config.eos_token_id = [
         tokenizer.eos_token_id,
         tokenizer.convert_tokens_to_ids("<|end|>"),

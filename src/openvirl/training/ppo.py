@@ -416,7 +416,11 @@ def collate(transitions: Sequence[Transition], pad_id: int, device: Any) -> dict
     }
     for key in transitions[0].extras:
         parts = [t.extras[key] for t in transitions]
-        if key in SEQUENCE_EXTRAS:
+        if key in CROSS_ATTENTION_EXTRAS:
+            batch[key] = _collate_cross_attention(transitions, parts, P, C).to(device)
+        elif key in ROW_IMAGE_EXTRAS and "cross_attention_mask" in transitions[0].extras:
+            batch[key] = torch.cat(_pad_images(parts, dim=1)).to(device)
+        elif key in SEQUENCE_EXTRAS:
             # per-token extras (token_type_ids ...) follow the prompt's left padding; the
             # completion columns are text (zero)
             aligned = torch.zeros((n, P + C), dtype=parts[0].dtype)
@@ -428,8 +432,50 @@ def collate(transitions: Sequence[Transition], pad_id: int, device: Any) -> dict
     return batch
 
 
+def _pad_images(parts: Sequence[torch.Tensor], dim: int) -> list[torch.Tensor]:
+    """Zero-pad each part's image dimension `dim` to the largest, as the Mllama processor does
+    for a batch whose rows hold different image counts (a zero cross-attention mask hides
+    the padding images from every token)."""
+    most = max(part.shape[dim] for part in parts)
+    out = []
+    for part in parts:
+        shape = list(part.shape)
+        shape[dim] = most - part.shape[dim]
+        out.append(torch.cat([part, part.new_zeros(shape)], dim=dim))
+    return out
+
+
+def _collate_cross_attention(
+    transitions: Sequence[Transition], parts: Sequence[torch.Tensor], prompt: int, completion: int
+) -> torch.Tensor:
+    """The per-token cross-attention mask of [left-padded prompt | right-padded completion].
+
+    Each part is a prompt's own ``(prompt tokens, images, tiles)`` mask. Padding columns get
+    zeros (the processor's value for tokens before the first image), and every completion
+    column repeats the last prompt token's row, which is what Mllama's generation appends
+    for each new token (``_update_model_kwargs_for_generation``): so a completion token is
+    scored with the same image view it was sampled with.
+    """
+    parts = _pad_images(parts, dim=1)
+    out = parts[0].new_zeros((len(parts), prompt + completion, *parts[0].shape[1:]))
+    for i, (t, part) in enumerate(zip(transitions, parts, strict=True)):
+        out[i, prompt - len(t.prompt_ids) : prompt] = part
+        out[i, prompt:] = part[-1]
+    return out
+
+
 SEQUENCE_EXTRAS = ("token_type_ids", "mm_token_type_ids")
 """Processor outputs with one value per prompt token (stored unpadded, re-padded by `collate`)."""
+
+CROSS_ATTENTION_EXTRAS = ("cross_attention_mask",)
+"""Per-token image masks ``(rows, seq, images, tiles)`` of cross-attention VLMs (Llama 3.2
+Vision): stored per prompt token and image, re-padded and extended over the completion by
+`collate`."""
+
+ROW_IMAGE_EXTRAS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")
+"""Processor outputs laid out ``(rows, images, ...)`` when the processor also returns a
+`CROSS_ATTENTION_EXTRAS` mask (Mllama): cut to each row's own images, zero-padded back to the
+widest row of a minibatch by `collate`."""
 
 PATCH_EXTRAS = ("pixel_values", "pixel_values_videos")
 """Processor outputs that hold image patches flattened across images when the processor also
@@ -448,6 +494,8 @@ def split_extras(
     row's conversation, in order), a Qwen-style flattened patch tensor by the patches of each
     row's images (``image_grid_thw``), a per-token tensor (`SEQUENCE_EXTRAS`) is kept without
     its padding (`prompt_masks`, re-padded by `collate`), and a per-row tensor is sliced.
+    Mllama's ``(rows, images, ...)`` tensors (`ROW_IMAGE_EXTRAS`) and its per-token
+    cross-attention mask keep each row's own images and, for the mask, prompt tokens.
     `collate` concatenates the pieces back in row order, which is the order the model pairs
     image tokens with images.
 
@@ -464,13 +512,19 @@ def split_extras(
     if isinstance(grid, torch.Tensor) and grid.shape[0] == total:
         patches = grid.prod(-1).tolist()
         patch_ends = [int(sum(patches[: ends[r]])) for r in range(rows + 1)]
+    cross = batch.get("cross_attention_mask") if hasattr(batch, "get") else None
+    per_row_images = isinstance(cross, torch.Tensor) and cross.shape[0] == rows
     out: list[dict[str, torch.Tensor]] = [{} for _ in range(rows)]
     for key, value in batch.items():
         if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
             continue
         value = value.detach().cpu()
         for r in range(rows):
-            if key in SEQUENCE_EXTRAS and value.dim() >= 2 and value.shape[0] == rows:
+            if key in CROSS_ATTENTION_EXTRAS and value.dim() == 4 and value.shape[0] == rows:
+                piece = value[r][prompt_masks[r].bool().cpu()][:, : image_counts[r]]
+            elif per_row_images and key in ROW_IMAGE_EXTRAS and value.shape[0] == rows:
+                piece = value[r : r + 1, : image_counts[r]]
+            elif key in SEQUENCE_EXTRAS and value.dim() >= 2 and value.shape[0] == rows:
                 piece = value[r][prompt_masks[r].bool().cpu()]
             elif patch_ends is not None and key in PATCH_EXTRAS:
                 piece = value[patch_ends[r] : patch_ends[r + 1]]
