@@ -146,6 +146,72 @@ def test_vlm_sft_on_card_images_goes_through_the_processor(tmp_path):
     assert result.steps == 2 and (result.final_dir / "adapter_model.safetensors").is_file()
 
 
+def test_mllama_sft_step_on_card_images(tmp_path):
+    """Llama 3.2 Vision (Mllama, the paper's model) on GP-VL: the collator hands the model each
+    row's tiles and aspect ratios and the processor's per-token cross-attention mask (padded
+    like the ids), the loss is finite and the adapter moves."""
+    import math
+
+    from transformers import AutoProcessor
+
+    import openvirl.training.data as data_module
+    from tiny_models import MLLAMA_IMAGE_TOKEN, tiny_mllama
+
+    path = tiny_mllama(tmp_path / "models")
+    seen = {}
+    original = data_module.vision_collator
+
+    def spy(processor, pad_id):
+        collate = original(processor, pad_id)
+
+        def wrapped(rows):
+            batch = collate(rows)
+            seen.setdefault("batch", batch)
+            return batch
+
+        return wrapped
+
+    data_module.vision_collator = spy
+    try:
+        result = train_sft(
+            _config(
+                path,
+                tmp_path / "mllama",
+                max_steps=2,
+                n_examples=8,
+                max_length=None,
+                learning_rate=1e-2,
+                env_kwargs={
+                    "rule": "id",
+                    "split": "train",
+                    "visual": True,
+                    "suits": "black",
+                    "image_size": 256,
+                },
+            )
+        )
+    finally:
+        data_module.vision_collator = original
+    batch = seen["batch"]
+    image_token = AutoProcessor.from_pretrained(path).tokenizer.convert_tokens_to_ids(
+        MLLAMA_IMAGE_TOKEN
+    )
+    rows, width = batch["input_ids"].shape
+    assert batch["pixel_values"].shape[:3] == (rows, 1, 2)  # one image of up to 2 tiles a row
+    assert batch["aspect_ratio_ids"].shape == (rows, 1)
+    cross = batch["cross_attention_mask"]
+    assert cross.shape == (rows, width, 1, 2)
+    for r in range(rows):
+        start = int((batch["input_ids"][r] == image_token).nonzero()[0])
+        seen_image = cross[r, :, 0].any(-1)
+        assert not seen_image[:start].any()  # text before the image does not see it
+        assert torch.equal(seen_image[start:], batch["attention_mask"][r, start:].bool())
+    losses = [h["losses/sft_loss"] for h in result.history if "losses/sft_loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    adapter = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    assert any(("lora_B" in k) and v.abs().sum() > 0 for k, v in adapter.items())
+
+
 def test_segments_with_schedule_steps_follow_one_schedule(tmp_path, model_path):
     """The study's SFT branch runs in segments (resume with a larger `max_steps`); with
     `schedule_steps` the cosine learning rate continues across them instead of restarting."""

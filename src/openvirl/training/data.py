@@ -381,11 +381,16 @@ def vision_collator(processor: Any, pad_id: int) -> Any:
 
     The ids already hold each image's expanded image tokens (the processor's own count), so
     the images only need the image processor, in conversation order. This fits models that
-    splice image features at image tokens (LLaVA, Qwen2-VL, Gemma 3); models with
-    cross-attention image masks (Llama 3.2 Vision) also need the processor's text-dependent
-    mask, which this collator does not build.
+    splice image features at image tokens (LLaVA, Qwen2-VL, Gemma 3). Models that read
+    images through cross-attention (Llama 3.2 Vision, whose processor returns a
+    ``cross_attention_mask``) get each row's images as one group, ``(rows, images, tiles,
+    ...)``, and the processor's text-dependent per-token mask, built from the ids with the
+    processor's own helpers and zero over the right padding, like the ids.
     """
     import torch
+
+    if "cross_attention_mask" in getattr(processor, "model_input_names", ()):
+        return _cross_attention_collator(processor, pad_id)
 
     def collate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         width = max(len(r["input_ids"]) for r in rows)
@@ -402,6 +407,55 @@ def vision_collator(processor: Any, pad_id: int) -> Any:
         if images:
             pixels = processor.image_processor(images=images, return_tensors="pt")
             batch.update(dict(pixels.items()))
+        return batch
+
+    return collate
+
+
+def _cross_attention_collator(processor: Any, pad_id: int) -> Any:
+    """`vision_collator` for Mllama-style processors (see there)."""
+    import torch
+    from transformers.models.mllama.processing_mllama import (
+        convert_sparse_cross_attention_mask_to_dense,
+        get_cross_attention_token_mask,
+    )
+
+    image_token_id = processor.image_token_id
+    max_tiles = processor.image_processor.max_image_tiles
+
+    def collate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        groups = [[_rgb(image) for image in r.get("images") or []] for r in rows]
+        if not any(groups):
+            return batch
+        if not all(groups):
+            raise ValueError(
+                "a cross-attention VLM batch mixes rows with and without images; "
+                "batch image and text-only examples separately"
+            )
+        pixels = dict(processor.image_processor(images=groups, return_tensors="pt").items())
+        num_tiles = pixels.pop("num_tiles")
+        token_masks = [get_cross_attention_token_mask(r["input_ids"], image_token_id) for r in rows]
+        for r, (token_mask, group) in enumerate(zip(token_masks, groups, strict=True)):
+            if len(token_mask) != len(group):
+                raise ValueError(
+                    f"row {r} holds {len(token_mask)} image tokens for {len(group)} images"
+                )
+        dense = convert_sparse_cross_attention_mask_to_dense(
+            token_masks, num_tiles=num_tiles, max_num_tiles=max_tiles, length=width
+        )
+        cross = torch.from_numpy(dense) * mask[:, :, None, None]
+        batch.update(pixels)
+        batch["cross_attention_mask"] = cross
         return batch
 
     return collate
