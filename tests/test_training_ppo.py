@@ -385,12 +385,13 @@ def test_mllama_scoring_matches_generation(tmp_path):
     """Llama 3.2 Vision: rows with 2 and 1 images (of different tile counts) and different
     prompt lengths are generated in one batch, split into transitions and collated into a
     fresh [left-padded prompt | completion] batch of another width; scoring it gives the
-    log-probs generation computed for the same tokens (within 1e-4). That needs each row's
-    own tiles, aspect ratios and cross-attention mask, re-padded, and the mask extended over
-    the completion as generation extends it."""
+    log-probs of generating each row on its own (within 1e-4). That needs each row's own
+    tiles, aspect ratios and cross-attention mask, re-padded, the mask extended over the
+    completion as generation extends it, and no zero-padding image slots (tokens before the
+    first image attend to every slot): rollouts and scoring run each image count apart."""
     from PIL import Image
 
-    from openvirl.training.ppo import split_extras
+    from openvirl.training.ppo import generate_by_image_count, split_extras
     from tiny_models import tiny_mllama
 
     vlm = HFPolicy.from_pretrained(tiny_mllama(tmp_path / "models"))
@@ -407,25 +408,36 @@ def test_mllama_scoring_matches_generation(tmp_path):
         {"messages": [turn(wide), text_message("assistant", "x"), turn(square)]},
         {"messages": [turn(tall)]},
     ]
+    options = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    options.update(pad_token_id=vlm.tokenizer.pad_token_id)
+
+    def alone(request):
+        single = vlm.encode([request])
+        with torch.no_grad():
+            out = vlm.model.generate(
+                **single, **options, output_logits=True, return_dict_in_generate=True
+            )
+        tokens = out.sequences[0, single["input_ids"].shape[1] :]
+        logits = torch.stack([step[0].float() for step in out.logits])
+        return tokens, torch.log_softmax(logits, -1).gather(-1, tokens[:, None])[:, 0]
+
+    expected = [alone(r) for r in requests]
     batch = vlm.encode(requests)
     assert batch["cross_attention_mask"].shape[:3] == (2, batch["input_ids"].shape[1], 2)
     with torch.no_grad():
-        out = vlm.model.generate(
-            **batch,
-            max_new_tokens=6,
-            min_new_tokens=6,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=vlm.tokenizer.pad_token_id,
+        plain = vlm.model.generate(
+            **batch, **options, output_logits=True, return_dict_in_generate=True
         )
+        generated = generate_by_image_count(
+            vlm.model, batch, [0, 1], lambda seeds: options, vlm.tokenizer.pad_token_id
+        )
+    # plain batched generation gives row 1 a zero-padding image slot, and that shifts it
+    padded = torch.log_softmax(plain.logits[0][1].float(), -1)[expected[1][0][0]]
+    assert abs(float(padded) - float(expected[1][1][0])) > 1e-4
     P0 = batch["input_ids"].shape[1]
-    completions = out.sequences[:, P0:]
-    expected = (
-        torch.stack([torch.log_softmax(step.float(), -1) for step in out.logits], dim=1)
-        .gather(-1, completions.unsqueeze(-1))
-        .squeeze(-1)
-    )
+    completions = generated[:, P0:]
+    for row in range(2):
+        assert completions[row].tolist() == expected[row][0].tolist()
 
     rows = split_extras(batch, [2, 1], list(batch["attention_mask"]))
     assert rows[1]["pixel_values"].shape[1] == 1  # row 1's padding image is dropped
@@ -444,15 +456,18 @@ def test_mllama_scoring_matches_generation(tmp_path):
     assert torch.equal(collated["cross_attention_mask"][0, P:, 0], torch.tensor([[1, 1]] * 6))
     assert collated["pixel_values"].shape[:2] == (2, 2)
     with torch.no_grad():
-        scored = score(vlm.model, None, collated, 1.0)["token_logprobs"]
-    assert torch.allclose(scored.flip(0), expected, atol=1e-4), (scored.flip(0), expected)
+        scored = score(vlm.model, ValueHead(32, [8]), collated, 1.0)
+    assert scored["values"].shape == (2,)
+    for row in range(2):
+        got = scored["token_logprobs"][1 - row]
+        assert torch.allclose(got, expected[row][1], atol=1e-4), (row, got, expected[row][1])
     # a mask that is not extended over the completion scores differently (the check bites)
     cut = dict(collated)
     cut["cross_attention_mask"] = collated["cross_attention_mask"].clone()
     cut["cross_attention_mask"][:, P:] = 0
     with torch.no_grad():
         wrong = score(vlm.model, None, cut, 1.0)["token_logprobs"]
-    assert not torch.allclose(wrong.flip(0), expected, atol=1e-4)
+    assert not torch.allclose(wrong[1], expected[0][1], atol=1e-4)
 
 
 def test_value_loss_reaches_the_model_only_when_it_shares_the_trunk(policy):

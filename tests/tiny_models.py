@@ -298,8 +298,8 @@ def tiny_mllama(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        num_hidden_layers=3,  # self-attention, cross-attention, self-attention: as in the
+        num_attention_heads=4,  # real model, later tokens read the cross-attended states
         num_key_value_heads=2,
         cross_attention_layers=[1],
         max_position_embeddings=1024,

@@ -578,6 +578,98 @@ class Agent(nn.Module):
         )
 
 
+def image_count_groups(batch: Any) -> list[tuple[int, list[int]]] | None:
+    """Rows of a cross-attention VLM batch (Mllama) grouped by their image count, in order.
+
+    Mllama's text tokens before a prompt's first image have no image to attend to; their
+    cross-attention then spreads uniformly over every image slot of the row, the batch's
+    zero-padding slots included, and later tokens read those states through self-attention.
+    A row's log-probs would thus depend on how many images the other rows of its batch hold.
+    Running each image count separately, without padding slots, makes generation and
+    scoring (`score`) see the same inputs whatever the batch. None for other batches.
+    """
+    if not hasattr(batch, "get") or "cross_attention_mask" not in batch:
+        return None
+    ids = batch.get("aspect_ratio_ids")  # 0 marks a padding slot, real images count from 1
+    if not isinstance(ids, torch.Tensor):
+        return None
+    groups: dict[int, list[int]] = {}
+    for row, count in enumerate((ids > 0).sum(-1).tolist()):
+        groups.setdefault(int(count), []).append(row)
+    return sorted(groups.items())
+
+
+def select_rows(batch: Any, rows: Sequence[int], images: int) -> dict[str, Any]:
+    """Model inputs of `rows` of `batch`, with Mllama's image slots cut to the first `images`
+    (no image inputs at all for rows without images)."""
+    n = batch["input_ids"].shape[0]
+    index = torch.tensor(list(rows), device=batch["input_ids"].device)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != n:
+            out[key] = value
+        elif key in ROW_IMAGE_EXTRAS or key in CROSS_ATTENTION_EXTRAS:
+            if images:
+                value = value[index]
+                out[key] = value[:, :images] if key in ROW_IMAGE_EXTRAS else value[:, :, :images]
+        else:
+            out[key] = value[index]
+    return out
+
+
+def generate_by_image_count(
+    model: Any,
+    batch: Any,
+    seeds: Sequence[int],
+    kwargs_for: Callable[[Sequence[int]], dict[str, Any]],
+    pad_id: int,
+) -> torch.Tensor:
+    """`model.generate` on `batch`, one call per image count for Mllama (`image_count_groups`).
+
+    `kwargs_for(seeds)` gives the generate arguments for the rows with these sampling seeds.
+    Returns ``(rows, prompt + new tokens)`` ids, rows in `batch` order, right-padded with
+    `pad_id` where a group stopped earlier than the longest.
+    """
+    groups = image_count_groups(batch)
+    width = batch["aspect_ratio_ids"].shape[1] if groups else 0
+    if groups is None or (len(groups) == 1 and groups[0][0] == width):
+        return model.generate(**batch, **kwargs_for(seeds))
+    outputs = [
+        (
+            rows,
+            model.generate(
+                **select_rows(batch, rows, count), **kwargs_for([seeds[r] for r in rows])
+            ),
+        )
+        for count, rows in groups
+    ]
+    length = max(out.shape[1] for _, out in outputs)
+    generated = outputs[0][1].new_full((len(seeds), length), pad_id)
+    for rows, out in outputs:
+        generated[torch.tensor(rows, device=out.device), : out.shape[1]] = out
+    return generated
+
+
+def _forward_by_image_count(model: Any, inputs: dict[str, Any], **kwargs: Any) -> Any:
+    """``model(**inputs)``, split by image count for Mllama (see `image_count_groups`);
+    returns ``(logits, last hidden states or None)`` in row order."""
+    groups = image_count_groups(inputs)
+    width = inputs["aspect_ratio_ids"].shape[1] if groups else 0
+    if groups is None or (len(groups) == 1 and groups[0][0] == width):
+        output = model(**inputs, **kwargs)
+        hidden = output.hidden_states[-1] if kwargs.get("output_hidden_states") else None
+        return output.logits, hidden
+    logits, hidden, order = [], [], []
+    for count, rows in groups:
+        output = model(**select_rows(inputs, rows, count), **kwargs)
+        logits.append(output.logits)
+        if kwargs.get("output_hidden_states"):
+            hidden.append(output.hidden_states[-1])
+        order.extend(rows)
+    inverse = torch.argsort(torch.tensor(order, device=logits[0].device))
+    return torch.cat(logits)[inverse], (torch.cat(hidden)[inverse] if hidden else None)
+
+
 def score(
     model: Any,
     value_head: ValueHead | None,
@@ -594,18 +686,19 @@ def score(
     P = int(batch["prompt_length"])
     C = batch["completion_ids"].shape[1]
     inputs = {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
-    output = model(
-        **inputs,
+    all_logits, last_hidden = _forward_by_image_count(
+        model,
+        inputs,
         output_hidden_states=value_head is not None,
         logits_to_keep=C + 1,
         use_cache=False,
     )
-    logits = output.logits[:, :C].float() / temperature
+    logits = all_logits[:, :C].float() / temperature
     logprobs = torch.log_softmax(logits, dim=-1)
     token_logprobs = logprobs.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
     result = {"token_logprobs": token_logprobs * batch["mask"]}
     if value_head is not None:
-        hidden = output.hidden_states[-1][:, P - 1]
+        hidden = last_hidden[:, P - 1]
         result["values"] = value_head(hidden.detach() if detach_value else hidden)
     if with_entropy:
         entropy = -(logprobs.exp() * logprobs).sum(-1)
@@ -881,30 +974,31 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 sampling_seed(config.seed, s["episode"], len(per_episode.get(s["episode"], [])))
                 for s in slots
             ]
-            # Sampling at `temperature` (per-answer generators, so the draw does
-            # not depend on the batch or the process); no top-p or top-k (spec §10 item 16).
-            generate_kwargs: dict[str, Any] = {
-                "max_new_tokens": config.max_new_tokens,
-                "do_sample": False,
-                "logits_processor": LogitsProcessorList(
-                    [
-                        RowSampler(
-                            seeds,
-                            LogitsProcessorList([TemperatureLogitsWarper(config.temperature)]),
-                            device,
-                        )
-                    ]
-                ),
-                "pad_token_id": pad_id,
-                "num_beams": 1,
-            }
-            if stop:
-                # The policy's cached criterion: `stop_strings=` would rebuild it every call.
-                generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
-                    [policy.stop_criterion(stop)]
-                )
+
+            def generate_kwargs(row_seeds: Sequence[int]) -> dict[str, Any]:
+                """Sampling at `temperature` (per-answer generators, so the draw does not
+                depend on the batch or the process); no top-p or top-k (spec §10 item 16)."""
+                warpers = LogitsProcessorList([TemperatureLogitsWarper(config.temperature)])
+                kwargs: dict[str, Any] = {
+                    "max_new_tokens": config.max_new_tokens,
+                    "do_sample": False,
+                    "logits_processor": LogitsProcessorList(
+                        [RowSampler(row_seeds, warpers, device)]
+                    ),
+                    "pad_token_id": pad_id,
+                    "num_beams": 1,
+                }
+                if stop:
+                    # The policy's cached criterion: `stop_strings=` would rebuild it each call.
+                    kwargs["stopping_criteria"] = StoppingCriteriaList(
+                        [policy.stop_criterion(stop)]
+                    )
+                return kwargs
+
             with torch.inference_mode():
-                generated = unwrapped.model.generate(**batch, **generate_kwargs)
+                generated = generate_by_image_count(
+                    unwrapped.model, batch, seeds, generate_kwargs, pad_id
+                )
             P = batch["input_ids"].shape[1]
             local_inference_tokens += int(batch["attention_mask"].sum())
             row_extras = split_extras(
