@@ -387,22 +387,12 @@ def vision_collator(processor: Any, pad_id: int) -> Any:
     ...)``, and the processor's text-dependent per-token mask, built from the ids with the
     processor's own helpers and zero over the right padding, like the ids.
     """
-    import torch
 
     if "cross_attention_mask" in getattr(processor, "model_input_names", ()):
         return _cross_attention_collator(processor, pad_id)
 
     def collate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = _right_padded(rows, pad_id)
         images = [_rgb(image) for r in rows for image in r.get("images") or []]
         if images:
             pixels = processor.image_processor(images=images, return_tensors="pt")
@@ -410,6 +400,22 @@ def vision_collator(processor: Any, pad_id: int) -> Any:
         return batch
 
     return collate
+
+
+def _right_padded(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """``input_ids``, ``labels`` and ``attention_mask`` of `rows`, right-padded to the longest."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.tensor(r["input_ids"])
+        labels[i, :n] = torch.tensor(r["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 def _cross_attention_collator(processor: Any, pad_id: int) -> Any:
@@ -424,16 +430,7 @@ def _cross_attention_collator(processor: Any, pad_id: int) -> Any:
     max_tiles = processor.image_processor.max_image_tiles
 
     def collate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = _right_padded(rows, pad_id)
         groups = [[_rgb(image) for image in r.get("images") or []] for r in rows]
         if not any(groups):
             return batch
@@ -451,9 +448,12 @@ def _cross_attention_collator(processor: Any, pad_id: int) -> Any:
                     f"row {r} holds {len(token_mask)} image tokens for {len(group)} images"
                 )
         dense = convert_sparse_cross_attention_mask_to_dense(
-            token_masks, num_tiles=num_tiles, max_num_tiles=max_tiles, length=width
+            token_masks,
+            num_tiles=num_tiles,
+            max_num_tiles=max_tiles,
+            length=batch["input_ids"].shape[1],
         )
-        cross = torch.from_numpy(dense) * mask[:, :, None, None]
+        cross = torch.from_numpy(dense) * batch["attention_mask"][:, :, None, None]
         batch.update(pixels)
         batch["cross_attention_mask"] = cross
         return batch
