@@ -96,68 +96,11 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(tmp_path
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
-def test_vlm_sft_on_card_images_goes_through_the_processor(tmp_path):
-    from openvirl.training.data import vision_collator
-    from tiny_models import tiny_llava
-
-    path = tiny_llava(tmp_path / "models")
-    seen = {}
-    original = vision_collator
-
-    def spy(processor, pad_id):
-        collate = original(processor, pad_id)
-
-        def wrapped(rows):
-            batch = collate(rows)
-            seen.setdefault("batch", batch)
-            return batch
-
-        return wrapped
-
+def _vl_sft_first_batch(path, out, **options):
+    """Two SFT steps of `path` on GP-VL card images; the result and the first collated batch
+    (a spy around `vision_collator`, the collator the trainer really uses)."""
     import openvirl.training.data as data_module
 
-    data_module.vision_collator = spy
-    try:
-        result = train_sft(
-            _config(
-                path,
-                tmp_path / "vl",
-                max_steps=2,
-                n_examples=8,
-                max_length=None,
-                env_kwargs={
-                    "rule": "id",
-                    "split": "train",
-                    "visual": True,
-                    "suits": "black",
-                    "image_size": 256,
-                },
-            )
-        )
-    finally:
-        data_module.vision_collator = original
-    batch = seen["batch"]
-    from transformers import AutoProcessor
-
-    image_token = AutoProcessor.from_pretrained(path).tokenizer.convert_tokens_to_ids("<image>")
-    per_row = (batch["input_ids"] == image_token).sum(-1)
-    assert batch["pixel_values"].shape[0] == 4 and (per_row == 4).all()  # 4 patches per image
-    assert (batch["labels"][batch["input_ids"] == image_token] == -100).all()
-    assert result.steps == 2 and (result.final_dir / "adapter_model.safetensors").is_file()
-
-
-def test_mllama_sft_step_on_card_images(tmp_path):
-    """Llama 3.2 Vision (Mllama, the paper's model) on GP-VL: the collator hands the model each
-    row's tiles and aspect ratios and the processor's per-token cross-attention mask (padded
-    like the ids), the loss is finite and the adapter moves."""
-    import math
-
-    from transformers import AutoProcessor
-
-    import openvirl.training.data as data_module
-    from tiny_models import MLLAMA_IMAGE_TOKEN, tiny_mllama
-
-    path = tiny_mllama(tmp_path / "models")
     seen = {}
     original = data_module.vision_collator
 
@@ -176,11 +119,10 @@ def test_mllama_sft_step_on_card_images(tmp_path):
         result = train_sft(
             _config(
                 path,
-                tmp_path / "mllama",
+                out,
                 max_steps=2,
                 n_examples=8,
                 max_length=None,
-                learning_rate=1e-2,
                 env_kwargs={
                     "rule": "id",
                     "split": "train",
@@ -188,11 +130,40 @@ def test_mllama_sft_step_on_card_images(tmp_path):
                     "suits": "black",
                     "image_size": 256,
                 },
+                **options,
             )
         )
     finally:
         data_module.vision_collator = original
-    batch = seen["batch"]
+    return result, seen["batch"]
+
+
+def test_vlm_sft_on_card_images_goes_through_the_processor(tmp_path):
+    from tiny_models import tiny_llava
+
+    path = tiny_llava(tmp_path / "models")
+    result, batch = _vl_sft_first_batch(path, tmp_path / "vl")
+    from transformers import AutoProcessor
+
+    image_token = AutoProcessor.from_pretrained(path).tokenizer.convert_tokens_to_ids("<image>")
+    per_row = (batch["input_ids"] == image_token).sum(-1)
+    assert batch["pixel_values"].shape[0] == 4 and (per_row == 4).all()  # 4 patches per image
+    assert (batch["labels"][batch["input_ids"] == image_token] == -100).all()
+    assert result.steps == 2 and (result.final_dir / "adapter_model.safetensors").is_file()
+
+
+def test_mllama_sft_step_on_card_images(tmp_path):
+    """Llama 3.2 Vision (Mllama, the paper's model) on GP-VL: the collator hands the model each
+    row's tiles and aspect ratios and the processor's per-token cross-attention mask (padded
+    like the ids), the loss is finite and the adapter moves."""
+    import math
+
+    from transformers import AutoProcessor
+
+    from tiny_models import MLLAMA_IMAGE_TOKEN, tiny_mllama
+
+    path = tiny_mllama(tmp_path / "models")
+    result, batch = _vl_sft_first_batch(path, tmp_path / "mllama", learning_rate=1e-2)
     image_token = AutoProcessor.from_pretrained(path).tokenizer.convert_tokens_to_ids(
         MLLAMA_IMAGE_TOKEN
     )
