@@ -59,6 +59,57 @@ def test_transcripts_hold_wrong_attempts_and_feedback():
         ExpertDataConfig(wrong_attempts=1).validate()
 
 
+def _text(message):
+    return message["content"][0]["text"]
+
+
+def test_numbers_revisions_name_the_missing_value_and_never_a_face_value():
+    """The 'numbers' wrong attempt misvalues one number card; the verifier's feedback names the
+    missing value, and the revision is the expert answer. No transcript says what a face card
+    is worth beyond the training rule, so the rule-OOD split stays out of distribution."""
+    kwargs = {"rule": "id", "split": "train", "n_cards": 3, "target": 12, "ranks": [1, 13]}
+    config = ExpertDataConfig(
+        env_kwargs=kwargs,
+        n_examples=40,
+        multi_turn=True,
+        wrong_attempts=1,
+        train_on_wrong_attempts=False,
+        wrong_kind="numbers",
+        revision_fraction=0.5,
+        seed=5,
+    )
+    examples = expert_examples(config)
+    assert examples == expert_examples(config)
+    revised = [e for e in examples if len(e["messages"]) == 4]
+    single = [e for e in examples if len(e["messages"]) == 2]
+    assert len(revised) + len(single) == 40 and 8 <= len(revised) <= 32
+    for example in revised:
+        assert example["train_turns"] == "last"
+        _, wrong, feedback, right = example["messages"]
+        wrong_numbers = [int(n) for n in parse_answer(_text(wrong)).numbers]
+        right_numbers = [int(n) for n in parse_answer(_text(right)).numbers]
+        changed = [i for i, (a, b) in enumerate(zip(wrong_numbers, right_numbers, strict=True)) if a != b]
+        assert len(changed) == 1
+        cards = parse_answer(_text(wrong)).cards
+        assert cards[changed[0]] not in ("J", "Q", "K")
+        assert wrong_numbers[changed[0]] <= 10
+        text = _text(feedback)
+        assert text.startswith("You failed this trial")
+        assert f"didn't use numbers: [{right_numbers[changed[0]]}" in text
+        assert check(parse_answer(_text(right)).formula, right_numbers, 12).outcome.value == (
+            "correct"
+        )
+
+
+def test_revision_options_are_validated():
+    with pytest.raises(ValueError, match="wrong_kind"):
+        ExpertDataConfig(multi_turn=True, wrong_attempts=1, wrong_kind="letters").validate()
+    with pytest.raises(ValueError, match="revision_fraction"):
+        ExpertDataConfig(multi_turn=True, wrong_attempts=1, revision_fraction=1.5).validate()
+    none = ExpertDataConfig(n_examples=5, multi_turn=True, wrong_attempts=1, revision_fraction=0)
+    assert all(len(e["messages"]) == 2 for e in expert_examples(none))
+
+
 @pytest.mark.parametrize("kind", ["chat", "plain"])
 def test_prompt_tokens_equal_the_hf_policy_encoding_and_are_masked(tokenizers, kind):
     fmt = prompt_format(tokenizers[kind])

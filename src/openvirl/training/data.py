@@ -83,6 +83,20 @@ class ExpertDataConfig:
             "trajectories); False labels only the final, correct answer."
         },
     )
+    wrong_kind: str = field(
+        default="formula",
+        metadata={
+            "help": "GeneralPoints wrong answers: 'formula' (right values, wrong result) or "
+            "'numbers' (one number card misvalued; the verifier names the missing value)."
+        },
+    )
+    revision_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "Share of problems that get the wrong attempts (with `multi_turn`); the "
+            "rest are single-turn expert pairs, so first answers are trained as well."
+        },
+    )
 
     def validate(self) -> None:
         """Raise `ValueError` naming the bad option."""
@@ -90,6 +104,14 @@ class ExpertDataConfig:
             raise ValueError(f"`n_examples` must be >= 1, got {self.n_examples}.")
         if self.wrong_attempts < 0:
             raise ValueError(f"`wrong_attempts` must be >= 0, got {self.wrong_attempts}.")
+        from openvirl.policies.oracle import WRONG_KINDS
+
+        if self.wrong_kind not in WRONG_KINDS:
+            raise ValueError(f"`wrong_kind` must be one of {WRONG_KINDS}, got {self.wrong_kind!r}.")
+        if not 0.0 <= self.revision_fraction <= 1.0:
+            raise ValueError(
+                f"`revision_fraction` must be in [0, 1], got {self.revision_fraction}."
+            )
         if self.wrong_attempts and not self.multi_turn:
             raise ValueError(
                 "`wrong_attempts` > 0 only makes sense with `multi_turn=True` (single-turn pairs "
@@ -227,7 +249,12 @@ def expert_examples(config: ExpertDataConfig) -> list[dict[str, Any]]:
 
     config.validate()
     make_env = make_env_factory(config.env_id, config.env_kwargs)
-    policy = OraclePolicy(wrong_attempts=config.wrong_attempts, seed=config.seed)
+    policy = OraclePolicy(
+        wrong_attempts=config.wrong_attempts,
+        seed=config.seed,
+        wrong_kind=config.wrong_kind,
+        revision_fraction=config.revision_fraction,
+    )
     examples: list[dict[str, Any]] = []
     next_episode = 0
     while len(examples) < config.n_examples:

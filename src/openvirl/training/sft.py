@@ -48,7 +48,8 @@ class SFTRunConfig:
     Parameters that control the model: `model`, `chat_template`, `dtype`, `lora`, `lora_r`,
     `lora_alpha`, `lora_dropout`, `lora_target_modules`, `init_adapter`.
     Parameters that control the data: `env_id`, `env_kwargs`, `n_examples`, `data_seed`,
-    `multi_turn`, `wrong_attempts`, `train_on_wrong_attempts`, `max_length`.
+    `multi_turn`, `wrong_attempts`, `train_on_wrong_attempts`, `wrong_kind`,
+    `revision_fraction`, `max_length`.
     Parameters that control the training: `learning_rate`, `batch_size`,
     `gradient_accumulation_steps`, `max_steps`, `num_epochs`, `warmup_steps`,
     `lr_scheduler`, `weight_decay`, `adam_beta1`, `adam_beta2`, `adam_epsilon`,
@@ -118,6 +119,14 @@ class SFTRunConfig:
     )
     train_on_wrong_attempts: bool = field(
         default=True, metadata={"help": "Label the wrong answers of transcripts too."}
+    )
+    wrong_kind: str = field(
+        default="formula",
+        metadata={"help": "GeneralPoints wrong attempts: 'formula' or 'numbers' (see oracle)."},
+    )
+    revision_fraction: float = field(
+        default=1.0,
+        metadata={"help": "Share of problems with wrong attempts (the rest: single-turn pairs)."},
     )
     max_length: int | None = field(
         default=1024, metadata={"help": "Truncate examples to this many tokens (None: never)."}
@@ -465,6 +474,8 @@ def train_sft(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
         multi_turn=config.multi_turn,
         wrong_attempts=config.wrong_attempts,
         train_on_wrong_attempts=config.train_on_wrong_attempts,
+        wrong_kind=config.wrong_kind,
+        revision_fraction=config.revision_fraction,
     )
     examples = expert_examples(data_config)
     dataset = tokenized_dataset(examples, fmt, max_length=config.max_length)

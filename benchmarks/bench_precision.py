@@ -1,0 +1,141 @@
+"""Does a lower precision change what a trained checkpoint solves? Paired, on held-out hands.
+
+Issue 21 lets evaluation use a faster, lower precision only if "the success rate on 200
+held-out hands [is] unchanged within its interval". Speed comes from `bench_policies.py`;
+this script measures the other half: one checkpoint (the embedded Gemma-3-270M plus a LoRA
+adapter, e.g. a study's ``init/final``) plays the same held-out GeneralPoints hands, greedy,
+once per precision. It prints JSON with, per precision, the success rate and its bootstrap
+interval over distinct problems, the wall time, and, against the first precision, the
+share of identical answers and the paired difference of success (paired bootstrap over
+problems, exact when no problem differs). Hands may repeat a problem (a small split has few
+distinct problems); the intervals count problems, not hands.
+
+Example (the quick study's Init)::
+
+    python benchmarks/bench_precision.py --adapter runs/study-gp-l-quick/init/final \\
+        --hands 200 --precisions fp32,bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+
+def play(args: argparse.Namespace, precision: str, seeds: list[int]) -> dict:
+    """Play every hand with one precision; return per-hand answers and successes."""
+    from openvirl.evaluation.rollout import run_episodes
+    from openvirl.policies import embedded
+    from openvirl.policies.hf import HFPolicy
+    from openvirl.training.data import make_env_factory
+
+    policy = HFPolicy.from_pretrained(
+        args.model,
+        adapter=args.adapter,
+        merge_adapter=True,
+        # the prompt rendering SFT trained on (the study's `_chat_default`)
+        chat_template=embedded.EMBEDDED_CHAT_TEMPLATE
+        if embedded.is_embedded_name(args.model)
+        else None,
+        precision=precision,
+        temperature=0.0,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch,
+        name=precision,
+    )
+    make = make_env_factory("openvirl/GeneralPoints-v0", env_kwargs(args))
+    t0 = time.perf_counter()
+    played = run_episodes(make, policy, seeds, batch_size=args.batch)
+    episodes = sorted(played, key=lambda e: e.index)
+    wall = time.perf_counter() - t0
+    return {
+        "precision": policy.precision,
+        "wall_s": round(wall, 1),
+        "answers": [[step.action for step in e.steps] for e in episodes],
+        "success": [float(bool(e.success)) for e in episodes],
+        "records": [{"reset_info": e.reset_info} for e in episodes],
+    }
+
+
+def env_kwargs(args: argparse.Namespace) -> dict:
+    """The held-out side of the split the checkpoint was trained against."""
+    return {
+        "rule": args.rule,
+        "split": "test",
+        "target": args.target,
+        "n_cards": args.n_cards,
+        "ranks": [1, 13],
+        "split_by": args.split_by,
+        "max_attempts": args.attempts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma-3-270m", help="base model (default: embedded)")
+    parser.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder")
+    parser.add_argument("--precisions", default="fp32,bf16", help="first is the reference")
+    parser.add_argument("--hands", type=int, default=200, help="held-out hands to play")
+    parser.add_argument("--rule", default="id", choices=["id", "ood"])
+    parser.add_argument("--n-cards", type=int, default=3)
+    parser.add_argument("--target", type=int, default=12)
+    parser.add_argument("--split-by", default="ranks", choices=["ranks", "values"])
+    parser.add_argument("--attempts", type=int, default=1, help="verified attempts per hand")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=56)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from openvirl.envs.points.dataset import episode_seed
+    from openvirl.evaluation.stats import paired_interval, problem_key, rate_interval
+
+    seeds = [episode_seed(args.seed, "test", i) for i in range(args.hands)]
+    runs = [play(args, p, seeds) for p in args.precisions.split(",")]
+    keys = [problem_key(r, args.split_by) for r in runs[0]["records"]]
+    reference = runs[0]
+    report: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "checkpoint": {"model": args.model, "adapter": str(args.adapter) if args.adapter else None},
+        "hands": args.hands,
+        "distinct_problems": len(set(keys)),
+        "split": env_kwargs(args),
+        "method": "greedy; intervals are bootstraps over distinct problems (see stats)",
+        "runs": [],
+    }
+    for run in runs:
+        rate = rate_interval(run["success"], keys, seed=args.seed)
+        row = {
+            "precision": run["precision"],
+            "wall_s": run["wall_s"],
+            "success": round(rate["estimate"], 4),
+            "ci95": [round(x, 4) for x in rate["ci95"]],
+            "solved_hands": int(sum(run["success"])),
+        }
+        if run is not reference:
+            same = sum(a == b for a, b in zip(run["answers"], reference["answers"], strict=True))
+            paired = paired_interval(run["success"], reference["success"], keys, seed=args.seed)
+            row |= {
+                "identical_answers": f"{same}/{args.hands}",
+                "delta_vs_reference": round(paired["delta"], 4),
+                "delta_ci95": [round(x, 4) for x in paired["ci95"]],
+                "delta_note": paired["note"],
+                "speedup_wall": round(reference["wall_s"] / max(run["wall_s"], 1e-9), 2),
+            }
+        report["runs"].append(row)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
