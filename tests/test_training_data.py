@@ -88,7 +88,8 @@ def test_numbers_revisions_name_the_missing_value_and_never_a_face_value():
         _, wrong, feedback, right = example["messages"]
         wrong_numbers = [int(n) for n in parse_answer(_text(wrong)).numbers]
         right_numbers = [int(n) for n in parse_answer(_text(right)).numbers]
-        changed = [i for i, (a, b) in enumerate(zip(wrong_numbers, right_numbers, strict=True)) if a != b]
+        pairs = enumerate(zip(wrong_numbers, right_numbers, strict=True))
+        changed = [i for i, (a, b) in pairs if a != b]
         assert len(changed) == 1
         cards = parse_answer(_text(wrong)).cards
         assert cards[changed[0]] not in ("J", "Q", "K")
