@@ -222,3 +222,33 @@ def test_404_and_405_are_openai_errors(server, method, path, status):
     reply = httpx.request(method, f"http://{server.host}:{server.port}{path}", timeout=10)
     assert reply.status_code == status
     assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_only_logprob_requests_add_a_logits_processor(policy):
+    """A greedy request without log-probabilities must leave the logits unread, so `HFPolicy`
+    may take the embedded model's argmax shortlist; its streamed text is still every row's."""
+    from openvirl.policies.server_generation import TokenWatch
+
+    tokenizer = policy.tokenizer
+    assert (
+        "logits_processor"
+        not in TokenWatch(tokenizer, 1, end_ids=set(), pad_id=None, stop=()).generate_kwargs()
+    )
+    assert (
+        "logits_processor"
+        in TokenWatch(
+            tokenizer, 1, end_ids=set(), pad_id=None, stop=(), top_logprobs=0
+        ).generate_kwargs()
+    )
+    # n choices of one prompt in HFPolicy's sub-batches of 2, 2 and 1 rows: the stopping
+    # criterion alone must move on to the next sub-batch's rows
+    prompts = [{"messages": LOCAL}] * 5
+    plain = TokenWatch(tokenizer, len(prompts), end_ids=set(), pad_id=None, stop=())
+    batch_size, policy.batch_size = policy.batch_size, 2
+    try:
+        want = policy.generate(prompts, temperature=0.0)
+        got = policy.generate(prompts, temperature=0.0, generate_kwargs=plain.generate_kwargs())
+    finally:
+        policy.batch_size = batch_size
+    assert got == want and want[0]
+    assert [row.text for row in plain.rows] == want

@@ -3,9 +3,10 @@
 The model server passes `TokenWatch.generate_kwargs` to `HFPolicy.generate`, which hands them to
 transformers' ``model.generate``. Two hooks ride along, both called at every decoding step:
 
-- a logits processor, which sees the model's raw next-token logits before any temperature or
-  top-p warping (so reported log-probabilities are the model's own, as vLLM's default
-  ``raw_logprobs``), and
+- when log-probabilities are asked for, a logits processor, which sees the model's raw
+  next-token logits before any temperature or top-p warping (so reported log-probabilities are
+  the model's own, as vLLM's default ``raw_logprobs``); without it a greedy request reads only
+  each row's argmax and may take the embedded model's exact shortlist (`policies.fast`), and
 - a stopping criterion, which sees the token just chosen for every row. It decodes the new text
   incrementally (`RowText`) and reports it, and it ends the whole batch when the request is
   cancelled (the client left, the server is shutting down) or its time limit has passed.
@@ -153,11 +154,16 @@ class TokenWatch:
         self._token_text: dict[int, str] = {}
 
     def generate_kwargs(self) -> dict[str, Any]:
-        """The `generate_kwargs` for `HFPolicy.generate`."""
-        return {
-            "logits_processor": LogitsProcessorList([_Scores(self)]),
-            "stopping_criteria": StoppingCriteriaList([_Steps(self)]),
-        }
+        """The `generate_kwargs` for `HFPolicy.generate`.
+
+        The logits processor is there only when log-probabilities were asked for: a greedy
+        request without them reads nothing but each row's argmax, so `HFPolicy` may take the
+        embedded model's exact argmax shortlist (`openvirl.policies.fast`).
+        """
+        kwargs: dict[str, Any] = {"stopping_criteria": StoppingCriteriaList([_Steps(self)])}
+        if self.top_logprobs is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([_Scores(self)])
+        return kwargs
 
     def finish_reason(self, row: int) -> str:
         """OpenAI's finish reason: "stop" at an end token or stop string, else "length"."""
@@ -165,17 +171,17 @@ class TokenWatch:
 
     # -------------------------------------------------------------- the two hooks
     def scores(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.top_logprobs is not None:
+            self._step_logprobs = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def step(self, input_ids: torch.Tensor) -> torch.Tensor:
         length = input_ids.shape[1]
         if self._last_length is None or length != self._last_length + 1:
             # A new model.generate call: HFPolicy's next sub-batch of rows.
             self._offset += self._chunk_rows
             self._chunk_rows = input_ids.shape[0]
         self._last_length = length
-        if self.top_logprobs is not None:
-            self._step_logprobs = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def step(self, input_ids: torch.Tensor) -> torch.Tensor:
         tokens = input_ids[:, -1].tolist()
         for i, token in enumerate(tokens):
             row = self._offset + i
