@@ -503,3 +503,37 @@ def test_growing_layer_writes_in_place_grows_and_falls_back():
 def test_act_accepts_bare_conversations_as_the_readme_shows(policy):
     bare = [[{"role": "user", "content": PROMPTS[0]}], [text_message("user", PROMPTS[1])]]
     assert policy.act(bare) == policy.act(_requests(PROMPTS[:2]))
+
+
+def test_mllama_sub_batches_never_mix_image_counts(tmp_path, monkeypatch):
+    """Mllama pads every row to the batch's most images, and its tokens before a row's first
+    image attend to the padding slots too: evaluation must generate each image count apart,
+    as PPO does, so an answer does not depend on the other rows of its batch."""
+    from tiny_models import tiny_mllama
+
+    policy = HFPolicy.from_pretrained(tiny_mllama(tmp_path / "models"), max_new_tokens=5)
+    wide, square, tall = (
+        Image.new("RGB", size, c)
+        for size, c in [((64, 32), "red"), ((16, 16), "green"), ((20, 50), "blue")]
+    )
+
+    def turn(*pictures):
+        content = [{"type": "image", "image": p} for p in pictures]
+        return {"role": "user", "content": [*content, {"type": "text", "text": "Cards?"}]}
+
+    two = {"messages": [turn(wide), text_message("assistant", "x"), turn(square)]}
+    one = {"messages": [turn(tall)]}
+    requests = [one, two, {"messages": [turn(square)]}, two]
+    alone = [policy.act([r])[0] for r in requests]
+
+    calls = []
+    generate = policy.model.generate
+
+    def spy(**kwargs):
+        calls.append((kwargs["aspect_ratio_ids"] > 0).sum(-1).tolist())
+        return generate(**kwargs)
+
+    monkeypatch.setattr(policy.model, "generate", spy)
+    assert policy.act(requests) == alone
+    assert sorted(len(c) for c in calls) == [2, 2]
+    assert all(len(set(counts)) == 1 for counts in calls)  # one image count per call

@@ -807,7 +807,8 @@ class HFPolicy:
             ):
                 torch.manual_seed(seed)
                 prompts = self._prepare(requests)
-                for chunk in self._chunks([prompt.length for prompt in prompts]):
+                image_counts = [len(p.images) for p in prompts] if self._cross_attention else None
+                for chunk in self._chunks([prompt.length for prompt in prompts], image_counts):
                     chunk_kwargs = kwargs
                     if per_row:
                         seeds = [mix_seed(base_seed, int(row_seeds[i])) for i in chunk]
@@ -899,9 +900,32 @@ class HFPolicy:
             for text, row in zip(texts, ids, strict=True)
         ]
 
-    def _chunks(self, lengths: list[int]) -> list[list[int]]:
+    @property
+    def _cross_attention(self) -> bool:
+        """Whether the model reads images through cross-attention (Llama 3.2 Vision / Mllama),
+        whose processor pads every row to the batch's most images."""
+        names = getattr(self.processor, "model_input_names", ()) or ()
+        return self.is_vlm and "cross_attention_mask" in names
+
+    def _chunks(self, lengths: list[int], image_counts: list[int] | None = None) -> list[list[int]]:
         """Request indices per `model.generate` call: in order when one call takes them all,
-        else sorted by prompt length so that each call pads its prompts little."""
+        else sorted by prompt length so that each call pads its prompts little.
+
+        With `image_counts` (cross-attention VLMs) a call never mixes rows with different
+        numbers of images: Mllama's tokens before a row's first image attend uniformly over
+        every image slot, the zero-padding slots included, so a row's answer would depend on
+        its batch-mates (`openvirl.training.ppo.image_count_groups`). PPO groups its rollouts
+        the same way, so evaluation and training see the same inputs.
+        """
+        if image_counts is not None and len(set(image_counts)) > 1:
+            groups: dict[int, list[int]] = {}
+            for i, count in enumerate(image_counts):
+                groups.setdefault(count, []).append(i)
+            chunks = []
+            for _, members in sorted(groups.items()):
+                for chunk in self._chunks([lengths[i] for i in members]):
+                    chunks.append([members[j] for j in chunk])
+            return chunks
         order = list(range(len(lengths)))
         if len(order) > self.batch_size:
             order.sort(key=lengths.__getitem__)
