@@ -509,17 +509,11 @@ def test_mllama_sub_batches_never_mix_image_counts(tmp_path, monkeypatch):
     """Mllama pads every row to the batch's most images, and its tokens before a row's first
     image attend to the padding slots too: evaluation must generate each image count apart,
     as PPO does, so an answer does not depend on the other rows of its batch."""
-    from tiny_models import tiny_mllama
+    from tiny_models import image_turn as turn
+    from tiny_models import three_shapes, tiny_mllama
 
     policy = HFPolicy.from_pretrained(tiny_mllama(tmp_path / "models"), max_new_tokens=5)
-    wide, square, tall = (
-        Image.new("RGB", size, c)
-        for size, c in [((64, 32), "red"), ((16, 16), "green"), ((20, 50), "blue")]
-    )
-
-    def turn(*pictures):
-        content = [{"type": "image", "image": p} for p in pictures]
-        return {"role": "user", "content": [*content, {"type": "text", "text": "Cards?"}]}
+    wide, square, tall = three_shapes()
 
     two = {"messages": [turn(wide), text_message("assistant", "x"), turn(square)]}
     one = {"messages": [turn(tall)]}

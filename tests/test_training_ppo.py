@@ -389,20 +389,12 @@ def test_mllama_scoring_matches_generation(tmp_path):
     tiles, aspect ratios and cross-attention mask, re-padded, the mask extended over the
     completion as generation extends it, and no zero-padding image slots (tokens before the
     first image attend to every slot): rollouts and scoring run each image count apart."""
-    from PIL import Image
-
     from openvirl.training.ppo import generate_by_image_count, split_extras
-    from tiny_models import tiny_mllama
+    from tiny_models import image_turn as turn
+    from tiny_models import three_shapes, tiny_mllama
 
     vlm = HFPolicy.from_pretrained(tiny_mllama(tmp_path / "models"))
-    wide, square, tall = (
-        Image.new("RGB", size, c)
-        for size, c in [((64, 32), "red"), ((16, 16), "green"), ((20, 50), "blue")]
-    )
-
-    def turn(*pictures):
-        content = [{"type": "image", "image": p} for p in pictures]
-        return {"role": "user", "content": [*content, {"type": "text", "text": "Cards?"}]}
+    wide, square, tall = three_shapes()
 
     requests = [
         {"messages": [turn(wide), text_message("assistant", "x"), turn(square)]},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # A chat template that accepts string content or lists of parts (images become the image
 # token), like the templates of real chat and vision-language models.
@@ -397,3 +398,19 @@ def tiny_lora_adapter(
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
     model.save_pretrained(out)
     return Path(out)
+
+
+def three_shapes() -> tuple[Any, Any, Any]:
+    """A wide, a square and a tall image: Mllama tiles them differently (1-2 tiles)."""
+    from PIL import Image
+
+    return tuple(
+        Image.new("RGB", size, colour)
+        for size, colour in [((64, 32), "red"), ((16, 16), "green"), ((20, 50), "blue")]
+    )
+
+
+def image_turn(*pictures: Any, text: str = "Cards?") -> dict[str, Any]:
+    """A user turn holding `pictures`, then `text`."""
+    content = [{"type": "image", "image": p} for p in pictures]
+    return {"role": "user", "content": [*content, {"type": "text", "text": text}]}
