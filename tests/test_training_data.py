@@ -107,6 +107,10 @@ def test_revision_options_are_validated():
         ExpertDataConfig(multi_turn=True, wrong_attempts=1, wrong_kind="letters").validate()
     with pytest.raises(ValueError, match="revision_fraction"):
         ExpertDataConfig(multi_turn=True, wrong_attempts=1, revision_fraction=1.5).validate()
+    from openvirl.training.sft import SFTRunConfig
+
+    with pytest.raises(ValueError, match="wrong_kind"):  # at construction: before any model
+        SFTRunConfig(model="unused", wrong_kind="letters")
     none = ExpertDataConfig(n_examples=5, multi_turn=True, wrong_attempts=1, revision_fraction=0)
     assert all(len(e["messages"]) == 2 for e in expert_examples(none))
 

@@ -38,10 +38,7 @@ class OraclePolicy:
     ):
         if wrong_attempts < 0:
             raise ValueError(f"`wrong_attempts` must be >= 0, got {wrong_attempts}.")
-        if wrong_kind not in WRONG_KINDS:
-            raise ValueError(f"`wrong_kind` must be one of {WRONG_KINDS}, got {wrong_kind!r}.")
-        if not 0.0 <= revision_fraction <= 1.0:
-            raise ValueError(f"`revision_fraction` must be in [0, 1], got {revision_fraction}.")
+        check_wrong_answer_options(wrong_kind, revision_fraction)
         self.wrong_attempts = wrong_attempts
         self.seed = seed
         self.wrong_kind = wrong_kind
@@ -71,6 +68,15 @@ WRONG_KINDS = ("formula", "numbers")
 """Kinds of wrong GeneralPoints answer; other tasks have one (the env's ``wrong_answer``)."""
 
 FACE_RANKS = ("J", "Q", "K")
+
+
+def check_wrong_answer_options(wrong_kind: str, revision_fraction: float) -> None:
+    """Raise `ValueError` naming a bad `wrong_kind` or `revision_fraction`; the oracle, the
+    expert-data config and the SFT run config (before any model loads) all check here."""
+    if wrong_kind not in WRONG_KINDS:
+        raise ValueError(f"`wrong_kind` must be one of {WRONG_KINDS}, got {wrong_kind!r}.")
+    if not 0.0 <= revision_fraction <= 1.0:
+        raise ValueError(f"`revision_fraction` must be in [0, 1], got {revision_fraction}.")
 
 
 def wrong_answer(

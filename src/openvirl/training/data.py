@@ -104,14 +104,9 @@ class ExpertDataConfig:
             raise ValueError(f"`n_examples` must be >= 1, got {self.n_examples}.")
         if self.wrong_attempts < 0:
             raise ValueError(f"`wrong_attempts` must be >= 0, got {self.wrong_attempts}.")
-        from openvirl.policies.oracle import WRONG_KINDS
+        from openvirl.policies.oracle import check_wrong_answer_options
 
-        if self.wrong_kind not in WRONG_KINDS:
-            raise ValueError(f"`wrong_kind` must be one of {WRONG_KINDS}, got {self.wrong_kind!r}.")
-        if not 0.0 <= self.revision_fraction <= 1.0:
-            raise ValueError(
-                f"`revision_fraction` must be in [0, 1], got {self.revision_fraction}."
-            )
+        check_wrong_answer_options(self.wrong_kind, self.revision_fraction)
         if self.wrong_attempts and not self.multi_turn:
             raise ValueError(
                 "`wrong_attempts` > 0 only makes sense with `multi_turn=True` (single-turn pairs "

@@ -222,6 +222,9 @@ class SFTRunConfig:
                 "`multi_turn=True` needs `wrong_attempts` >= 1 (otherwise transcripts are "
                 "single-turn pairs); set e.g. `wrong_attempts=2`."
             )
+        from openvirl.policies.oracle import check_wrong_answer_options
+
+        check_wrong_answer_options(self.wrong_kind, self.revision_fraction)
 
 
 @dataclass
