@@ -10,9 +10,12 @@ share of identical answers and the paired difference of success (paired bootstra
 problems, exact when no problem differs). Hands may repeat a problem (a small split has few
 distinct problems); the intervals count problems, not hands.
 
+The hands, the prompt rendering and the base model are those of a GP-L study preset
+(`--preset`, default ``quick``), so the checkpoint meets exactly what its study evaluates.
+
 Example (the quick study's Init)::
 
-    python benchmarks/bench_precision.py --adapter runs/study-gp-l-quick/init/final \\
+    python benchmarks/bench_precision.py --adapter runs/study/gp-l-quick/init/final \\
         --hands 200 --precisions fp32,bf16
 """
 
@@ -23,32 +26,30 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 
-def play(args: argparse.Namespace, precision: str, seeds: list[int]) -> dict:
+def play(args: argparse.Namespace, study: Any, precision: str, seeds: list[int]) -> dict:
     """Play every hand with one precision; return per-hand answers and successes."""
     from openvirl.evaluation.rollout import run_episodes
-    from openvirl.policies import embedded
     from openvirl.policies.hf import HFPolicy
     from openvirl.training.data import make_env_factory
+    from openvirl.training.study import _chat_default
 
     policy = HFPolicy.from_pretrained(
-        args.model,
+        study.model,
         adapter=args.adapter,
         merge_adapter=True,
-        # the prompt rendering SFT trained on (the study's `_chat_default`)
-        chat_template=embedded.EMBEDDED_CHAT_TEMPLATE
-        if embedded.is_embedded_name(args.model)
-        else None,
+        chat_template=_chat_default(study.model),  # the rendering the study's SFT trained on
         precision=precision,
         temperature=0.0,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=study.eval_max_new_tokens,
         batch_size=args.batch,
         name=precision,
     )
-    make = make_env_factory("openvirl/GeneralPoints-v0", env_kwargs(args))
+    make = make_env_factory(study.task_spec.env_id, held_out(args, study))
     t0 = time.perf_counter()
     played = run_episodes(make, policy, seeds, batch_size=args.batch)
     episodes = sorted(played, key=lambda e: e.index)
@@ -62,32 +63,20 @@ def play(args: argparse.Namespace, precision: str, seeds: list[int]) -> dict:
     }
 
 
-def env_kwargs(args: argparse.Namespace) -> dict:
-    """The held-out side of the split the checkpoint was trained against."""
-    return {
-        "rule": args.rule,
-        "split": "test",
-        "target": args.target,
-        "n_cards": args.n_cards,
-        "ranks": [1, 13],
-        "split_by": args.split_by,
-        "max_attempts": args.attempts,
-    }
+def held_out(args: argparse.Namespace, study: Any) -> dict[str, Any]:
+    """`gym.make` options of the study's held-out side of `--rule`, with `--attempts`."""
+    return study.split_kwargs(args.rule, "test", args.attempts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="gemma-3-270m", help="base model (default: embedded)")
+    parser.add_argument("--preset", default="quick", help="GP-L study preset of the checkpoint")
     parser.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder")
     parser.add_argument("--precisions", default="fp32,bf16", help="first is the reference")
     parser.add_argument("--hands", type=int, default=200, help="held-out hands to play")
     parser.add_argument("--rule", default="id", choices=["id", "ood"])
-    parser.add_argument("--n-cards", type=int, default=3)
-    parser.add_argument("--target", type=int, default=12)
-    parser.add_argument("--split-by", default="ranks", choices=["ranks", "values"])
     parser.add_argument("--attempts", type=int, default=1, help="verified attempts per hand")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=56)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
@@ -96,10 +85,12 @@ def main() -> None:
 
     from openvirl.envs.points.dataset import episode_seed
     from openvirl.evaluation.stats import paired_interval, problem_key, rate_interval
+    from openvirl.training.study import load_study_config
 
+    study = load_study_config("gp-l", args.preset)
     seeds = [episode_seed(args.seed, "test", i) for i in range(args.hands)]
-    runs = [play(args, p, seeds) for p in args.precisions.split(",")]
-    keys = [problem_key(r, args.split_by) for r in runs[0]["records"]]
+    runs = [play(args, study, p, seeds) for p in args.precisions.split(",")]
+    keys = [problem_key(r, study.split_by) for r in runs[0]["records"]]
     reference = runs[0]
     report: dict = {
         "machine": {
@@ -107,10 +98,11 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         },
-        "checkpoint": {"model": args.model, "adapter": str(args.adapter) if args.adapter else None},
+        "checkpoint": {"model": study.model, "adapter": args.adapter and str(args.adapter)},
         "hands": args.hands,
         "distinct_problems": len(set(keys)),
-        "split": env_kwargs(args),
+        "preset": args.preset,
+        "split": held_out(args, study),
         "method": "greedy; intervals are bootstraps over distinct problems (see stats)",
         "runs": [],
     }
