@@ -261,14 +261,83 @@ def test_shortlist_only_inside_argmax_only_and_falls_back_when_unsure(monkeypatc
         assert torch.equal(layer(x[:1].clone()), torch.nn.functional.linear(x[:1], layer.weight))
 
 
+def _noise(rows: int, vocab: int, temperature: float, seed: int = 0) -> fast.GumbelNoise:
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(rows)]
+    noise = fast.GumbelNoise(generators, temperature)
+    noise.current(vocab)
+    return noise
+
+
 @needs_bf16
-def test_shortlist_serves_greedy_calls_only(causal_path, monkeypatch):
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.sampled_from([1e-3, 0.3, 1.0, 8.0, 200.0]),
+    temperature=st.sampled_from([0.05, 0.2, 1.0, 3.0]),
+)
+def test_sampling_shortlist_draws_the_float32_gumbel_argmax(seed, scale, temperature):
+    layer = _output_layer(seed=seed % 7)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, layer.in_features, generator=generator) * scale
+    x[1] = (layer.weight[5] + layer.weight[5 + 512]) * scale  # twins: a near-tie
+    exact = torch.nn.functional.linear(x, layer.weight)
+    noise = _noise(len(x), layer.out_features, temperature, seed % 1000)
+    with torch.inference_mode():
+        full = layer(x)  # outside `sampling`: the packed float32 product
+        with fast.sampling(noise):
+            got = layer(x)
+    # The token a sampler takes from these logits is the one float32 logits give.
+    assert torch.equal(noise.scores(got).argmax(-1), noise.scores(exact).argmax(-1))
+    winners = noise.scores(exact).argmax(-1)
+    rows = torch.arange(len(x))
+    torch.testing.assert_close(got[rows, winners], exact[rows, winners])
+    # Noise for another number of rows (a prefill over several positions): float32 logits.
+    with torch.inference_mode(), fast.sampling(_noise(3, layer.out_features, temperature)):
+        assert torch.equal(layer(x), full)
+
+
+def test_gumbel_noise_is_one_draw_per_step_and_row():
+    noise = _noise(2, 50, 0.5, seed=4)
+    first = noise.current(50)
+    assert noise.current(50) is first  # the layer and the sampler read the same draw
+    assert torch.isfinite(first).all()
+    noise.advance()
+    second = noise.current(50)
+    assert not torch.equal(first, second)
+    # A row's draws depend on its own generator only, not on its batch mates.
+    alone = _noise(1, 50, 0.5, seed=5)
+    torch.testing.assert_close(alone.current(50)[0], first[1])
+    with pytest.raises(ValueError, match="temperature > 0"):
+        fast.GumbelNoise([torch.Generator()], 0.0)
+
+
+def test_gumbel_row_sampler_samples_the_tempered_softmax():
+    from openvirl.policies.hf import GumbelRowSampler, RowSampler, row_sampler
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5]])
+    temperature, draws = 0.7, 4000
+    counts = torch.zeros(5)
+    sampler = GumbelRowSampler([123], temperature, torch.device("cpu"))
+    for _ in range(draws):
+        out = sampler(torch.zeros(1, 1, dtype=torch.long), logits.clone())
+        assert (out == 0).sum() == 1 and torch.isinf(out).sum() == 4
+        counts[out[0].argmax()] += 1
+    expected = torch.softmax(logits[0] / temperature, -1) * draws
+    # Pearson's chi-square with 4 degrees of freedom: 18.5 is its 0.999 quantile.
+    assert float(((counts - expected) ** 2 / expected).sum()) < 18.5
+    assert isinstance(row_sampler([1], torch.device("cpu"), 0.7), GumbelRowSampler)
+    assert isinstance(row_sampler([1], torch.device("cpu"), 0.7, top_p=0.9), RowSampler)
+    assert isinstance(row_sampler([1], torch.device("cpu"), 0.7, top_k=5), RowSampler)
+
+
+@needs_bf16
+def test_shortlist_serves_greedy_calls_and_plain_sampling(causal_path, monkeypatch):
     calls = []
     original = fast._shortlist_logits
 
-    def counting(layer, rows):
+    def counting(layer, rows, noise=None):
         calls.append(rows.shape[0])
-        return original(layer, rows)
+        return original(layer, rows, noise)
 
     monkeypatch.setattr(fast, "_shortlist_logits", counting)
     reference = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="reference")
@@ -276,13 +345,21 @@ def test_shortlist_serves_greedy_calls_only(causal_path, monkeypatch):
     assert short.precision == "shortlist" and fast.packed_layers(short.model) == 0
     assert short.act(_requests()) == reference.act(_requests())
     assert calls  # greedy decoding went through the shortlist
-    # Sampling (seeded rows, as evaluation and PPO sample) reads every logit: float32 ones.
+    # Sampling seeded rows at a temperature (as evaluation and PPO sample) is a Gumbel argmax:
+    # the shortlist serves it too, and draws what float32 and plain torch logits draw.
     calls.clear()
     seeded = [{**request, "seed": i} for i, request in enumerate(_requests())]
     packed = HFPolicy.from_pretrained(causal_path, max_new_tokens=16, precision="fp32")
-    sampled = short.generate(seeded, temperature=1.0)
+    sampled = short.generate(seeded, temperature=1.3)
+    assert calls
+    assert sampled == packed.generate(seeded, temperature=1.3)
+    assert sampled == reference.generate(seeded, temperature=1.3)
+    assert sampled != short.generate(_requests(), temperature=0.0)  # it really sampled
+    # Top-p truncates the distribution: no argmax form, float32 logits.
+    calls.clear()
+    truncated = short.generate(seeded, temperature=1.3, top_p=0.9)
     assert not calls
-    assert sampled == packed.generate(seeded, temperature=1.0)
+    assert truncated == packed.generate(seeded, temperature=1.3, top_p=0.9)
     # A caller's logits processor (the server's log-probabilities) also gets float32 logits.
     from transformers import LogitsProcessorList
 

@@ -48,8 +48,21 @@ others keep their bf16 one: the returned row's argmax is the float32 argmax (up 
 summation order, as with ``fp32``: a near-tie within float32 rounding may resolve differently
 from MKL's), while its tail is only approximate. That is why it applies only inside
 `argmax_only` (set by `HFPolicy` for greedy calls that pass no logits processor of their
-own): sampling (PPO rollouts, temperature above 0), log-probabilities and the model server's
-streamed scores get full float32 logits.
+own) or `sampling` (below); log-probabilities and the model server's streamed scores get full
+float32 logits.
+
+Sampling is an argmax too
+-------------------------
+Temperature sampling without top-k or top-p (PPO's rollouts, `HFPolicy` at temperature > 0)
+draws the same token as ``argmax_j (logit_j / T + g_j)`` with ``g_j`` independent Gumbel(0, 1)
+noise (the Gumbel-max trick). `GumbelNoise` draws that noise once per decoding step and row,
+from the row's own generator; inside `sampling(noise)` the shortlist runs on the perturbed
+scores, with the bound scaled by 1 / T, and the sampler (`hf.GumbelRowSampler`) takes the
+argmax of the same scores. The token is the one full float32 logits would give with the same
+noise (every non-candidate's perturbed score is provably below the winner's), so rollouts
+keep their exact distribution at the shortlist's cost; a row without the shortlist (no
+``shortlist`` precision, a prefill over several positions, a fallback) gets the same token
+from full logits, since the noise does not depend on the path.
 A row with more than `MAX_SHORTLIST` candidates (a near-uniform distribution) falls back to
 the full float32 product; so does non-finite input.
 
@@ -89,6 +102,58 @@ _SEARCH_BLOCK = 256
 
 _ARGMAX_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "openvirl_argmax_only", default=False
+)
+
+
+class GumbelNoise:
+    """Gumbel(0, 1) noise for temperature sampling as an argmax, one row per generator.
+
+    `current(vocab)` draws the step's noise on first use and returns the same tensor until
+    `advance()`: the output layer (to choose its shortlist) and the sampler (to choose the
+    token) read one draw, and each row's generator advances by exactly one vocabulary-sized
+    draw per step whichever of them asked first, so a row's tokens depend only on its seed.
+    """
+
+    def __init__(self, generators: list[torch.Generator], temperature: float) -> None:
+        if temperature <= 0:
+            raise ValueError(f"Gumbel sampling needs a temperature > 0, got {temperature}.")
+        self.generators = generators
+        self.temperature = float(temperature)
+        self._noise: torch.Tensor | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.generators)
+
+    def current(self, vocab: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """This step's ``(rows, vocab)`` float32 noise."""
+        noise = self._noise
+        if noise is None or noise.shape[1] != vocab:
+            noise = torch.stack([gumbel(vocab, g, device) for g in self.generators])
+            self._noise = noise
+        return noise
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits / T + noise``: the perturbed scores whose row argmax is the sampled token."""
+        return logits.float() / self.temperature + self.current(logits.shape[-1], logits.device)
+
+    def advance(self) -> None:
+        """The step is over: the next `current` draws fresh noise."""
+        self._noise = None
+
+
+def gumbel(size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Any:
+    """`size` independent Gumbel(0, 1) values, ``-log(-log(U))``, from `generator`.
+
+    U is kept at or above 2^-126 so that no value is infinite (a U of 0 would make its token
+    certain); the smallest value is then about -4.5 and the largest (U just below 1) 16.6.
+    """
+    uniform = torch.rand(size, generator=generator, device=device)
+    return uniform.clamp_(min=2.0**-126).log_().neg_().log_().neg_()
+
+
+_NOISE: contextvars.ContextVar[GumbelNoise | None] = contextvars.ContextVar(
+    "openvirl_gumbel_noise", default=None
 )
 
 MIN_PACKED_WEIGHTS = 2**19
@@ -188,6 +253,28 @@ def argmax_only(enabled: bool = True) -> Iterator[None]:
         _ARGMAX_ONLY.reset(token)
 
 
+@contextlib.contextmanager
+def sampling(noise: GumbelNoise | None) -> Iterator[None]:
+    """Within this block, a ``shortlist`` output layer whose rows match `noise` returns logits
+    that are exact float32 wherever they can win ``argmax(logits / T + noise)`` (module
+    docstring); None leaves the layer as it is."""
+    token = _NOISE.set(noise)
+    try:
+        yield
+    finally:
+        _NOISE.reset(token)
+
+
+def noise_of(kwargs: dict[str, Any]) -> GumbelNoise | None:
+    """The `GumbelNoise` of the first logits processor in `generate` arguments that has one
+    (a `hf.GumbelRowSampler`), None otherwise."""
+    for processor in kwargs.get("logits_processor") or []:
+        noise = getattr(processor, "gumbel_noise", None)
+        if isinstance(noise, GumbelNoise):
+            return noise
+    return None
+
+
 def is_embedded_model(model: Any) -> bool:
     """Whether `model` (or the model a peft wrapper holds) was loaded from the embedded folder."""
     from pathlib import Path
@@ -280,11 +367,14 @@ def shortlist_bound(
     return c * x.norm(dim=-1) * max_row_norm + rounding + 2.0**-100
 
 
-def _shortlist_logits(self: nn.Linear, rows: torch.Tensor) -> torch.Tensor | None:
+def _shortlist_logits(
+    self: nn.Linear, rows: torch.Tensor, noise: GumbelNoise | None = None
+) -> torch.Tensor | None:
     """Output logits of float32 `rows` that are exact float32 where they can be the row's
-    maximum, bf16 elsewhere; None when the shortlist does not apply (the caller multiplies in
-    float32 then): a bias, non-finite values, or too many candidates in a row."""
-    if self.bias is not None:
+    maximum (of ``logits / T + noise`` with `noise`), bf16 elsewhere; None when the shortlist
+    does not apply (the caller multiplies in float32 then): a bias, non-finite values, too
+    many candidates in a row, or `noise` for another number of rows."""
+    if self.bias is not None or (noise is not None and noise.rows != rows.shape[0]):
         return None
     packed = _packed_weight(self, "bf16")
     approx = torch.ops.mkldnn._linear_pointwise(
@@ -292,15 +382,26 @@ def _shortlist_logits(self: nn.Linear, rows: torch.Tensor) -> torch.Tensor | Non
     ).float()
     count, vocab = approx.shape
     block = _SEARCH_BLOCK if vocab % _SEARCH_BLOCK == 0 else vocab
-    # Maxima of blocks of the vocabulary, so that only blocks holding a candidate are scanned
-    # (a max reduction runs several times faster than a comparison and its nonzero()).
-    blocks = approx.view(count, vocab // block, block)
+    # Maxima of blocks of the vocabulary (of the sampler's scores with `noise`), so that only
+    # blocks holding a candidate are scanned (a max reduction runs several times faster than a
+    # comparison and its nonzero()).
+    target = approx if noise is None else noise.scores(approx)
+    blocks = target.view(count, vocab // block, block)
     block_top = blocks.amax(dim=-1)
-    top, bottom = block_top.amax(dim=-1), approx.amin(dim=-1)  # NaN anywhere propagates
+    target_top = block_top.amax(dim=-1)  # NaN anywhere propagates
+    top = target_top if noise is None else approx.amax(dim=-1)
+    bottom = approx.amin(dim=-1)
     bound = shortlist_bound(rows, _max_row_norm(self), top, bottom)
+    if noise is not None:
+        # A logit error of at most `bound` moves a score by at most bound / T, plus the
+        # float32 rounding of the division and the sum: relative 2^-24 of each operand (logits
+        # / T, noise of at most 16.6 in size, the score), generously covered by 2^-20.
+        logit = torch.maximum(top.abs(), bottom.abs()) / noise.temperature
+        magnitude = torch.maximum(target_top.abs(), logit) + logit + 20.0
+        bound = bound / noise.temperature * 1.01 + magnitude * 2.0**-20
     if not bool(torch.isfinite(bound).all()):
         return None
-    threshold = top - 2 * bound
+    threshold = target_top - 2 * bound
     block_row, block_index = (block_top >= threshold[:, None]).nonzero(as_tuple=True)
     if block_row.numel() > MAX_SHORTLIST * count:
         return None
@@ -330,8 +431,9 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
         return nn.Linear.forward(self, x)
     rows = x.reshape(-1, x.shape[-1])
     shortlist = getattr(self, _PRECISION_ATTR) == "shortlist"
-    if shortlist and _ARGMAX_ONLY.get() and x.dtype == torch.float32:
-        logits = _shortlist_logits(self, rows)
+    noise = _NOISE.get() if shortlist else None
+    if shortlist and (_ARGMAX_ONLY.get() or noise is not None) and x.dtype == torch.float32:
+        logits = _shortlist_logits(self, rows, noise)
         if logits is not None:
             return logits.reshape(*x.shape[:-1], logits.shape[-1])
     if rows.shape[0] < MIN_PACKED_ROWS:
@@ -352,13 +454,17 @@ __all__ = [
     "MIN_PACKED_ROWS",
     "MIN_PACKED_WEIGHTS",
     "PRECISIONS",
+    "GumbelNoise",
     "argmax_only",
     "available",
     "check_precision",
+    "gumbel",
     "install",
     "install_default",
     "installed_precision",
     "is_embedded_model",
+    "noise_of",
     "packed_layers",
+    "sampling",
     "shortlist_bound",
 ]

@@ -188,6 +188,56 @@ class RowSampler(transformers.LogitsProcessor):
         return out.scatter_(1, chosen[:, None], 0.0)
 
 
+class GumbelRowSampler(transformers.LogitsProcessor):
+    """Temperature sampling row by row, as the argmax of ``logits / T + Gumbel noise``.
+
+    The same distribution as `RowSampler` with only a temperature warper (the Gumbel-max
+    trick), but the draw is an argmax: inside `fast.sampling(sampler.gumbel_noise)` the
+    embedded model's ``shortlist`` output layer then needs exact float32 logits only for the
+    tokens that can win (`openvirl.policies.fast`), so sampling costs what greedy decoding
+    does. Each row's generator makes one vocabulary-sized draw per step, whichever path
+    computed the logits, so a row's tokens depend only on its seed and its logits.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, device: torch.device) -> None:
+        generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.gumbel_noise = fast.GumbelNoise(generators, temperature)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        chosen = self.gumbel_noise.scores(scores).argmax(dim=-1)
+        self.gumbel_noise.advance()
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, chosen[:, None], 0.0)
+
+
+def row_sampler(
+    seeds: Sequence[int],
+    device: torch.device,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+) -> transformers.LogitsProcessor:
+    """The per-row sampler for these settings: `GumbelRowSampler` for temperature alone,
+    `RowSampler` with warpers when top-k or top-p truncates the distribution."""
+    from transformers import (
+        LogitsProcessorList,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    if not top_k and top_p >= 1.0:
+        return GumbelRowSampler(seeds, temperature, device)
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k=top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=top_p))
+    return RowSampler(seeds, warpers, device)
+
+
 def _reads_logits(kwargs: Mapping[str, Any]) -> bool:
     """Whether `model.generate` arguments use more of the logits than each row's argmax:
     sampling, a caller's logits processor (the server's log-probabilities) or returned scores."""
@@ -202,24 +252,13 @@ def _reads_logits(kwargs: Mapping[str, Any]) -> bool:
 def _row_sampling_kwargs(
     kwargs: dict[str, Any], seeds: Sequence[int], device: torch.device
 ) -> dict[str, Any]:
-    """`generate` arguments that sample row by row with `RowSampler` instead of `do_sample`."""
-    from transformers import (
-        LogitsProcessorList,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
+    """`generate` arguments that sample row by row (`row_sampler`) instead of `do_sample`."""
     out = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p", "top_k")}
-    warpers = LogitsProcessorList()
-    if kwargs["temperature"] != 1.0:
-        warpers.append(TemperatureLogitsWarper(kwargs["temperature"]))
-    if kwargs["top_k"]:
-        warpers.append(TopKLogitsWarper(top_k=kwargs["top_k"]))
-    if kwargs["top_p"] < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=kwargs["top_p"]))
+    sampler = row_sampler(
+        seeds, device, float(kwargs["temperature"]), kwargs["top_k"], float(kwargs["top_p"])
+    )
     out["do_sample"] = False
-    out["logits_processor"] = LogitsProcessorList([RowSampler(seeds, warpers, device)])
+    out["logits_processor"] = transformers.LogitsProcessorList([sampler])
     return out
 
 
@@ -946,7 +985,8 @@ class HFPolicy:
         if self.is_vlm:
             batch = self._encode_texts([p.text for p in prompts], [p.images for p in prompts])
             width = batch["input_ids"].shape[1]
-            output = self.model.generate(**batch, **kwargs)
+            with fast.sampling(fast.noise_of(kwargs)):
+                output = self.model.generate(**batch, **kwargs)
         else:
             rows = [prompt.ids for prompt in prompts if prompt.ids is not None]
             width = max(len(row) for row in rows)
@@ -956,9 +996,10 @@ class HFPolicy:
                 room = min(int(kwargs["max_new_tokens"]), GROWTH_STEP)
                 cache, sources = self._prefill(rows, width, width - 1 + room)
                 kwargs = {**kwargs, self._cache_kwarg: cache}
-            output = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, **kwargs
-            )
+            with fast.sampling(fast.noise_of(kwargs)):
+                output = self.model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask, **kwargs
+                )
         new_tokens = output[:, width:].tolist()
         pad_id = self.tokenizer.pad_token_id
         answers, lengths = [], []

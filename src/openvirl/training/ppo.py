@@ -49,8 +49,8 @@ Several processes (``accelerate launch``, DDP or DeepSpeed ZeRO-2) do the same w
 
 - the ``episodes_per_update`` episodes of an update are split between processes, and every
   answer is sampled with its own generator, seeded by (seed, episode, attempt), by the same
-  `RowSampler` evaluation uses, so an episode plays out the same whichever process plays it,
-  in whatever batch;
+  per-row sampler evaluation uses (`hf.row_sampler`, a Gumbel argmax at the temperature), so
+  an episode plays out the same whichever process plays it, in whatever batch;
 - the episodes are then gathered, so every process holds the whole buffer: GAE, advantage
   normalization and the shuffles are global;
 - an optimizer step takes ``grad_accum_steps`` minibatches of ``minibatch_size`` transitions
@@ -630,17 +630,20 @@ def generate_by_image_count(
     Returns ``(rows, prompt + new tokens)`` ids, rows in `batch` order, right-padded with
     `pad_id` where a group stopped earlier than the longest.
     """
+    from openvirl.policies import fast
+
+    def generate(inputs: Any, row_seeds: Sequence[int]) -> torch.Tensor:
+        kwargs = kwargs_for(row_seeds)
+        # A Gumbel sampler lets the embedded model's output layer take its shortlist.
+        with fast.sampling(fast.noise_of(kwargs)):
+            return model.generate(**inputs, **kwargs)
+
     groups = image_count_groups(batch)
     width = batch["aspect_ratio_ids"].shape[1] if groups else 0
     if groups is None or (len(groups) == 1 and groups[0][0] == width):
-        return model.generate(**batch, **kwargs_for(seeds))
+        return generate(batch, seeds)
     outputs = [
-        (
-            rows,
-            model.generate(
-                **select_rows(batch, rows, count), **kwargs_for([seeds[r] for r in rows])
-            ),
-        )
+        (rows, generate(select_rows(batch, rows, count), [seeds[r] for r in rows]))
         for count, rows in groups
     ]
     length = max(out.shape[1] for _, out in outputs)
@@ -834,14 +837,14 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
-    from transformers import LogitsProcessorList, StoppingCriteriaList, TemperatureLogitsWarper
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     from openvirl.envs.points.dataset import episode_seed
     from openvirl.policies.hf import (
         PLAIN_STOP,
         HFPolicy,
-        RowSampler,
         _request_images,
+        row_sampler,
         truncate_at_stop,
     )
     from openvirl.training.checkpoint import (
@@ -978,13 +981,11 @@ def train_ppo(config: PPOConfig) -> PPOResult:
             def generate_kwargs(row_seeds: Sequence[int]) -> dict[str, Any]:
                 """Sampling at `temperature` (per-answer generators, so the draw does not
                 depend on the batch or the process); no top-p or top-k (spec §10 item 16)."""
-                warpers = LogitsProcessorList([TemperatureLogitsWarper(config.temperature)])
+                sampler = row_sampler(row_seeds, device, config.temperature)
                 kwargs: dict[str, Any] = {
                     "max_new_tokens": config.max_new_tokens,
                     "do_sample": False,
-                    "logits_processor": LogitsProcessorList(
-                        [RowSampler(row_seeds, warpers, device)]
-                    ),
+                    "logits_processor": LogitsProcessorList([sampler]),
                     "pad_token_id": pad_id,
                     "num_beams": 1,
                 }
