@@ -132,8 +132,50 @@ def test_lora_adapter_generates_the_same_through_the_fast_path(causal_path, tmp_
     answers = packed.act(_requests())
     assert answers == reference.act(_requests())
     assert answers != plain.act(_requests())  # the adapter is really applied
-    lora_a = packed.model.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"]
-    assert fast.packed_layers(lora_a) == 1
+    # The LoRA layers multiplied by one packed W + s B A; their small A and B were not used.
+    q_proj = packed.model.base_model.model.model.layers[0].self_attn.q_proj
+    assert fast.packed_layers(q_proj) == 1
+    assert fast.packed_layers(q_proj.lora_A["default"]) == 0
+
+
+@needs_onednn
+def test_merged_lora_follows_weight_updates_and_disabled_adapters(causal_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(causal_path),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]),
+    ).eval()
+    layer = model.base_model.model.model.layers[0].mlp.down_proj
+    fast.install(model, "fp32")
+    torch.manual_seed(2)
+    x = torch.randn(3, 5, layer.in_features)
+    with torch.no_grad():
+        layer.lora_B["default"].weight.normal_(0, 0.5)
+        expected = layer(x)  # peft's own forward (no inference mode)
+    with torch.inference_mode():
+        got = layer(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert fast.packed_layers(layer) == 1
+    # An optimizer step changes B in place: the next inference repacks.
+    with torch.no_grad():
+        layer.lora_B["default"].weight.mul_(-2.0)
+        expected = layer(x)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+        # Disabled adapters (PPO's reference model): the base layer alone.
+        with model.disable_adapter():
+            base = layer(x)
+    torch.testing.assert_close(base, layer.base_layer(x.clone()), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(base, expected, atol=1e-3)
+    # Dropout in effect (train mode): peft's forward, which applies it.
+    layer.lora_dropout["default"] = torch.nn.Dropout(0.5).train()
+    with torch.inference_mode():
+        assert fast._merged_adapters(layer, x) == []
+    # `reference` removes the merged forward too.
+    fast.install(model, "reference")
+    assert "forward" not in layer.__dict__ and fast.packed_layers(model) == 0
 
 
 def test_precision_is_validated_with_a_clear_error(causal_path):
