@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH_PIN ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 
-.PHONY: setup system-deps demo test lint bench clean help
+.PHONY: setup system-deps demo test lint bench llama-cpp clean help
 
 help:
 	@echo "make demo   set up .venv and run the demo on the embedded defaults (writes $(DEMO_OUT)/)"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make bench  run the benchmark scripts (JSON on stdout)"
+	@echo "make llama-cpp  build llama.cpp's server, the optional reference of bench_policies.py"
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,22 @@ lint: setup
 
 bench: setup
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+
+# Optional: llama.cpp's server, the reference `benchmarks/bench_policies.py` compares with
+# (it serves the very GGUF the embedded model ships as). Needs cmake, a C++ compiler and the
+# network once (the llama.cpp sources come with the llama-cpp-python sdist); not part of
+# `make test` or `make demo`. About 15 minutes on 2 cores.
+LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
+LLAMA_DIR := .cache/llama.cpp
+llama-cpp: setup
+	mkdir -p $(LLAMA_DIR)
+	$(BIN)/python -m pip download --quiet --no-deps -d $(LLAMA_DIR) "$(LLAMA_CPP_PYTHON)"
+	tar xzf $(LLAMA_DIR)/llama_cpp_python-*.tar.gz -C $(LLAMA_DIR)
+	cmake -S $$(ls -d $(LLAMA_DIR)/llama_cpp_python-*/vendor/llama.cpp | head -1) -B $(LLAMA_DIR)/build \
+	  -G "$$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')" \
+	  -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+	cmake --build $(LLAMA_DIR)/build -j --target llama-server
+	@echo "built $(LLAMA_DIR)/build/bin/llama-server (bench_policies.py finds it there)"
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

