@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -11,6 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
 from openvirl.training.study import (  # noqa: E402
+    _ppo_config,
     distinct_problem_seeds,
     load_study_config,
     run_study,
@@ -57,6 +59,13 @@ def test_presets_load_and_validate():
         load_study_config("gp-l", "huge")
     with pytest.raises(ValueError, match="eval_updates"):
         load_study_config("gp-l", "smoke", ["eval_updates=[9]"])
+    # One precision for evaluation and rollouts, checked before anything loads.
+    with pytest.raises(ValueError, match="precision"):
+        load_study_config("gp-l", "smoke", ["precision=bf17"])
+    fast = load_study_config("gp-l", "quick", ["precision=bf16"])
+    ppo = _ppo_config(fast, Path("init"), 0.0, Path("rl"), 1, 1e-5)
+    assert fast.precision == "bf16" and ppo.precision == "bf16"
+    assert _ppo_config(quick, Path("init"), 0.0, Path("rl"), 1, 1e-5).precision is None
 
 
 def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
@@ -168,7 +177,6 @@ def test_paper_preset_launches_stages_with_accelerate(tmp_path, monkeypatch):
 
 def test_readme_names_the_model_the_smoke_preset_trains():
     """The README once called the smoke preset "a tiny model" while it trains Gemma-3-270M."""
-    from pathlib import Path
 
     from openvirl.policies.embedded import is_embedded_name
 
@@ -182,7 +190,6 @@ def test_readme_names_the_model_the_smoke_preset_trains():
 
 def test_seeds_repeat_the_study_and_report_the_spread(tmp_path, monkeypatch):
     """`--seeds 3`: one folder per seed, mean and spread across seeds beside each seed."""
-    from pathlib import Path
 
     from openvirl.training import study as study_module
     from openvirl.training.study import EvalPoint, StudyResult, run_seeds

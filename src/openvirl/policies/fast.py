@@ -395,7 +395,7 @@ def _merged_adapters(module: Any, x: torch.Tensor) -> list[tuple[nn.Linear, nn.L
         return []
     adapters = []
     for name in module.active_adapters:
-        if name not in module.lora_A.keys():
+        if name not in module.lora_A:
             continue
         a, b, dropout = module.lora_A[name], module.lora_B[name], module.lora_dropout[name]
         if (

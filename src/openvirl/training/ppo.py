@@ -145,6 +145,9 @@ class PPOConfig:
     """longest answer in tokens (paper: 512)"""
     temperature: float = 0.2
     """sampling temperature, also used to score log-probabilities (paper: 0.2)"""
+    precision: str | None = None
+    """CPU precision of the rollouts (`hf` policy's `precision`; None: the model's default,
+    the exact ``shortlist`` for the embedded model; ``bf16`` is faster, see the README)"""
     learning_rate: float = 1e-5
     """learning rate of the model (paper, full FT: 1e-6)"""
     value_learning_rate: float | None = None
@@ -208,6 +211,10 @@ class PPOConfig:
     varying lengths, so the buffer does)"""
 
     def __post_init__(self) -> None:
+        if self.precision is not None:
+            from openvirl.policies.fast import check_precision
+
+            check_precision(self.precision)
         if self.temperature <= 0:
             raise ValueError(
                 f"`temperature` must be > 0 for PPO (got {self.temperature}): greedy decoding "
@@ -891,7 +898,13 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     device = accelerator.device
     params = count_parameters(model)  # before the reference adapter: N is the policy's
     chat_template = config.chat_template if config.chat_template is not None else chat_default
-    policy = HFPolicy(model, processor, name=config.exp_name, chat_template=chat_template)
+    policy = HFPolicy(
+        model,
+        processor,
+        name=config.exp_name,
+        chat_template=chat_template,
+        precision=config.precision,
+    )
     tokenizer = policy.tokenizer
     text_config = (
         model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
