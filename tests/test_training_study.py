@@ -15,7 +15,9 @@ from openvirl.training.study import (  # noqa: E402
     _ppo_config,
     distinct_problem_seeds,
     load_study_config,
+    restart_sft_run_past,
     run_study,
+    sft_run_steps,
 )
 from tiny_models import tiny_causal_lm  # noqa: E402
 
@@ -225,3 +227,18 @@ def test_seeds_repeat_the_study_and_report_the_spread(tmp_path, monkeypatch):
     assert (tmp_path / "s" / "seeds.json").is_file()
     with pytest.raises(ValueError, match="seeds"):
         run_seeds(config, 0)
+
+
+def test_sft_branch_restarts_when_a_resumed_study_asks_for_an_earlier_point(tmp_path):
+    run = tmp_path / "run"
+    assert sft_run_steps(run) is None and not restart_sft_run_past(run, 5)
+    (run / "final").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"steps": 43}), encoding="utf-8")
+    assert sft_run_steps(run) == 43
+    assert not restart_sft_run_past(run, 43) and not restart_sft_run_past(run, 50)
+    assert run.exists()  # at or before the point: resuming continues it
+    assert restart_sft_run_past(run, 41)
+    assert not run.exists()  # past it: the later weights must not be labelled step 41
+    run.mkdir()
+    (run / "summary.json").write_text("{not json", encoding="utf-8")
+    assert sft_run_steps(run) is None

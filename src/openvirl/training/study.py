@@ -827,6 +827,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         point_dir = sft_dir / "points" / f"step-{steps:06d}"
         if not (study.resume and _complete(point_dir)):
             _log(f"SFT branch: to step {steps} (RL update {update})")
+            restart_sft_run_past(sft_dir / "run", steps)
             options: dict[str, Any] = {
                 "output_dir": str(sft_dir / "run"),
                 "max_steps": steps,
@@ -847,6 +848,12 @@ def run_study(study: StudyConfig) -> StudyResult:
             else:
                 options["model"] = str(init_dir / "final")
             _run_training("sft", _sft_config(study, **options), study)
+            trained = sft_run_steps(sft_dir / "run")
+            if trained != steps:
+                raise RuntimeError(
+                    f"the SFT branch stopped at step {trained}, not {steps}; delete "
+                    f"{sft_dir / 'run'} and run the study again."
+                )
             if point_dir.exists():
                 shutil.rmtree(point_dir)
             shutil.copytree(sft_dir / "run" / "final", point_dir)
@@ -904,6 +911,34 @@ def run_study(study: StudyConfig) -> StudyResult:
         study_markdown(study, points, deltas, all_sessions, versus), "utf-8"
     )
     return result
+
+
+def sft_run_steps(run_dir: Path) -> int | None:
+    """Optimizer steps the SFT branch's run folder has finished (None: no finished run)."""
+    summary = run_dir / "summary.json"
+    if not summary.exists():
+        return None
+    try:
+        return int(json.loads(summary.read_text(encoding="utf-8"))["steps"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def restart_sft_run_past(run_dir: Path, steps: int) -> bool:
+    """Delete the SFT branch's run folder when it has trained past `steps`; True if it did.
+
+    The branch trains in segments that resume one run up to each compute point. A study
+    resumed after its RL compute points moved (new code, another learning rate) can ask for a
+    point below where the run already is: resuming would keep the later weights and label
+    them with the earlier step (the run keeps only its last checkpoint). Training the branch
+    again from the Init is the only way to get the weights of that step.
+    """
+    trained = sft_run_steps(run_dir)
+    if trained is None or trained <= steps:
+        return False
+    _log(f"SFT branch: the run is at step {trained}, past {steps}; training it again")
+    shutil.rmtree(run_dir)
+    return True
 
 
 def _ppo_config(
