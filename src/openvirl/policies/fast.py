@@ -380,16 +380,10 @@ def _merged_adapters(module: Any, x: torch.Tensor) -> list[tuple[nn.Linear, nn.L
     base = module.base_layer
     weight = base.weight
     if (
-        not torch.is_inference_mode_enabled()
+        not _packable(weight, x)
         or module.disable_adapters
         or module.merged
         or getattr(module, "fan_in_fan_out", False)
-        or x.device.type != "cpu"
-        or weight.device.type != "cpu"
-        or weight.dtype not in (torch.float32, torch.bfloat16)
-        or x.dtype != weight.dtype
-        or x.numel() == 0
-        or weight.numel() < MIN_PACKED_WEIGHTS
         or x.reshape(-1, x.shape[-1]).shape[0] < MIN_PACKED_ROWS
     ):
         return []
@@ -445,10 +439,14 @@ def _fast_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) ->
     precision = getattr(base, _PRECISION_ATTR, "fp32")
     precision = "bf16" if precision == "bf16" else "fp32"
     packed = _merged_packed_weight(self, adapters, precision)
+    return _packed_product(x, packed, base.bias)
+
+
+def _packed_product(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> Any:
+    """``x @ W.T + bias`` through a packed weight, in the packed dtype, back in `x`'s."""
     rows = x.reshape(-1, x.shape[-1])
     if packed.dtype != rows.dtype:
         rows = rows.to(packed.dtype)
-    bias = base.bias
     if bias is not None and bias.dtype != packed.dtype:
         bias = bias.to(packed.dtype)
     out = torch.ops.mkldnn._linear_pointwise(rows.contiguous(), packed, bias, "none", [], "")
@@ -533,18 +531,23 @@ def _shortlist_logits(
     return approx
 
 
+def _packable(weight: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether a product of `x` with `weight` may take a packed kernel: inference mode, CPU,
+    a float32 or bfloat16 weight of `x`'s dtype and at least `MIN_PACKED_WEIGHTS` elements."""
+    return (
+        torch.is_inference_mode_enabled()
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and weight.dtype in (torch.float32, torch.bfloat16)
+        and x.dtype == weight.dtype
+        and x.numel() > 0
+        and weight.numel() >= MIN_PACKED_WEIGHTS
+    )
+
+
 def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
     """`nn.Linear.forward`, through the packed weight when inferring on CPU (see the module)."""
-    weight = self.weight
-    if (
-        not torch.is_inference_mode_enabled()
-        or x.device.type != "cpu"
-        or weight.device.type != "cpu"
-        or weight.dtype not in (torch.float32, torch.bfloat16)
-        or x.dtype != weight.dtype
-        or x.numel() == 0
-        or weight.numel() < MIN_PACKED_WEIGHTS
-    ):
+    if not _packable(self.weight, x):
         return nn.Linear.forward(self, x)
     rows = x.reshape(-1, x.shape[-1])
     shortlist = getattr(self, _PRECISION_ATTR) == "shortlist"
@@ -555,14 +558,7 @@ def _fast_forward(self: nn.Linear, x: torch.Tensor) -> Any:
             return logits.reshape(*x.shape[:-1], logits.shape[-1])
     if rows.shape[0] < MIN_PACKED_ROWS:
         return nn.Linear.forward(self, x)
-    packed = _packed_weight(self, "fp32" if shortlist else None)
-    if packed.dtype != rows.dtype:
-        rows = rows.to(packed.dtype)
-    bias = self.bias
-    if bias is not None and bias.dtype != packed.dtype:
-        bias = bias.to(packed.dtype)
-    out = torch.ops.mkldnn._linear_pointwise(rows.contiguous(), packed, bias, "none", [], "")
-    return out.to(x.dtype).reshape(*x.shape[:-1], out.shape[-1])
+    return _packed_product(x, _packed_weight(self, "fp32" if shortlist else None), self.bias)
 
 
 __all__ = [
