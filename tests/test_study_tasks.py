@@ -255,3 +255,42 @@ def test_evaluation_envs_share_each_loaded_city():
     for env in (a, c):
         env.reset(seed=3, options={"route_index": 7})
     assert a.unwrapped.messages() == c.unwrapped.messages()
+
+
+def test_resuming_a_folder_with_other_settings_fails_in_one_line(tmp_path, models):
+    """Finished stages are reused on resume, so a folder trained with other settings (here
+    another Init length) must not be resumed under the new ones; where and how it runs may
+    change."""
+    from openvirl.training.config import save_config
+    from openvirl.training.study import check_resume_settings
+
+    text_model, _ = models
+    out = tmp_path / "study"
+    base = ["--model", str(text_model)]
+    first = load_study_config("gp-l", "smoke", [f"model={text_model}"], out=out)
+    out.mkdir()
+    save_config(first, out / "study-config.yaml")
+    check_resume_settings(first)  # the same settings: fine
+    moved = load_study_config("gp-l", "smoke", [f"model={text_model}", "threads=1"], out=out)
+    check_resume_settings(moved)  # threads, out and the launcher may change
+    changed = load_study_config("gp-l", "smoke", [f"model={text_model}", "init_steps=9"], out=out)
+    with pytest.raises(ValueError, match="init_steps"):
+        check_resume_settings(changed)
+    fresh = load_study_config(
+        "gp-l", "smoke", [f"model={text_model}", "init_steps=9"], out=out, resume=False
+    )
+    check_resume_settings(fresh)  # --no-resume starts over
+    runner = CliRunner()
+    # With --seeds 2 the seed folders are checked: the second one holds the other settings.
+    second = load_study_config("gp-l", "smoke", [f"model={text_model}"], out=out)
+    second.seed += 1
+    (out / f"seed-{second.seed}").mkdir()
+    save_config(second, out / f"seed-{second.seed}" / "study-config.yaml")
+    for seeds in ("1", "2"):
+        args = ["study", "--task", "gp-l", "--preset", "smoke", *base, "--out", str(out)]
+        result = runner.invoke(app, [*args, "--seeds", seeds, "init_steps=9"])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "init_steps" in lines[0] and "--no-resume" in lines[0], lines
+        assert not (out / "init").exists()  # nothing trained
+        assert not (out / f"seed-{first.seed}" / "init").exists()

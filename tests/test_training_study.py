@@ -15,7 +15,7 @@ from openvirl.training.study import (  # noqa: E402
     _ppo_config,
     distinct_problem_seeds,
     load_study_config,
-    restart_sft_run_past,
+    restart_stale_sft_branch,
     run_study,
     sft_run_steps,
 )
@@ -230,15 +230,29 @@ def test_seeds_repeat_the_study_and_report_the_spread(tmp_path, monkeypatch):
 
 
 def test_sft_branch_restarts_when_a_resumed_study_asks_for_an_earlier_point(tmp_path):
-    run = tmp_path / "run"
-    assert sft_run_steps(run) is None and not restart_sft_run_past(run, 5)
-    (run / "final").mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"steps": 43}), encoding="utf-8")
+    sft, evals = tmp_path / "sft", tmp_path / "eval"
+    run = sft / "run"
+
+    def trained(steps: int, schedule: int) -> None:
+        for folder in (run / "final", sft / "points" / f"step-{steps:06d}", evals / "init-x"):
+            folder.mkdir(parents=True, exist_ok=True)
+        (evals / f"sft-s{steps}-id").mkdir(exist_ok=True)
+        (run / "summary.json").write_text(json.dumps({"steps": steps}), encoding="utf-8")
+        (run / "config.yaml").write_text(f"schedule_steps: {schedule}\n", encoding="utf-8")
+
+    assert sft_run_steps(run) is None and not restart_stale_sft_branch(sft, evals, 5, 5)
+    trained(43, 43)
     assert sft_run_steps(run) == 43
-    assert not restart_sft_run_past(run, 43) and not restart_sft_run_past(run, 50)
-    assert run.exists()  # at or before the point: resuming continues it
-    assert restart_sft_run_past(run, 41)
-    assert not run.exists()  # past it: the later weights must not be labelled step 41
-    run.mkdir()
+    assert not restart_stale_sft_branch(sft, evals, 43, 43)
+    assert run.exists()  # at its point on its schedule: resuming continues it
+    # Past the point: the later weights must not be labelled step 41.
+    assert restart_stale_sft_branch(sft, evals, 41, 41)
+    assert not run.exists() and not (sft / "points").exists()
+    assert not (evals / "sft-s43-id").exists() and (evals / "init-x").exists()
+    # Before the point but begun on another schedule: two schedules must not mix.
+    trained(41, 41)
+    assert restart_stale_sft_branch(sft, evals, 43, 43) and not run.exists()
+    trained(20, 43)  # a first segment of the same schedule: continue it
+    assert not restart_stale_sft_branch(sft, evals, 43, 43) and run.exists()
     (run / "summary.json").write_text("{not json", encoding="utf-8")
     assert sft_run_steps(run) is None

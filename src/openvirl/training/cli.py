@@ -212,7 +212,13 @@ def study_command(
     """Init by SFT, then more SFT vs RL at matching compute; ID/OOD curves, plots, deltas."""
     from rich.console import Console
 
-    from openvirl.training.study import check_model_fits, load_study_config, run_seeds
+    from openvirl.training.study import (
+        check_model_fits,
+        check_resume_settings,
+        load_study_config,
+        run_seeds,
+        seed_studies,
+    )
     from openvirl.training.study_all import load_all_configs, run_all
 
     extra = list(overrides or [])
@@ -223,10 +229,15 @@ def study_command(
     console = Console()
     try:
         if task == "all":
-            load_all_configs(preset, extra, out=out, resume=resume)  # every model, up front
+            # every model and every folder's settings, up front
+            for config in load_all_configs(preset, extra, out=out, resume=resume):
+                for one in seed_studies(config, seeds):
+                    check_resume_settings(one)
         else:
             config = load_study_config(task, preset, extra, out=out, resume=resume)
             check_model_fits(config)
+            for one in seed_studies(config, seeds):
+                check_resume_settings(one)  # before anything trains, as one line
     except (ValueError, FileNotFoundError) as exc:
         # one line: a wrong task, preset, option or model is a user mistake, not a crash
         typer.echo(f"Error: {exc}", err=True)

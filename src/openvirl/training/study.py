@@ -745,6 +745,7 @@ def run_study(study: StudyConfig) -> StudyResult:
 
         torch.set_num_threads(study.threads)
     check_model_fits(study)
+    check_resume_settings(study)
     out = study.folder
     out.mkdir(parents=True, exist_ok=True)
     save_config(study, out / "study-config.yaml")
@@ -827,7 +828,7 @@ def run_study(study: StudyConfig) -> StudyResult:
         point_dir = sft_dir / "points" / f"step-{steps:06d}"
         if not (study.resume and _complete(point_dir)):
             _log(f"SFT branch: to step {steps} (RL update {update})")
-            restart_sft_run_past(sft_dir / "run", steps)
+            restart_stale_sft_branch(sft_dir, out / "eval", steps, total_steps)
             options: dict[str, Any] = {
                 "output_dir": str(sft_dir / "run"),
                 "max_steps": steps,
@@ -924,21 +925,45 @@ def sft_run_steps(run_dir: Path) -> int | None:
         return None
 
 
-def restart_sft_run_past(run_dir: Path, steps: int) -> bool:
-    """Delete the SFT branch's run folder when it has trained past `steps`; True if it did.
+def restart_stale_sft_branch(sft_dir: Path, eval_dir: Path, steps: int, schedule: int) -> bool:
+    """Delete the SFT branch (its run, its points and their evaluations) when its run cannot
+    be continued to `steps` on a `schedule`-step schedule; True if it did.
 
-    The branch trains in segments that resume one run up to each compute point. A study
-    resumed after its RL compute points moved (new code, another learning rate) can ask for a
-    point below where the run already is: resuming would keep the later weights and label
-    them with the earlier step (the run keeps only its last checkpoint). Training the branch
-    again from the Init is the only way to get the weights of that step.
+    The branch trains in segments that resume one run up to each compute point, all on one
+    learning-rate schedule ending at the last point. A study resumed after its RL compute
+    points moved (new code, another RL learning rate) asks for other points: resuming a run
+    already past `steps` would label its later weights with the earlier step (the run keeps
+    only its last checkpoint), and a run begun on another schedule would mix two schedules.
+    Training the branch again from the Init is the only way to get the right weights, and
+    the points and evaluations made from the old run go with it.
     """
+    run_dir = sft_dir / "run"
     trained = sft_run_steps(run_dir)
-    if trained is None or trained <= steps:
+    if trained is None:
         return False
-    _log(f"SFT branch: the run is at step {trained}, past {steps}; training it again")
+    saved = _saved_schedule(run_dir)
+    if trained <= steps and saved in (None, schedule):
+        return False
+    _log(
+        f"SFT branch: the run is at step {trained} of a {saved}-step schedule; step {steps} "
+        f"of {schedule} needs it trained again"
+    )
     shutil.rmtree(run_dir)
+    shutil.rmtree(sft_dir / "points", ignore_errors=True)
+    for stale in eval_dir.glob("sft-*") if eval_dir.exists() else []:
+        shutil.rmtree(stale)
     return True
+
+
+def _saved_schedule(run_dir: Path) -> int | None:
+    """The `schedule_steps` the SFT run was started with (its `config.yaml`), if recorded."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        return int(saved["schedule_steps"]) if saved.get("schedule_steps") else None
+    except (OSError, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def _ppo_config(
@@ -1218,6 +1243,61 @@ def check_model_fits(study: StudyConfig) -> None:
         )
 
 
+RESUME_FREE_FIELDS = ("resume", "out", "threads", "launcher")
+"""Study options that may change between a run and its resumption: where and how it runs,
+not what it trains or measures."""
+
+
+def seed_studies(study: StudyConfig, n_seeds: int) -> list[StudyConfig]:
+    """The per-seed configs of ``--seeds n_seeds`` (the study itself when 1)."""
+    from dataclasses import replace
+
+    if n_seeds < 1:
+        raise ValueError(f"`--seeds` must be >= 1, got {n_seeds}.")
+    if n_seeds == 1:
+        return [study]
+    return [
+        replace(study, seed=study.seed + k, out=str(study.folder / f"seed-{study.seed + k}"))
+        for k in range(n_seeds)
+    ]
+
+
+def check_resume_settings(study: StudyConfig) -> None:
+    """Refuse to resume a study folder that holds a run with other settings.
+
+    Resuming reuses every finished stage and evaluation found in the folder; with another
+    learning rate, split, model or step count those results would be reported under settings
+    they were not made with. `study-config.yaml` records the settings of the run in the
+    folder; any difference outside `RESUME_FREE_FIELDS` raises a `ValueError` that names it.
+    """
+    import yaml
+
+    from openvirl.training.config import config_to_dict
+
+    saved_path = study.folder / "study-config.yaml"
+    if not study.resume or not saved_path.exists():
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{saved_path} is not readable YAML ({exc}); use another --out.") from None
+    current = json.loads(json.dumps(config_to_dict(study), default=str))
+    saved = json.loads(json.dumps(saved, default=str))
+    # Options only one side has (added or removed by another openvirl version) are skipped.
+    changed = [
+        key
+        for key in sorted(set(saved) & set(current))
+        if key not in RESUME_FREE_FIELDS and saved[key] != current[key]
+    ]
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
+        raise ValueError(
+            f"{study.folder} holds a study run with other settings ({details}); resuming "
+            "would report its finished stages under the new ones. Use another --out, or "
+            "--no-resume to start over there."
+        )
+
+
 def run_seeds(study: StudyConfig, n_seeds: int) -> tuple[list[StudyResult], dict[str, Any]]:
     """Repeat the whole study (Init included) with seeds ``seed, seed + 1, ...``.
 
@@ -1225,19 +1305,18 @@ def run_seeds(study: StudyConfig, n_seeds: int) -> tuple[list[StudyResult], dict
     ``seeds.json`` and ``seeds.md``: per checkpoint and split, the mean success across seeds
     and its spread (sample standard deviation, min and max) beside each seed's value.
     """
-    from dataclasses import replace
-
-    if n_seeds < 1:
-        raise ValueError(f"`--seeds` must be >= 1, got {n_seeds}.")
+    studies = seed_studies(study, n_seeds)
+    for one in studies:  # every folder, before anything trains
+        check_resume_settings(one)
     if n_seeds == 1:
         result = run_study(study)
         return [result], seed_summary([result], [study.seed])
     base = study.folder
-    seeds = [study.seed + k for k in range(n_seeds)]
+    seeds = [one.seed for one in studies]
     results = []
-    for seed in seeds:
-        _log(f"seed {seed} ({seeds.index(seed) + 1}/{n_seeds})")
-        results.append(run_study(replace(study, seed=seed, out=str(base / f"seed-{seed}"))))
+    for k, one in enumerate(studies):
+        _log(f"seed {one.seed} ({k + 1}/{n_seeds})")
+        results.append(run_study(one))
     summary = seed_summary(results, seeds)
     base.mkdir(parents=True, exist_ok=True)
     (base / "seeds.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", "utf-8")
