@@ -1283,14 +1283,23 @@ def check_resume_settings(study: StudyConfig) -> None:
         raise ValueError(f"{saved_path} is not readable YAML ({exc}); use another --out.") from None
     current = json.loads(json.dumps(config_to_dict(study), default=str))
     saved = json.loads(json.dumps(saved, default=str))
-    # Options only one side has (added or removed by another openvirl version) are skipped.
-    changed = [
-        key
-        for key in sorted(set(saved) & set(current))
-        if key not in RESUME_FREE_FIELDS and saved[key] != current[key]
-    ]
+    # Options only one side has (added or removed by another openvirl version) are skipped;
+    # option groups (``sft``, ``ppo``) are compared key by key, so the message names the key.
+    changed: list[str] = []
+    for key in sorted(set(saved) & set(current)):
+        old, new = saved[key], current[key]
+        if key in RESUME_FREE_FIELDS or old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [
+                f"{key}.{sub}: {old.get(sub)!r} -> {new.get(sub)!r}"
+                for sub in sorted(set(old) | set(new))
+                if old.get(sub) != new.get(sub)
+            ]
+        else:
+            changed.append(f"{key}: {old!r} -> {new!r}")
     if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
+        details = ", ".join(changed[:6])
         raise ValueError(
             f"{study.folder} holds a study run with other settings ({details}); resuming "
             "would report its finished stages under the new ones. Use another --out, or "
