@@ -194,26 +194,39 @@ def compare(
     out: dict[str, dict] = {}
     reference = answers[precisions[0]]
     for precision, items in runs.items():
-        rate = statistics.median(run["tokens"] / run["wall_s"] for run in items)
-        cpu_rate = statistics.median(run["tokens"] / run["cpu_s"] * threads for run in items)
         same = sum(a == b for a, b in zip(answers[precision], reference, strict=True))
-        out[precision] = {
-            "tokens_per_s": round(rate, 1),
-            "tokens_per_cpu_s_x_threads": round(cpu_rate, 1),
+        out[precision] = median_rates(items, threads)
+        out[precision] |= {
             "completion_tokens": items[0]["tokens"],
             "answers_identical_to_reference": f"{same}/{len(reference)}",
             **limit_fraction(
-                rate, batch, step_cost(model, precision), limits, step_cost(model, "fp32")
+                out[precision]["tokens_per_s"],
+                batch,
+                step_cost(model, precision),
+                limits,
+                step_cost(model, "fp32"),
             ),
         }
-    base = out[precisions[0]]
-    for precision in precisions[1:]:
-        rate = out[precision]["tokens_per_s"]
-        out[precision]["speedup_wall"] = round(rate / base["tokens_per_s"], 2)
-        out[precision]["speedup_cpu"] = round(
-            out[precision]["tokens_per_cpu_s_x_threads"] / base["tokens_per_cpu_s_x_threads"], 2
-        )
+    add_speedups(out, precisions)
     return out
+
+
+def median_rates(runs: list[dict], threads: int) -> dict:
+    """Median wall-time tokens/s of `runs`, and tokens per CPU second times `threads`."""
+    rate = statistics.median(run["tokens"] / run["wall_s"] for run in runs)
+    cpu_rate = statistics.median(run["tokens"] / run["cpu_s"] * threads for run in runs)
+    return {"tokens_per_s": round(rate, 1), "tokens_per_cpu_s_x_threads": round(cpu_rate, 1)}
+
+
+def add_speedups(out: dict, names: list[str]) -> None:
+    """Each of `names` after the first gets its wall and CPU speed-up over the first."""
+    base = out[names[0]]
+    for name in names[1:]:
+        entry = out[name]
+        entry["speedup_wall"] = round(entry["tokens_per_s"] / base["tokens_per_s"], 2)
+        entry["speedup_cpu"] = round(
+            entry["tokens_per_cpu_s_x_threads"] / base["tokens_per_cpu_s_x_threads"], 2
+        )
 
 
 ROLLOUT_SAMPLERS = (
@@ -293,21 +306,13 @@ def compare_rollouts(policy: HFPolicy, batch: int, repeats: int, temperature: fl
     fast.install(policy.model, policy.precision)
     threads = torch.get_num_threads()
     out: dict[str, dict] = {"temperature": temperature}
-    base = None
     for name in names:
-        items = runs[name]
-        rate = statistics.median(run["tokens"] / run["wall_s"] for run in items)
-        cpu_rate = statistics.median(run["tokens"] / run["cpu_s"] * threads for run in items)
-        entry = {"tokens_per_s": round(rate, 1), "tokens_per_cpu_s_x_threads": round(cpu_rate, 1)}
-        if base is None:
-            base = entry
-        else:
-            entry["speedup_wall"] = round(rate / base["tokens_per_s"], 2)
-            entry["speedup_cpu"] = round(cpu_rate / base["tokens_per_cpu_s_x_threads"], 2)
+        entry = median_rates(runs[name], threads)
         if name.endswith("gumbel") and name != "fp32+gumbel":
             same = sum(a == b for a, b in zip(samples[name], samples["fp32+gumbel"], strict=True))
             entry["samples_identical_to_fp32"] = f"{same}/{batch}"
         out[name] = entry
+    add_speedups(out, names)
     return out
 
 
@@ -355,14 +360,20 @@ def compare_llama_cpp(
         threads = str(torch.get_num_threads())
         command = [server, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port)]
         command += ["-np", str(batch), "-c", str(batch * 1024), "-t", threads, "-tb", threads]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The server's log goes to a file: an unread pipe fills up and stalls the server.
+        log = (Path(folder) / "llama-server.log").open("wb")
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        except OSError as exc:
+            log.close()
+            return {"skipped": f"cannot start {server}: {exc.strerror or exc}"}
         try:
             base = f"http://127.0.0.1:{port}"
             with httpx.Client(timeout=300) as client:
                 deadline = time.monotonic() + 120
                 while True:
                     if process.poll() is not None:
-                        error = process.stderr.read().decode(errors="replace")[-400:]
+                        error = Path(log.name).read_text(errors="replace")[-400:]
                         return {"skipped": f"llama-server exited: {error}"}
                     try:
                         if client.get(f"{base}/health").status_code == 200:
@@ -394,6 +405,7 @@ def compare_llama_cpp(
         finally:
             process.terminate()
             process.wait(timeout=30)
+            log.close()
     rate = statistics.median(rates)
     ours = {name: entry["tokens_per_s"] for name, entry in reference.items()}
     hf_answers = policy.act(requests(batch))
