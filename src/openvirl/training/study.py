@@ -848,8 +848,7 @@ def run_study(study: StudyConfig) -> StudyResult:
                 options["init_adapter"] = str(init_dir / "final")
             else:
                 options["model"] = str(init_dir / "final")
-            _run_training("sft", _sft_config(study, **options), study)
-            trained = sft_run_steps(sft_dir / "run")
+            trained = _run_training("sft", _sft_config(study, **options), study)["steps"]
             if trained != steps:
                 raise RuntimeError(
                     f"the SFT branch stopped at step {trained}, not {steps}; delete "
