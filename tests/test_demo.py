@@ -64,3 +64,24 @@ def test_a_policy_has_one_colour_in_every_plot() -> None:
     names = ["oracle", "oracle-after-2-wrong", "random", "gemma-3-270m"]
     assert len({policy_colour(n) for n in names}) == len(names)
     assert policy_colour("my-model") == policy_colour("my-model")
+
+
+def test_demo_stops_at_once_on_a_study_folder_made_with_other_settings(tmp_path) -> None:
+    """An older quick study in OUT/study: one line before any stage runs, not a traceback
+    half an hour in, and nothing of the old run is touched."""
+    import yaml
+
+    from openvirl.training.config import config_to_dict
+    from openvirl.training.study import load_study_config
+
+    out = tmp_path / "demo"
+    old = config_to_dict(load_study_config("gp-l", "quick", out=out / "study"))
+    old["init_steps"] = 12
+    (out / "study").mkdir(parents=True)
+    saved = out / "study" / "study-config.yaml"
+    saved.write_text(yaml.safe_dump(old))
+    before = saved.read_text()
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--hands", "2"])
+    assert result.exit_code == 2
+    assert "init_steps: 12 -> 30" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["study"] and saved.read_text() == before

@@ -39,6 +39,42 @@ def test_evaluation_plays_each_distinct_problem_once():
     assert few[1] == keys[:5] and few[2] < 50
 
 
+def test_rule_ood_problems_all_plays_every_ood_rule_hand():
+    """`rule_ood_problems=all` widens rule OOD to every solvable OOD-rule hand (no stage trains
+    on that rule) and leaves ID and training on their hashed sides."""
+    from itertools import combinations_with_replacement
+
+    from openvirl.envs.points.solver import solve
+    from openvirl.training.data import make_env_factory
+    from openvirl.training.study import _problem_origin
+
+    every = load_study_config("gp-l", "quick")
+    held = load_study_config("gp-l", "quick", ["rule_ood_problems=held-out"])
+    assert every.rule_ood_problems == "all" and held.rule_ood_problems == "held-out"
+    assert every.env_kwargs("ood", "test", 2)["split"] is None
+    assert held.env_kwargs("ood", "test", 2)["split"] == "test"
+    for side in ("train", "test"):  # ID evaluation and every training stage keep the split
+        assert every.split_kwargs("id", side, 2)["split"] == side
+        assert every.split_kwargs("train", "train", 1)["split"] == "train"
+    found = {}
+    for name, study in (("all", every), ("held-out", held)):
+        make = make_env_factory("openvirl/GeneralPoints-v0", study.env_kwargs("ood", "test", 2))
+        _, keys, _ = distinct_problem_seeds(make, 42, 200, 30, "ranks")
+        found[name] = set(keys)
+    # every rank multiset with a face card that reaches 12 under J/Q/K = 11/12/13
+    solvable = [
+        ranks
+        for ranks in combinations_with_replacement(range(1, 14), 3)
+        if max(ranks) > 10 and solve(list(ranks), 12)
+    ]
+    assert len(found["all"]) == len(solvable) > 4 * len(found["held-out"])
+    assert found["held-out"] < found["all"]
+    assert "never trained" in _problem_origin(every, "ood")
+    assert _problem_origin(every, "id") == _problem_origin(held, "ood") == "held-out"
+    with pytest.raises(ValueError, match="rule_ood_problems"):
+        load_study_config("gp-l", "smoke", ["rule_ood_problems=some"])
+
+
 def test_presets_load_and_validate():
     quick = load_study_config("gp-l", "quick")
     paper = load_study_config("gp-l", "paper")
@@ -74,6 +110,7 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
     model = tiny_causal_lm(tmp_path / "models")
     out = tmp_path / "study"
     overrides = [f"model={model}", "eval_episodes=6", "lr_sweep=[0.5,2]", "lr_sweep_episodes=3"]
+    overrides.append("rule_ood_problems=all")
     config = load_study_config("gp-l", "smoke", overrides, out=out)
     result = run_study(config)
     for name in ("study.json", "study.md", "study.png", "study-config.yaml"):
@@ -100,6 +137,11 @@ def test_smoke_study_runs_end_to_end_and_resumes(tmp_path):
         split = payload["splits"][rule]
         assert 1 <= split["distinct_problems"] == split["episodes_per_checkpoint"] <= 6
     assert "bootstrap over problems" in payload["statistics"] and "Intervals:" in text
+    # where the rule-OOD problems came from is stated in study.json and study.md
+    assert payload["protocol"]["rule_ood_problems"] == "all"
+    assert "never trained" in payload["splits"]["ood"]["problems_from"]
+    assert payload["splits"]["id"]["problems_from"] == "held-out"
+    assert "which no stage trains on" in payload["statistics"] and "never trained" in text
     assert len(payload["rl_vs_sft"]) == 2 and "RL minus SFT" in text
     assert (
         payload["protocol"]["data_seeds"]["rl_branch"]

@@ -200,6 +200,23 @@ def _hand_picture(out: Path, seed: int) -> None:
     obs["image"].save(out / "gp_vl_hand.png")
 
 
+def _check_study_folder(out: Path) -> None:
+    """Stop at once, in one line, when ``OUT/study`` holds a study made with other settings
+    (an older openvirl's quick preset, say): resuming would mix the two, and finding out after
+    the first stages would waste their minutes."""
+    from openvirl.training.study import check_resume_settings, load_study_config
+
+    try:
+        check_resume_settings(load_study_config("gp-l", "quick", out=out / "study"))
+    except ValueError as exc:
+        typer.echo(
+            f"error: {exc} For the demo: move {out / 'study'} away, or pass another --out "
+            "(make demo DEMO_OUT=...).",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 def _study_stage(out: Path, report: dict[str, Any], console: Any) -> list[str]:
     """Stage 3: the quick study into ``OUT/study`` (resumable); its summary section."""
     from openvirl.training.study import load_study_config, run_study
@@ -241,6 +258,8 @@ def demo_command(
     from rich.console import Console
 
     console = Console()
+    if not skip_study and model_hands > 0:
+        _check_study_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"seed": seed, "hands": hands, "stages": {}}
     sections = [

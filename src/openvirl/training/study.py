@@ -77,10 +77,12 @@ TASKS = tuple(STUDY_TASKS)
 PRESETS = ("quick", "paper", "smoke")
 
 RL_SEED_OFFSET = 2
-VAL_SEED_OFFSET = 1000
-"""Seed stream of the learning-rate sweep's validation problems (train side of the split)."""
 """The RL branch's hand stream is ``seed + 2`` (Init SFT: ``seed``, SFT branch: ``seed + 1``),
 so RL plays fresh training problems rather than replaying the Init's SFT examples."""
+VAL_SEED_OFFSET = 1000
+"""Seed stream of the learning-rate sweep's validation problems (train side of the split)."""
+RULE_OOD_PROBLEMS = ("held-out", "all")
+"""Where GeneralPoints' rule-OOD problems come from (`StudyConfig.rule_ood_problems`)."""
 
 
 @dataclass
@@ -159,6 +161,15 @@ class StudyConfig:
         metadata={
             "help": "Held-out unit of hands: 'values' (strict: unseen arithmetic) or 'ranks' "
             "(the paper's ID: unseen prompts, whose problems may have been trained)."
+        },
+    )
+    rule_ood_problems: str = field(
+        default="held-out",
+        metadata={
+            "help": "GeneralPoints rule-OOD problems: 'held-out' (the test side of the hashed "
+            "split, like ID) or 'all' (every solvable hand under the OOD rule: no OOD-rule "
+            "problem is ever trained, so the whole space is unseen; more problems, tighter "
+            "intervals, though most card lists were seen under the ID rule)."
         },
     )
     train_max_attempts: int = field(
@@ -273,6 +284,11 @@ class StudyConfig:
 
         if self.split_by not in SPLIT_UNITS:
             raise ValueError(f"`split_by` must be one of {SPLIT_UNITS}, got {self.split_by!r}.")
+        if self.rule_ood_problems not in RULE_OOD_PROBLEMS:
+            raise ValueError(
+                f"`rule_ood_problems` must be one of {RULE_OOD_PROBLEMS}, got "
+                f"{self.rule_ood_problems!r}."
+            )
         if self.init_steps < 1:
             raise ValueError(f"`init_steps` must be >= 1, got {self.init_steps}.")
 
@@ -295,9 +311,10 @@ class StudyConfig:
     def env_kwargs(self, rule: str, split: str, max_attempts: int) -> dict[str, Any]:
         """GeneralPoints options of a rule and side (with the hand difficulty knobs); the
         VL and navigation tasks add theirs in `split_kwargs`."""
+        every_ood = rule == "ood" and split == "test" and self.rule_ood_problems == "all"
         kwargs: dict[str, Any] = {
             "rule": rule,
-            "split": split,
+            "split": None if every_ood else split,
             "target": self.target,
             "max_attempts": max_attempts,
         }
@@ -893,6 +910,7 @@ def run_study(study: StudyConfig) -> StudyResult:
                 "rl_branch": study.seed + RL_SEED_OFFSET,
             },
             "training_split": "train (same hashed split for every stage)",
+            "rule_ood_problems": study.rule_ood_problems,
         },
         "points": [_point_json(p) for p in points],
         "deltas": deltas,
@@ -1116,13 +1134,27 @@ def statistics_statement(study: StudyConfig) -> str:
         )
     return (
         "Each split is evaluated on distinct held-out problems, each played once (a problem is "
-        f"the multiset of card {study.split_by} plus target and rule). Success intervals: "
+        f"the multiset of card {study.split_by} plus target and rule"
+        + (
+            "; rule OOD plays every solvable hand under the OOD rule, which no stage trains on"
+            if study.rule_ood_problems == "all"
+            else ""
+        )
+        + "). Success intervals: "
         f"percentile bootstrap over problems ({study.bootstrap_resamples} resamples, seed "
         f"{study.seed}), exact Clopper-Pearson when every problem has the same outcome. Deltas "
         "(branch vs Init, RL vs SFT at matched compute): paired bootstrap over problems of the "
         "per-problem difference; when every problem's difference is zero the interval is the "
         "exact Clopper-Pearson bound on the share of discordant problems (never [0, 0])."
     )
+
+
+def _problem_origin(study: StudyConfig, split: str) -> str:
+    """Where a split's problems come from, in the report's words."""
+    every = study.task_spec.family == "points" and study.rule_ood_problems == "all"
+    if every and study.task_spec.split(split).kind == "rule":
+        return "OOD-rule (every solvable hand; the OOD rule is never trained)"
+    return "held-out"
 
 
 def _split_summary(
@@ -1154,6 +1186,8 @@ def _split_summary(
             "interval_method": p.ci_method,
             "checkpoints": {},
         }
+        if study is not None:
+            out[p.rule]["problems_from"] = _problem_origin(study, p.rule)
         if navigation and study is not None:
             out[p.rule]["per_step_interval_method"] = RATIO_METHOD.format(
                 resamples=study.bootstrap_resamples, seed=study.seed
@@ -1656,7 +1690,7 @@ def study_markdown(
     unit = "hands" if gp else "routes"
     split_lines = [
         f"- {rule.upper()} split ({task.split(rule).label if rule in init else rule}): "
-        f"{p.n_problems or len(p.successes)} distinct held-out problems "
+        f"{p.n_problems or len(p.successes)} distinct {_problem_origin(study, rule)} problems "
         f"({p.dealt} {unit} dealt to find them), {p.episodes or len(p.successes)} episodes per "
         "checkpoint (each problem once)."
         for rule, p in ((r, init[r]) for r in splits if r in init)
