@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +235,17 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, model_path):
     assert [h["losses/value_loss"] for h in resumed.history] == [
         full.history[1]["losses/value_loss"]
     ]
+    # A checkpoint without optimizer state (what a DeepSpeed ZeRO run writes: its optimizer
+    # is partitioned in DeepSpeed's format) resumes with a warning and fresh Adam moments.
+    step = latest_checkpoint(tmp_path / "cut" / "checkpoints")
+    assert step.name == "step-00000002"
+    assert json.loads((step / "state.json").read_text())["optimizer_saved"] is True
+    shutil.rmtree(step)  # back to the cut at update 1 (the tests keep every checkpoint)
+    (step.parent / "step-00000001" / "optimizer.pt").unlink()
+    with pytest.warns(UserWarning, match="without optimizer state"):
+        bare = train_ppo(_config(model_path, tmp_path / "cut", resume=True, lr_max_updates=2))
+    assert bare.updates == 2 and bare.flops == full.flops
+    assert len(bare.history) == 1 and np.isfinite(bare.history[0]["losses/value_loss"])
 
 
 @pytest.mark.slow

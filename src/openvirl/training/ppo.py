@@ -69,6 +69,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -877,6 +878,11 @@ def train_ppo(config: PPOConfig) -> PPOResult:
         plugin.deepspeed_config.update(
             fill_deepspeed_config(plugin.deepspeed_config, deepspeed_settings(config, world))
         )
+    # Under DeepSpeed ZeRO the prepared optimizer holds this rank's partition of Adam's state
+    # in DeepSpeed's own format, which torch's AdamW cannot load on resume; checkpoints then
+    # leave it out and a resumed run restarts Adam's moments (weights, value head, schedule,
+    # RNG and FLOPs still resume). Plain and DDP runs save and restore it in full.
+    saves_optimizer = plugin is None
 
     # TRY NOT TO MODIFY: seeding (answers are sampled with per-episode generators)
     random.seed(config.seed + rank)
@@ -939,10 +945,17 @@ def train_ppo(config: PPOConfig) -> PPOResult:
     resume_from = latest_checkpoint(checkpoints) if config.resume else None
     logger = main_process_logger(out, config, main=is_main)
     if resume_from is not None:
+        restores_optimizer = saves_optimizer and (resume_from / "optimizer.pt").is_file()
+        if not restores_optimizer and is_main:
+            warnings.warn(
+                f"resuming from {resume_from} without optimizer state (none saved under "
+                "DeepSpeed ZeRO, or not restorable there): Adam's moments start afresh.",
+                stacklevel=2,
+            )
         state = load_checkpoint(
             resume_from,
             model=model,
-            optimizer=optimizer,
+            optimizer=optimizer if restores_optimizer else None,
             scheduler=scheduler,
             modules={"value_head": value_head},
         )
@@ -1283,7 +1296,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                 update,
                 model=model,
                 processor=processor,
-                optimizer=optimizer,
+                optimizer=optimizer if saves_optimizer else None,
                 scheduler=scheduler,
                 modules={"value_head": value_head},
                 adapters=_policy_adapter(model).get("selected_adapters"),
@@ -1291,6 +1304,7 @@ def train_ppo(config: PPOConfig) -> PPOResult:
                     "update": update,
                     "episodes_done": update * config.episodes_per_update,
                     "flops": flops.to_dict(),
+                    "optimizer_saved": saves_optimizer,
                 },
                 keep_last=config.keep_last,
             )
