@@ -1696,10 +1696,12 @@ def study_markdown(
         for rule, p in ((r, init[r]) for r in splits if r in init)
     ]
     if gp:
+        every_ood = "; rule OOD: every solvable OOD-rule hand"
+        every_ood = every_ood if study.rule_ood_problems == "all" else ""
         setup = (
             f"target {study.target}, {study.n_cards} cards of ranks {study.ranks[0]}-"
             f"{study.ranks[1]}, up to {study.eval_episodes} distinct held-out problems per "
-            f"split (held out by {study.split_by[:-1]} multiset), "
+            f"split (held out by {study.split_by[:-1]} multiset{every_ood}), "
         )
     else:
         setup = f"up to {study.eval_episodes} distinct held-out routes per split, "
