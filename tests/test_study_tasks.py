@@ -46,6 +46,10 @@ def test_every_task_has_three_presets_with_its_splits_and_envs():
     assert vl.split_kwargs("ood", "test", 2)["rule"] == "ood"
     assert vl.split_kwargs("visual", "test", 2)["suits"] == "red"
     assert vl.split_kwargs("visual", "test", 2)["rule"] == "id"
+    # the quick GP-VL preset plays every OOD-rule hand; visual OOD keeps the held-out side
+    quick_vl = load_study_config("gp-vl", "quick")
+    assert quick_vl.split_kwargs("ood", "test", 2)["split"] is None
+    assert quick_vl.split_kwargs("visual", "test", 2)["split"] == "test"
     # Navigation: train routes absolute, ID absolute, rule OOD relative, visual OOD new cities
     nav = load_study_config("nav-l", "smoke", ["splits=[id,ood,ood-hard]"])
     presets = {s: nav.split_kwargs(s, "test", 2)["preset"] for s in nav.splits}
