@@ -200,32 +200,34 @@ def _hand_picture(out: Path, seed: int) -> None:
     obs["image"].save(out / "gp_vl_hand.png")
 
 
-def _check_study_folder(out: Path) -> None:
-    """Stop at once, in one line, when ``OUT/study`` holds a study made with other settings
-    (an older openvirl's quick preset, say): resuming would mix the two, and finding out after
-    the first stages would waste their minutes."""
+def _quick_study(out: Path) -> Any:
+    """The config of stage 3, the quick study into ``OUT/study``, checked before any stage
+    runs: a folder holding a study made with other settings (an older openvirl's quick
+    preset, say) stops the demo at once, in one line, rather than after the first stages."""
     from openvirl.training.study import check_resume_settings, load_study_config
 
+    study = load_study_config("gp-l", "quick", out=out / "study")
     try:
-        check_resume_settings(load_study_config("gp-l", "quick", out=out / "study"))
+        check_resume_settings(study)
     except ValueError as exc:
         typer.echo(
-            f"error: {exc} For the demo: move {out / 'study'} away, or pass another --out "
+            f"error: {exc} For the demo: move {study.folder} away, or pass another --out "
             "(make demo DEMO_OUT=...).",
             err=True,
         )
         raise typer.Exit(2) from None
+    return study
 
 
-def _study_stage(out: Path, report: dict[str, Any], console: Any) -> list[str]:
-    """Stage 3: the quick study into ``OUT/study`` (resumable); its summary section."""
-    from openvirl.training.study import load_study_config, run_study
+def _study_stage(study: Any, report: dict[str, Any], console: Any) -> list[str]:
+    """Stage 3: the quick study (resumable); its summary section."""
+    from openvirl.training.study import run_study
 
     console.print(
         "Quick study: SFT Init, then more SFT vs PPO at matched compute "
         "(about 30 minutes on 2 CPU cores; --skip-study leaves it out)."
     )
-    result = run_study(load_study_config("gp-l", "quick", out=out / "study"))
+    result = run_study(study)
     report["study"] = {
         "folder": str(result.out),
         "deltas": result.deltas,
@@ -258,8 +260,8 @@ def demo_command(
     from rich.console import Console
 
     console = Console()
-    if not skip_study and model_hands > 0:
-        _check_study_folder(out)
+    # the study trains the embedded model too, so --model-hands 0 leaves it out as well
+    study = _quick_study(out) if not skip_study and model_hands > 0 else None
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"seed": seed, "hands": hands, "stages": {}}
     sections = [
@@ -334,8 +336,8 @@ def demo_command(
             "",
         ]
 
-    if not skip_study and model_hands > 0:  # the study trains the embedded model too
-        sections += _study_stage(out, report, console)
+    if study is not None:
+        sections += _study_stage(study, report, console)
 
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "summary.md").write_text("\n".join(sections) + "\n")
